@@ -43,3 +43,10 @@ std::unexpected<Error> wrap(const Error& inner, Parts&&... parts) {
 }
 
 }  // namespace driftwatch
+
+/// Unwraps a Result into `var`, or returns its error from the enclosing
+/// function (which must return a Result): `DW_TRY(status, reader.status(pid));`
+#define DW_TRY(var, expr)                                            \
+  auto var##_result_ = (expr);                                       \
+  if (!var##_result_) return std::unexpected(var##_result_.error()); \
+  auto var = std::move(*var##_result_)

@@ -23,7 +23,7 @@ enum class CgroupLayout { unified, hybrid, legacy };
 
 /// The limits of one cgroup. nullopt = unlimited ("max", or v1's huge value).
 struct CgroupLimits {
-  std::optional<int64_t> memory_max;   // bytes
+  std::optional<int64_t> memory_max;  // bytes
   std::optional<int64_t> pids_max;
   std::optional<std::string> cpu_max;  // "QUOTA PERIOD" as cgroup v2 writes it
 };

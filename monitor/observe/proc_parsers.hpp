@@ -61,8 +61,8 @@ struct MountEntry {
   uint32_t parent_id = 0;
   uint32_t major = 0;
   uint32_t minor = 0;
-  std::string root;         // root of the mount within its file system
-  std::string mount_point;  // relative to the process's root
+  std::string root;                        // root of the mount within its file system
+  std::string mount_point;                 // relative to the process's root
   std::vector<std::string> mount_options;  // per-mount: "ro"/"rw", "nosuid", …
   std::string fs_type;
   std::string source;
@@ -75,7 +75,7 @@ Result<std::vector<MountEntry>> parse_mountinfo(std::string_view text);
 /// ("4:memory:/path"; "1:name=systemd:/path" keeps the "name=systemd" key).
 /// A line listing several controllers ("3:cpu,cpuacct:/p") maps each.
 struct CgroupMembership {
-  std::optional<std::string> unified;  // v2 path, if the line is present
+  std::optional<std::string> unified;                   // v2 path, if the line is present
   std::vector<std::pair<std::string, std::string>> v1;  // controller -> path
   /// The v1 path of a controller, if it is bound to v1.
   std::optional<std::string> v1_path(std::string_view controller) const;

@@ -16,8 +16,8 @@
 namespace driftwatch::observe {
 
 /// The namespace kinds driftwatch compares, in projection order.
-inline constexpr const char* kNamespaceKinds[] = {"cgroup", "ipc", "mnt", "net",
-                                                   "pid",    "time", "user", "uts"};
+inline constexpr const char* kNamespaceKinds[] = {"cgroup", "ipc",  "mnt",  "net",
+                                                  "pid",    "time", "user", "uts"};
 
 class ProcReader {
  public:

@@ -1,0 +1,280 @@
+#include "app/commands.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/canonical_json.hpp"
+#include "observe/cgroupfs.hpp"
+#include "observe/proc_reader.hpp"
+#include "projection/declared.hpp"
+#include "projection/diff.hpp"
+#include "projection/observed.hpp"
+#include "sandbox/discovery.hpp"
+#include "sandbox/sampler.hpp"
+
+namespace driftwatch::app {
+namespace {
+
+using nlohmann::json;
+
+// Where a sandbox is: exactly one of these is given on the command line.
+struct Target {
+  std::optional<int> pid;
+  std::optional<std::string> oci_id;
+  std::optional<std::string> cgroup;
+  std::vector<std::string> runc_roots{"/run/runc"};
+  std::vector<std::string> crun_roots{"/run/crun"};
+};
+
+void add_target_options(CLI::App& cmd, Target& target, bool required) {
+  auto* group = cmd.add_option_group("sandbox", "which sandbox to sample (exactly one)");
+  group->add_option("--pid", target.pid, "a process: it, its descendants and its PID namespace");
+  group->add_option("--oci", target.oci_id, "a runc or crun container id");
+  group->add_option("--cgroup", target.cgroup,
+                    "a cgroup: a /sys/fs/cgroup/... directory or a path like /my.slice/box");
+  if (required)
+    group->require_option(1);
+  else
+    group->require_option(0, 1);
+  cmd.add_option("--runc-root", target.runc_roots, "runc state roots to search")
+      ->capture_default_str();
+  cmd.add_option("--crun-root", target.crun_roots, "crun state roots to search")
+      ->capture_default_str();
+}
+
+sandbox::DiscoveryRoots roots_of(const Target& target) {
+  sandbox::DiscoveryRoots roots;
+  roots.runc_roots.assign(target.runc_roots.begin(), target.runc_roots.end());
+  roots.crun_roots.assign(target.crun_roots.begin(), target.crun_roots.end());
+  return roots;
+}
+
+Result<sandbox::SandboxRef> resolve_target(const Target& target, const observe::ProcReader& proc,
+                                           const observe::CgroupReader& cgroups) {
+  if (target.pid) return sandbox::sandbox_for_pid(proc, *target.pid);
+  if (target.oci_id) return sandbox::find_container(roots_of(target), *target.oci_id, proc);
+  return sandbox::sandbox_for_cgroup(proc, cgroups, *target.cgroup);
+}
+
+Result<std::string> read_input_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(path, ": cannot open: ", std::strerror(errno));
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return fail(path, ": cannot read: ", std::strerror(errno));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > (4u << 20)) {
+      close(fd);
+      return fail(path, ": larger than 4 MiB, not an OCI config");
+    }
+  }
+  close(fd);
+  return text;
+}
+
+Result<projection::Projection> declared_from_file(const std::string& path) {
+  DW_TRY(text, read_input_file(path));
+  DW_TRY(config, parse_json(text, path));
+  auto declared = projection::declared_projection(config);
+  if (!declared) return wrap(declared.error(), path, ": ");
+  return declared;
+}
+
+// Strings the sandbox wrote (argv, exe) may be any bytes: print them with
+// invalid UTF-8 replaced rather than fail.
+std::string dump(const json& doc) {
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+struct Sampled {
+  projection::Observation observation;
+  projection::Projection projection;
+};
+
+Result<Sampled> sample_target(const Target& target, const projection::ObservationScope& scope) {
+  observe::ProcReader proc("/proc");
+  observe::CgroupReader cgroups("/sys/fs/cgroup");
+  DW_TRY(ref, resolve_target(target, proc, cgroups));
+  sandbox::Sampler sampler(proc, cgroups);
+  DW_TRY(observation, sampler.sample(ref, scope));
+  DW_TRY(observed, projection::observed_projection(observation, scope));
+  return Sampled{std::move(observation), std::move(observed)};
+}
+
+json inspect_document(const Sampled& s) {
+  json vanished = json::array();
+  for (pid_t pid : s.observation.vanished) vanished.push_back(pid);
+  return json{{"sandbox_id", s.observation.sandbox_id},
+              {"runtime", s.observation.runtime},
+              {"observed_sha256", projection::projection_sha256(s.projection)},
+              {"projection", projection::to_json(s.projection)},
+              {"members", projection::members_json(s.observation)},
+              {"vanished_members", vanished}};
+}
+
+int report_error(const Error& error) {
+  std::cerr << "driftwatch: " << error.message << "\n";
+  return kExitBadInput;
+}
+
+int cmd_inspect(const Target& target) {
+  auto scope = projection::default_scope();
+  if (target.pid || target.oci_id || target.cgroup) {
+    auto sampled = sample_target(target, scope);
+    if (!sampled) return report_error(sampled.error());
+    std::cout << dump(inspect_document(*sampled)) << "\n";
+    return kExitOk;
+  }
+  // No selector: every runc and crun container on the node, one line each.
+  observe::ProcReader proc("/proc");
+  observe::CgroupReader cgroups("/sys/fs/cgroup");
+  std::vector<Error> problems;
+  auto containers = sandbox::list_containers(roots_of(target), proc, &problems);
+  for (const auto& problem : problems)
+    std::cerr << "driftwatch: skipped: " << problem.message << "\n";
+  sandbox::Sampler sampler(proc, cgroups);
+  auto table = sandbox::ProcessTable::scan(proc);
+  std::vector<std::string> lines;
+  for (const auto& ref : containers) {
+    auto observation = sampler.sample(ref, scope, &table);
+    if (!observation) {
+      std::cerr << "driftwatch: skipped: " << observation.error().message << "\n";
+      continue;
+    }
+    auto observed = projection::observed_projection(*observation, scope);
+    if (!observed) {
+      std::cerr << "driftwatch: skipped: " << observed.error().message << "\n";
+      continue;
+    }
+    lines.push_back(dump(inspect_document({std::move(*observation), std::move(*observed)})));
+  }
+  if (lines.empty()) {
+    std::string roots;
+    for (const auto& r : target.runc_roots) roots += " " + r;
+    for (const auto& r : target.crun_roots) roots += " " + r;
+    std::cerr << "driftwatch: no running runc or crun containers under" << roots
+              << " (use --pid or --cgroup for other sandboxes)\n";
+  }
+  for (const auto& line : lines) std::cout << line << "\n";
+  return kExitOk;
+}
+
+int cmd_project(const std::string& config_path) {
+  auto declared = declared_from_file(config_path);
+  if (!declared) return report_error(declared.error());
+  json doc{{"declared_sha256", projection::projection_sha256(*declared)},
+           {"projection", projection::to_json(*declared)}};
+  std::cout << dump(doc) << "\n";
+  return kExitOk;
+}
+
+int cmd_diff(const std::string& config_path, const Target& target) {
+  auto declared = declared_from_file(config_path);
+  if (!declared) return report_error(declared.error());
+  auto scope = projection::scope_for(*declared);
+  auto sampled = sample_target(target, scope);
+  if (!sampled) return report_error(sampled.error());
+  auto findings = projection::diff(*declared, sampled->projection,
+                                   projection::nested_namespace_capabilities(sampled->observation));
+  std::string declared_sha = projection::projection_sha256(*declared);
+  std::string observed_sha = projection::projection_sha256(sampled->projection);
+  // Equal hashes and no findings must go together; if they ever do not, the
+  // comparison is broken and must not claim attestation.
+  if (findings.empty() && declared_sha != observed_sha) {
+    std::cerr << "driftwatch: internal error: hashes differ but no field does\n";
+    return kExitBadInput;
+  }
+  json list = json::array();
+  for (const auto& f : findings) list.push_back(projection::to_json(f));
+  std::string verdict = projection::comparison_verdict(findings);
+  json doc{{"declared_sha256", declared_sha},
+           {"observed_sha256", observed_sha},
+           {"verdict", verdict},
+           {"findings", list}};
+  std::cout << dump(doc) << "\n";
+  return verdict == "drifted" ? kExitProblem : kExitOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "driftwatch: proves that sandboxes run with the configuration their control plane "
+      "launched them with, and that nothing inside raised its own privileges since."};
+  app.set_version_flag("--version",
+                       std::string(DRIFTWATCH_VERSION) + " (" + DRIFTWATCH_REVISION + ")");
+  app.require_subcommand(1);
+
+  Target inspect_target;
+  auto* inspect = app.add_subcommand(
+      "inspect",
+      "Sample one sandbox now and print its observed projection (canonical JSON) and SHA-256. "
+      "Without a selector: every runc and crun container on the node, one JSON line each.");
+  add_target_options(*inspect, inspect_target, false);
+
+  std::string project_config;
+  auto* project = app.add_subcommand(
+      "project", "Print the declared projection of an OCI runtime config and its SHA-256.");
+  project->add_option("--oci-config", project_config, "an OCI runtime config.json")->required();
+
+  std::string diff_config;
+  Target diff_target;
+  auto* diff = app.add_subcommand(
+      "diff",
+      "Compare an OCI config's declared projection with a live sandbox's observed one. "
+      "Exit 0: attested or narrowed; 1: drifted (escalation or change); 2: bad input.");
+  diff->add_option("--oci-config", diff_config, "the OCI runtime config.json it was launched with")
+      ->required();
+  add_target_options(*diff, diff_target, true);
+
+  // CLI11 reports a mistyped command as "a subcommand is required"; name it.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* command : {inspect, project, diff}) {
+      known |= command->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + command->get_name();
+    }
+    if (!known) {
+      std::cerr << "driftwatch: unknown command '" << argv[1] << "' (commands: " << names
+                << "; see --help)\n";
+      return kExitBadInput;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    std::cerr << "driftwatch: " << message << " (see --help)\n";
+    return kExitBadInput;
+  }
+
+  if (*inspect) return cmd_inspect(inspect_target);
+  if (*project) return cmd_project(project_config);
+  if (*diff) return cmd_diff(diff_config, diff_target);
+  return kExitBadInput;
+}
+
+}  // namespace driftwatch::app

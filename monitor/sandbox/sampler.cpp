@@ -1,0 +1,283 @@
+#include "sandbox/sampler.hpp"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <set>
+
+#include "sandbox/identity.hpp"
+
+namespace driftwatch::sandbox {
+namespace {
+
+using projection::MemberObservation;
+using projection::MountView;
+using projection::Observation;
+using projection::ObservationScope;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+// Opens `path` inside the root `root_fd` without following symlinks out of
+// it: RESOLVE_IN_ROOT makes an absolute symlink the sandbox planted resolve
+// inside its own root, never on the host's.
+int open_in_root(int root_fd, const std::string& path) {
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  std::string relative = path;
+  while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
+  if (relative.empty()) relative = ".";
+  return static_cast<int>(syscall(SYS_openat2, root_fd, relative.c_str(), &how, sizeof how));
+}
+
+enum class PathState { absent, masked, read_only, writable, unknown };
+
+// How runc and crun mask: a file gets /dev/null (char 1:3) bind-mounted over
+// it; a directory gets a read-only tmpfs mounted on it.
+PathState path_state(int root_fd, const std::string& path) {
+  Fd fd(open_in_root(root_fd, path));
+  if (!fd.ok()) return errno == ENOENT || errno == ENOTDIR ? PathState::absent : PathState::unknown;
+  struct statx stx {};
+  if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &stx) != 0)
+    return PathState::unknown;
+  struct statfs fs {};
+  if (fstatfs(fd.get(), &fs) != 0) return PathState::unknown;
+  bool read_only = fs.f_flags & ST_RDONLY;
+  if (S_ISCHR(stx.stx_mode) && stx.stx_rdev_major == 1 && stx.stx_rdev_minor == 3)
+    return PathState::masked;
+  if (S_ISDIR(stx.stx_mode) && fs.f_type == TMPFS_MAGIC && read_only &&
+      (stx.stx_attributes & stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+    return PathState::masked;
+  return read_only ? PathState::read_only : PathState::writable;
+}
+
+// Reads /proc/PID/task/*/children: the direct children of every thread.
+void add_children(const observe::ProcReader& proc, pid_t pid, std::vector<pid_t>& out) {
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(proc.root() / std::to_string(pid) / "task", ec)) {
+    auto text = proc.read(pid, "task/" + task.path().filename().string() + "/children");
+    if (!text) continue;
+    const char* p = text->data();
+    const char* end = p + text->size();
+    while (p < end) {
+      while (p < end && *p == ' ') ++p;
+      pid_t child = 0;
+      auto [next, errc] = std::from_chars(p, end, child);
+      if (errc != std::errc() || next == p) break;
+      out.push_back(child);
+      p = next;
+    }
+  }
+}
+
+// The cgroups of `membership` that PID 1 is not also in: a container whose
+// runtime left some controller at the host's cgroup must not make every
+// host process a member.
+observe::CgroupMembership own_cgroups(const observe::CgroupMembership& membership,
+                                      const observe::CgroupMembership& host) {
+  observe::CgroupMembership own;
+  if (membership.unified && membership.unified != host.unified && *membership.unified != "/")
+    own.unified = membership.unified;
+  for (const auto& [controller, path] : membership.v1) {
+    if (path == "/" || host.v1_path(controller) == path) continue;
+    own.v1.emplace_back(controller, path);
+  }
+  return own;
+}
+
+}  // namespace
+
+ProcessTable ProcessTable::scan(const observe::ProcReader& proc) {
+  ProcessTable table;
+  for (pid_t pid : proc.pids()) {
+    auto ns = proc.namespace_inode(pid, "pid");
+    if (ns) table.by_pid_namespace[*ns].push_back(pid);
+  }
+  return table;
+}
+
+Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
+    : proc_(std::move(proc)), cgroups_(std::move(cgroups)) {
+  // The host's namespaces are PID 1's. Where PID 1 cannot be read (the
+  // monitor itself runs in a sandbox that hides it), the monitor's own stand
+  // in: it runs on the host, in the namespaces it compares against.
+  pid_t reference = proc_.namespace_inode(1, "mnt") ? 1 : (proc_.root() == "/proc" ? getpid() : 1);
+  for (const char* kind : observe::kNamespaceKinds) {
+    auto inode = proc_.namespace_inode(reference, kind);
+    if (inode) host_namespaces_[kind] = *inode;
+  }
+}
+
+Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
+                                            const ProcessTable* table) const {
+  const pid_t first = sandbox.first_process.pid;
+  std::set<pid_t> members{first};
+  if (sandbox.membership == Membership::cgroup) {
+    auto host = proc_.cgroup(1);
+    auto own = own_cgroups(sandbox.cgroups, host ? *host : observe::CgroupMembership{});
+    if (own.unified || !own.v1.empty()) {
+      auto procs = cgroups_.procs(own);
+      if (!procs) return wrap(procs.error(), "sandbox '", sandbox.sandbox_id, "': ");
+      members.insert(procs->begin(), procs->end());
+    }
+  } else {
+    std::vector<pid_t> queue{first};
+    std::set<pid_t> seen{first};
+    while (!queue.empty()) {
+      pid_t pid = queue.back();
+      queue.pop_back();
+      std::vector<pid_t> children;
+      add_children(proc_, pid, children);
+      for (pid_t child : children)
+        if (seen.insert(child).second) queue.push_back(child);
+    }
+    members.insert(seen.begin(), seen.end());
+  }
+  // Every process in the sandbox's PID namespace is a member, wherever its
+  // cgroup is (nsenter from the host lands there without a cgroup move).
+  auto pid_ns = proc_.namespace_inode(first, "pid");
+  if (!pid_ns) {
+    if (pid_ns.error().vanished)
+      return vanished("sandbox '" + sandbox.sandbox_id + "': its first process " +
+                      std::to_string(first) + " has exited");
+    return std::unexpected(pid_ns.error());
+  }
+  auto host_pid_ns = host_namespaces_.find("pid");
+  if (host_pid_ns == host_namespaces_.end() || *pid_ns != host_pid_ns->second) {
+    std::optional<ProcessTable> own_table;
+    if (!table) table = &own_table.emplace(ProcessTable::scan(proc_));
+    if (auto it = table->by_pid_namespace.find(*pid_ns); it != table->by_pid_namespace.end())
+      members.insert(it->second.begin(), it->second.end());
+  }
+  return std::vector<pid_t>(members.begin(), members.end());
+}
+
+Result<MemberObservation> Sampler::read_member(pid_t pid) const {
+  DW_TRY(pinned, PinnedProcess::pin(proc_, pid));
+  MemberObservation m;
+  m.pid = pid;
+  m.start_time_ticks = pinned.identity().start_time_ticks;
+  DW_TRY(status, proc_.status(pid));
+  m.status = std::move(status);
+  for (const char* kind : observe::kNamespaceKinds) {
+    auto inode = proc_.namespace_inode(pid, kind);
+    if (inode) {
+      m.namespaces[kind] = *inode;
+    } else if (inode.error().vanished && !host_namespaces_.contains(kind)) {
+      continue;  // this kernel has no such namespace kind
+    } else {
+      return std::unexpected(inode.error());
+    }
+  }
+  DW_TRY(rlimits, proc_.limits(pid));
+  m.rlimits = std::move(rlimits);
+  DW_TRY(cgroups, proc_.cgroup(pid));
+  DW_TRY(limits, cgroups_.limits(cgroups));
+  m.cgroup_limits = std::move(limits);
+  DW_TRY(label, proc_.lsm_label(pid));
+  m.lsm_label = std::move(label);
+  DW_TRY(argv, proc_.cmdline(pid));
+  m.argv = std::move(argv);
+  // A process whose executable cannot be resolved (it exited into a zombie
+  // right now, or the exe is on a lazily unmounted fs) still counts.
+  m.exe = proc_.exe_path(pid).value_or("");
+  if (!pinned.still_alive()) return vanished("pid " + std::to_string(pid) + " exited");
+  return m;
+}
+
+MountView Sampler::read_mount_view(pid_t pid, uint64_t mount_ns,
+                                   const ObservationScope& scope) const {
+  MountView view;
+  view.mount_namespace = mount_ns;
+  view.seen_through = pid;
+  std::string root = (proc_.root() / std::to_string(pid) / "root").string();
+  Fd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.ok()) return view;  // reported as a writable root with nothing masked
+  struct statfs fs {};
+  view.root_readonly = fstatfs(root_fd.get(), &fs) == 0 && (fs.f_flags & ST_RDONLY);
+  for (const auto& path : scope.masked_candidates) {
+    PathState state = path_state(root_fd.get(), path);
+    if (state == PathState::masked ||
+        (state == PathState::absent && scope.declared_masked.contains(path)))
+      view.masked.insert(path);
+  }
+  for (const auto& path : scope.readonly_candidates) {
+    if (view.masked.contains(path)) continue;
+    PathState state = path_state(root_fd.get(), path);
+    if (state == PathState::read_only ||
+        (state == PathState::absent && scope.declared_readonly.contains(path)))
+      view.readonly.insert(path);
+    else if (state == PathState::masked)
+      view.readonly.insert(path);  // a masked path is also read-only
+  }
+  return view;
+}
+
+Result<Observation> Sampler::sample(const SandboxRef& sandbox, const ObservationScope& scope,
+                                    const ProcessTable* table) const {
+  // The first process must still be the one the sandbox started with.
+  auto first =
+      PinnedProcess::pin(proc_, sandbox.first_process.pid, sandbox.first_process.start_time_ticks);
+  if (!first) return wrap(first.error(), "sandbox '", sandbox.sandbox_id, "' is gone: ");
+  DW_TRY(pids, members(sandbox, table));
+  Observation obs;
+  obs.sandbox_id = sandbox.sandbox_id;
+  obs.runtime = sandbox.runtime;
+  obs.host_namespaces = host_namespaces_;
+  for (pid_t pid : pids) {
+    auto member = read_member(pid);
+    if (member) {
+      obs.members.push_back(std::move(*member));
+    } else if (member.error().vanished) {
+      obs.vanished.push_back(pid);
+    } else {
+      return wrap(member.error(), "sandbox '", sandbox.sandbox_id, "': ");
+    }
+  }
+  auto reference = std::find_if(obs.members.begin(), obs.members.end(),
+                                [&](const auto& m) { return m.pid == sandbox.first_process.pid; });
+  if (reference == obs.members.end())
+    return vanished("sandbox '" + sandbox.sandbox_id + "': its first process " +
+                    std::to_string(sandbox.first_process.pid) + " exited while it was sampled");
+  const uint64_t user_ns = reference->namespaces["user"];
+  std::map<uint64_t, pid_t> mount_namespaces;
+  for (auto& m : obs.members) {
+    m.nested_user_namespace = m.namespaces["user"] != user_ns;
+    mount_namespaces.emplace(m.namespaces["mnt"], m.pid);
+  }
+  for (const auto& [ns, pid] : mount_namespaces)
+    obs.mount_views.push_back(read_mount_view(pid, ns, scope));
+  if (!first->still_alive())
+    return vanished("sandbox '" + sandbox.sandbox_id +
+                    "': its first process exited while it was sampled");
+  return obs;
+}
+
+}  // namespace driftwatch::sandbox

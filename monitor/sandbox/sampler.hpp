@@ -1,0 +1,55 @@
+#pragma once
+// Samples a sandbox: finds its members (cgroup or process tree, plus its PID
+// namespace), reads each member's /proc state pinned by a pidfd, checks
+// masked and read-only paths through each mount namespace, and returns an
+// Observation. Members that exit mid-sample are dropped whole, never
+// reported half-read.
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "common/result.hpp"
+#include "observe/cgroupfs.hpp"
+#include "observe/proc_reader.hpp"
+#include "projection/observed.hpp"
+#include "sandbox/discovery.hpp"
+
+namespace driftwatch::sandbox {
+
+/// One pass over /proc: the PID namespace of every process. A sweep of many
+/// sandboxes builds it once and shares it; a single sample builds its own.
+struct ProcessTable {
+  std::map<uint64_t, std::vector<pid_t>> by_pid_namespace;
+  static ProcessTable scan(const observe::ProcReader& proc);
+};
+
+class Sampler {
+ public:
+  Sampler(observe::ProcReader proc, observe::CgroupReader cgroups);
+
+  /// Samples `sandbox` now. `table` (optional) is a recent process table;
+  /// without one, /proc is scanned. Fails if the sandbox's first process is
+  /// gone or no member could be read whole.
+  Result<projection::Observation> sample(const SandboxRef& sandbox,
+                                         const projection::ObservationScope& scope,
+                                         const ProcessTable* table = nullptr) const;
+
+  /// The members of a sandbox right now (sorted PIDs).
+  Result<std::vector<pid_t>> members(const SandboxRef& sandbox, const ProcessTable* table) const;
+
+  const observe::ProcReader& proc() const { return proc_; }
+
+ private:
+  Result<projection::MemberObservation> read_member(pid_t pid) const;
+  projection::MountView read_mount_view(pid_t pid, uint64_t mount_ns,
+                                        const projection::ObservationScope& scope) const;
+
+  observe::ProcReader proc_;
+  observe::CgroupReader cgroups_;
+  std::map<std::string, uint64_t> host_namespaces_;
+};
+
+}  // namespace driftwatch::sandbox
