@@ -1,5 +1,8 @@
 #include "projection/projection.hpp"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "common/canonical_json.hpp"
 #include "common/sha256.hpp"
 #include "observe/capabilities.hpp"
@@ -74,7 +77,11 @@ std::string canonical_bytes(const Projection& projection) {
   // or validated, and no floats, so canonicalisation cannot fail; if it ever
   // does, that is a broken invariant.
   auto bytes = canonical_json(to_json(projection));
-  if (!bytes) throw std::logic_error("projection not canonicalisable: " + bytes.error().message);
+  if (!bytes) {
+    std::fprintf(stderr, "driftwatch: broken invariant: projection not canonicalisable: %s\n",
+                 bytes.error().message.c_str());
+    std::abort();
+  }
   return *bytes;
 }
 
