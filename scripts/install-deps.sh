@@ -12,7 +12,7 @@ packages=(
   clang-format
   # real runtimes and peers used by tests and benchmarks
   runc crun bubblewrap busybox-static prometheus auditd bpftrace
-  hyperfine python3-cryptography iproute2
+  hyperfine jq python3-cryptography iproute2
 )
 
 missing=()

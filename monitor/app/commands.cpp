@@ -12,6 +12,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "app/daemon.hpp"
+#include "app/keys.hpp"
 #include "common/canonical_json.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
@@ -221,6 +223,32 @@ int run_cli(int argc, char** argv) {
                        std::string(DRIFTWATCH_VERSION) + " (" + DRIFTWATCH_REVISION + ")");
   app.require_subcommand(1);
 
+  std::optional<std::string> run_config;
+  auto* run = app.add_subcommand(
+      "run",
+      "The daemon: watch every sandbox on the node, correlate it with signed launch events and "
+      "grants, serve the HTTP API. Without --config it runs on the embedded defaults.");
+  run->add_option("--config", run_config, "node configuration (JSON; every key optional)");
+
+  std::string keygen_name, keygen_out;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Create an Ed25519 key pair (PEM) and print its key id and note verifier key.");
+  keygen->add_option("--name", keygen_name, "key name (as in trust.json and signed notes)")
+      ->required();
+  keygen->add_option("--out", keygen_out, "directory for NAME.key, NAME.pub, NAME.vkey")
+      ->required();
+
+  std::string sign_key, sign_type, sign_payload;
+  auto* sign = app.add_subcommand(
+      "sign",
+      "Wrap a launch or grant payload in a signed DSSE envelope, printed as one line (append it "
+      "to a launch journal or POST it). config_sha256 is filled in when missing.");
+  sign->add_option("--key", sign_key, "private key PEM (from driftwatch keygen)")->required();
+  sign->add_option("--type", sign_type, "payload type")
+      ->required()
+      ->check(CLI::IsMember({"launch", "grant"}));
+  sign->add_option("payload", sign_payload, "the payload JSON file")->required();
+
   Target inspect_target;
   auto* inspect = app.add_subcommand(
       "inspect",
@@ -247,7 +275,7 @@ int run_cli(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
-    for (const CLI::App* command : {inspect, project, diff}) {
+    for (const CLI::App* command : {run, inspect, project, diff, keygen, sign}) {
       known |= command->get_name() == argv[1];
       names += (names.empty() ? "" : ", ") + command->get_name();
     }
@@ -271,6 +299,10 @@ int run_cli(int argc, char** argv) {
     return kExitBadInput;
   }
 
+  if (*run)
+    return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config) : std::nullopt);
+  if (*keygen) return cmd_keygen(keygen_name, keygen_out);
+  if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
   if (*inspect) return cmd_inspect(inspect_target);
   if (*project) return cmd_project(project_config);
   if (*diff) return cmd_diff(diff_config, diff_target);

@@ -1,0 +1,308 @@
+#include "app/keys.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/canonical_json.hpp"
+#include "common/result.hpp"
+#include "common/sha256.hpp"
+#include "ingest/envelope.hpp"
+
+namespace driftwatch::app {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kOk = 0;
+constexpr int kBadInput = 2;
+constexpr char kEd25519Algorithm = 0x01;  // C2SP signed-note algorithm byte
+
+// Decodes one UTF-8 code point at `offset` (advancing it), nullopt when the
+// bytes there are not well-formed UTF-8.
+std::optional<char32_t> next_code_point(std::string_view text, size_t& offset) {
+  const auto lead = static_cast<unsigned char>(text[offset]);
+  size_t length = 0;
+  char32_t code_point = 0;
+  char32_t minimum = 0;
+  if (lead < 0x80) {
+    ++offset;
+    return lead;
+  } else if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2, code_point = lead & 0x1F, minimum = 0x80;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3, code_point = lead & 0x0F, minimum = 0x800;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4, code_point = lead & 0x07, minimum = 0x10000;
+  } else {
+    return std::nullopt;
+  }
+  if (text.size() - offset < length) return std::nullopt;
+  for (size_t i = 1; i < length; ++i) {
+    const auto next = static_cast<unsigned char>(text[offset + i]);
+    if ((next & 0xC0) != 0x80) return std::nullopt;
+    code_point = (code_point << 6) | (next & 0x3F);
+  }
+  if (code_point < minimum || code_point > 0x10FFFF) return std::nullopt;
+  if (code_point >= 0xD800 && code_point <= 0xDFFF) return std::nullopt;
+  offset += length;
+  return code_point;
+}
+
+// Go's unicode.IsSpace: the Unicode White_Space property.
+bool is_unicode_space(char32_t c) {
+  switch (c) {
+    case U'\t':
+    case U'\n':
+    case U'\v':
+    case U'\f':
+    case U'\r':
+    case U' ':
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
+      return true;
+    default:
+      return c >= 0x2000 && c <= 0x200A;
+  }
+}
+
+int report(const std::string& message) {
+  std::cerr << "driftwatch: " << message << "\n";
+  return kBadInput;
+}
+
+Result<std::string> read_small_file(const std::filesystem::path& path, size_t limit,
+                                    std::string_view what) {
+  const std::string name = path.string();
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail("cannot open ", what, " ", name, ": ", std::strerror(errno));
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail("cannot read ", what, " ", name, ": ", std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > limit) {
+      ::close(fd);
+      return fail(what, " ", name, " is larger than ", std::to_string(limit), " bytes");
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+// Creates `path` (which must not exist) with `mode` and the given content,
+// fsync'd.
+Result<void> write_new_file(const std::filesystem::path& path, std::string_view content,
+                            mode_t mode) {
+  const std::string name = path.string();
+  const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST) return fail(name, " already exists; not overwriting it");
+    return fail("cannot create ", name, ": ", std::strerror(errno));
+  }
+  // The umask may have narrowed the mode; 0600 must be exactly that, and a
+  // public key readable by others is intended.
+  if (::fchmod(fd, mode) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail("cannot set the mode of ", name, ": ", std::strerror(err));
+  }
+  while (!content.empty()) {
+    const ssize_t n = ::write(fd, content.data(), content.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return fail("cannot write ", name, ": ", std::strerror(err));
+    }
+    content.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail("cannot fsync ", name, ": ", std::strerror(err));
+  }
+  ::close(fd);
+  return {};
+}
+
+// keygen's name is also a file name: on top of the note rules, no '/', no
+// control characters, and not a dot-only name.
+std::optional<std::string> keygen_name_problem(std::string_view name) {
+  if (!is_valid_note_key_name(name)) {
+    return "key name \"" + std::string(name) +
+           "\" is not a valid signed-note key name (non-empty UTF-8, no '+', no white space)";
+  }
+  for (const char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '/' || byte < 0x20 || byte == 0x7F) {
+      return "key name \"" + std::string(name) +
+             "\" cannot be a file name (no '/' or control characters)";
+    }
+  }
+  if (name == "." || name == "..") return "key name \"" + std::string(name) + "\" is not a name";
+  return std::nullopt;
+}
+
+Result<void> make_dir(const std::filesystem::path& dir) {
+  std::filesystem::path partial;
+  for (const auto& part : dir) {
+    partial /= part;
+    if (partial == partial.root_path()) continue;
+    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
+      return fail("cannot create directory ", partial.string(), ": ", std::strerror(errno));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+bool is_valid_note_key_name(std::string_view name) {
+  if (name.empty()) return false;
+  size_t offset = 0;
+  while (offset < name.size()) {
+    const auto c = next_code_point(name, offset);
+    if (!c || *c == U'+' || is_unicode_space(*c)) return false;
+  }
+  return true;
+}
+
+uint32_t note_key_hash(std::string_view name, const Ed25519PublicKey& key) {
+  std::string input(name);
+  input.push_back('\n');
+  input.push_back(kEd25519Algorithm);
+  input += key.raw();
+  const Sha256Digest digest = sha256(input);
+  return (uint32_t{digest[0]} << 24) | (uint32_t{digest[1]} << 16) | (uint32_t{digest[2]} << 8) |
+         uint32_t{digest[3]};
+}
+
+std::string note_verifier_key(std::string_view name, const Ed25519PublicKey& key) {
+  char hash[9];
+  std::snprintf(hash, sizeof hash, "%08x", static_cast<unsigned>(note_key_hash(name, key)));
+  std::string algorithm_and_key(1, kEd25519Algorithm);
+  algorithm_and_key += key.raw();
+  return std::string(name) + "+" + hash + "+" + base64_encode(algorithm_and_key);
+}
+
+int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir) {
+  if (auto problem = keygen_name_problem(name)) return report(*problem);
+  auto key = Ed25519PrivateKey::generate();
+  if (!key) return report(key.error().message);
+  const Ed25519PublicKey public_key = key->public_key();
+  const std::string vkey = note_verifier_key(name, public_key);
+
+  const std::filesystem::path private_path = out_dir / (name + ".key");
+  const std::filesystem::path public_path = out_dir / (name + ".pub");
+  const std::filesystem::path vkey_path = out_dir / (name + ".vkey");
+  // Refuse before writing anything, so a refusal leaves the directory as it was.
+  for (const auto& path : {private_path, public_path, vkey_path}) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      return report(path.string() + " already exists; not overwriting it");
+    }
+  }
+  if (auto made = make_dir(out_dir); !made) return report(made.error().message);
+
+  std::vector<std::filesystem::path> written;
+  const struct {
+    const std::filesystem::path& path;
+    std::string content;
+    mode_t mode;
+  } files[] = {{private_path, key->pem(), 0600},
+               {public_path, public_key.pem(), 0644},
+               {vkey_path, vkey + "\n", 0644}};
+  for (const auto& file : files) {
+    if (auto ok = write_new_file(file.path, file.content, file.mode); !ok) {
+      for (const auto& path : written) ::unlink(path.c_str());
+      return report(ok.error().message);
+    }
+    written.push_back(file.path);
+  }
+
+  const json summary = {{"name", name},
+                        {"keyid", public_key.keyid()},
+                        {"vkey", vkey},
+                        {"private_key", private_path.string()},
+                        {"public_key", public_path.string()},
+                        {"verifier_key", vkey_path.string()}};
+  std::cout << summary.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
+  return kOk;
+}
+
+int cmd_sign(const std::filesystem::path& key_pem, const std::string& type,
+             const std::filesystem::path& payload_json) {
+  std::string payload_type;
+  if (type == "launch") {
+    payload_type = ingest::kLaunchPayloadType;
+  } else if (type == "grant") {
+    payload_type = ingest::kGrantPayloadType;
+  } else {
+    return report("--type must be launch or grant, not \"" + type + "\"");
+  }
+
+  auto pem = read_small_file(key_pem, 64 * 1024, "key file");
+  if (!pem) return report(pem.error().message);
+  auto key = Ed25519PrivateKey::from_pem(*pem);
+  if (!key) return report(key_pem.string() + ": " + key.error().message);
+
+  auto text = read_small_file(payload_json, ingest::kMaxEnvelopeBytes, "payload file");
+  if (!text) return report(text.error().message);
+  auto payload = parse_json(*text, payload_json.string());
+  if (!payload) return report(payload.error().message);
+  if (!payload->is_object()) {
+    return report(payload_json.string() + " is a JSON " + payload->type_name() + ", but a " + type +
+                  " payload is an object");
+  }
+
+  if (const auto config = payload->find("config"); config != payload->end()) {
+    auto canonical_config = canonical_json(*config);
+    if (!canonical_config)
+      return report(payload_json.string() + ": config: " + canonical_config.error().message);
+    const std::string computed = sha256_hex(*canonical_config);
+    const auto claimed = payload->find("config_sha256");
+    if (claimed == payload->end()) {
+      (*payload)["config_sha256"] = computed;
+    } else if (!claimed->is_string() || claimed->get<std::string>() != computed) {
+      return report(payload_json.string() + ": config_sha256 is " + claimed->dump() +
+                    " but the canonical JSON of config hashes to " + computed +
+                    "; remove config_sha256 to have it filled in");
+    }
+  }
+
+  auto body = canonical_json(*payload);
+  if (!body) return report(payload_json.string() + ": " + body.error().message);
+  const std::string envelope = ingest::sign_envelope(payload_type, *body, *key);
+  if (envelope.size() > ingest::kMaxEnvelopeBytes) {
+    return report("the envelope for " + payload_json.string() + " would be " +
+                  std::to_string(envelope.size()) +
+                  " bytes, more than the 1 MiB every driftwatch refuses");
+  }
+  std::cout << envelope << "\n" << std::flush;
+  return kOk;
+}
+
+}  // namespace driftwatch::app

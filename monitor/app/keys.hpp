@@ -1,0 +1,45 @@
+#pragma once
+// `driftwatch keygen` and `driftwatch sign` (DESIGN.md "Command line"), and
+// the C2SP signed-note verifier key string that names an Ed25519 key in
+// node.vkey and checkpoint signatures.
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/crypto.hpp"
+
+namespace driftwatch::app {
+
+/// A valid C2SP signed-note key name: non-empty, valid UTF-8, no '+', no
+/// Unicode white space (as Go's golang.org/x/mod/sumdb/note checks it).
+bool is_valid_note_key_name(std::string_view name);
+
+/// The 4-byte key hash of C2SP signed-note: the first 4 bytes of
+/// SHA-256(name || "\n" || 0x01 || 32-byte key), big-endian. It prefixes
+/// every note signature made with the key.
+uint32_t note_key_hash(std::string_view name, const Ed25519PublicKey& key);
+
+/// The C2SP verifier key string `<name>+<8 hex digits of the key hash>+
+/// <base64(0x01 || 32-byte key)>`. `name` must satisfy
+/// is_valid_note_key_name.
+std::string note_verifier_key(std::string_view name, const Ed25519PublicKey& key);
+
+/// Writes out_dir/NAME.key (PKCS#8 PEM, mode 0600), NAME.pub (SPKI PEM) and
+/// NAME.vkey (the verifier key string and a newline), creating out_dir (0700)
+/// when missing; refuses to overwrite any existing file. Prints one JSON line
+/// {"name", "keyid", "vkey", "private_key", "public_key", "verifier_key"}.
+/// Returns the exit code: 0, or 2 with one "driftwatch: ..." line on stderr.
+int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir);
+
+/// Signs the payload in `payload_json` (strict JSON, an object) with the
+/// PKCS#8 PEM key in `key_pem` as a DSSE envelope of `type` ("launch" or
+/// "grant"). A payload with "config" but no "config_sha256" gets it filled
+/// in (SHA-256 of the canonical config); a wrong one is an error. The payload
+/// is signed as its canonical JSON, and the envelope printed as one line.
+/// Returns the exit code: 0, or 2 with one "driftwatch: ..." line on stderr
+/// and nothing on stdout.
+int cmd_sign(const std::filesystem::path& key_pem, const std::string& type,
+             const std::filesystem::path& payload_json);
+
+}  // namespace driftwatch::app

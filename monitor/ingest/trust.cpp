@@ -1,0 +1,137 @@
+#include "ingest/trust.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "common/canonical_json.hpp"
+
+namespace driftwatch::ingest {
+namespace {
+
+using nlohmann::json;
+
+// A trust file lists a handful of PEM keys; anything near this size is not one.
+constexpr size_t kMaxTrustFileBytes = 1 << 20;
+
+std::string short_keyid(std::string_view keyid) {
+  return std::string(keyid.substr(0, 12)) + "…";
+}
+
+}  // namespace
+
+std::string to_string(TrustRole role) {
+  return role == TrustRole::control_plane ? "control_plane" : "operator";
+}
+
+Result<TrustStore> TrustStore::parse(std::string_view text, std::string_view what) {
+  DW_TRY(doc, parse_json(text, what));
+  if (!doc.is_object()) {
+    return fail(what,
+                ": a trust file is a JSON object {\"control_plane\": [...], "
+                "\"operator\": [...]}, not a ",
+                doc.type_name());
+  }
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "control_plane" && key != "operator") {
+      return fail(what, ": unknown key \"", key, "\" (allowed: control_plane, operator)");
+    }
+  }
+
+  TrustStore store;
+  std::map<std::string, std::string, std::less<>> names;  // name -> role, across both roles
+  for (const TrustRole role : {TrustRole::control_plane, TrustRole::operator_}) {
+    const std::string role_name = to_string(role);
+    const auto list = doc.find(role_name);
+    if (list == doc.end()) continue;  // a role nobody holds
+    if (!list->is_array()) {
+      return fail(what, ": \"", role_name, "\" must be an array of {\"name\", \"public_key_pem\"}");
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+      const json& entry = (*list)[i];
+      const std::string where =
+          std::string(what) + ": " + role_name + "[" + std::to_string(i) + "]";
+      if (!entry.is_object()) {
+        return fail(where, " must be an object {\"name\", \"public_key_pem\"}");
+      }
+      for (const auto& [key, value] : entry.items()) {
+        if (key != "name" && key != "public_key_pem") {
+          return fail(where, " has an unknown key \"", key, "\" (allowed: name, public_key_pem)");
+        }
+      }
+      const auto name = entry.find("name");
+      if (name == entry.end() || !name->is_string() ||
+          name->get_ref<const std::string&>().empty()) {
+        return fail(where, " needs a non-empty \"name\" string");
+      }
+      const std::string& key_name = name->get_ref<const std::string&>();
+      const std::string named = where + " (" + key_name + ")";
+      const auto pem = entry.find("public_key_pem");
+      if (pem == entry.end() || !pem->is_string()) {
+        return fail(named, " needs a \"public_key_pem\" string");
+      }
+      auto key = Ed25519PublicKey::from_pem(pem->get_ref<const std::string&>());
+      if (!key) return wrap(key.error(), named, ": ");
+
+      if (const auto earlier = names.find(key_name); earlier != names.end()) {
+        return fail(named, ": the name \"", key_name, "\" is already used in ", earlier->second,
+                    "; every key needs its own name");
+      }
+      std::string keyid = key->keyid();
+      if (const TrustedKey* other = store.find(keyid)) {
+        if (other->role != role) {
+          return fail(named, ": key ", short_keyid(keyid), " is also listed in ",
+                      to_string(other->role), " (", other->name,
+                      "); a key may hold only one role, so that no launch key can sign grants "
+                      "and no operator key can sign launches");
+        }
+        return fail(named, ": key ", short_keyid(keyid), " is listed twice in ", role_name,
+                    " (also as ", other->name, ")");
+      }
+      names.emplace(key_name, role_name);
+      store.keys_.emplace(keyid, TrustedKey{key_name, role, keyid, std::move(*key)});
+    }
+  }
+  return store;
+}
+
+Result<TrustStore> TrustStore::load(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail("cannot open trust file ", name, ": ", std::strerror(errno));
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail("cannot read trust file ", name, ": ", std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxTrustFileBytes) {
+      ::close(fd);
+      return fail("trust file ", name, " is larger than 1 MiB; it should list a few PEM keys");
+    }
+  }
+  ::close(fd);
+  return parse(text, name);
+}
+
+const TrustedKey* TrustStore::find(std::string_view keyid) const {
+  const auto it = keys_.find(keyid);
+  return it == keys_.end() ? nullptr : &it->second;
+}
+
+size_t TrustStore::count(TrustRole role) const {
+  size_t n = 0;
+  for (const auto& [keyid, key] : keys_) n += key.role == role ? 1 : 0;
+  return n;
+}
+
+}  // namespace driftwatch::ingest

@@ -1,0 +1,655 @@
+#include "ingest/ingestor.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/canonical_json.hpp"
+#include "common/sha256.hpp"
+
+using namespace driftwatch::ingest;
+using driftwatch::canonical_json;
+using driftwatch::Ed25519PrivateKey;
+using driftwatch::sha256_hex;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kNow = 1795557600;  // 2026-11-24T22:00:00Z
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "driftwatch-ingest-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+Ed25519PrivateKey new_key() {
+  auto key = Ed25519PrivateKey::generate();
+  REQUIRE(key);
+  return *key;
+}
+
+std::string sha256_of_config(const json& config) {
+  auto canonical = canonical_json(config);
+  REQUIRE(canonical);
+  return sha256_hex(*canonical);
+}
+
+json oci_config(const std::string& arg = "sleep") {
+  return json{{"ociVersion", "1.0.2"},
+              {"process", {{"args", {"sh", "-c", arg}}, {"noNewPrivileges", true}}},
+              {"root", {{"path", "rootfs"}, {"readonly", true}}}};
+}
+
+json launch_payload(const std::string& launch_id = "L-1", const std::string& sandbox_id = "agent-7",
+                    int64_t issued_at = kNow) {
+  const json config = oci_config();
+  return json{{"launch_id", launch_id},
+              {"sandbox_id", sandbox_id},
+              {"runtime", "runc"},
+              {"issued_at", format_rfc3339(issued_at)},
+              {"requested_by", "oidc:alice@example.org"},
+              {"config", config},
+              {"config_sha256", sha256_of_config(config)}};
+}
+
+json grant_payload(const std::string& grant_id = "G-1", const std::string& launch_id = "L-1",
+                   int64_t issued_at = kNow) {
+  const json config = oci_config("sleep; with CAP_NET_RAW");
+  return json{{"grant_id", grant_id},
+              {"launch_id", launch_id},
+              {"issued_at", format_rfc3339(issued_at)},
+              {"requested_by", "oidc:alice@example.org"},
+              {"approved_by", "oidc:bob@example.org"},
+              {"reason", "ticket SEC-42: the agent needs raw sockets for ping"},
+              {"config", config},
+              {"config_sha256", sha256_of_config(config)}};
+}
+
+std::string sign(const json& payload, const Ed25519PrivateKey& key,
+                 const char* type = kLaunchPayloadType) {
+  auto body = canonical_json(payload);
+  REQUIRE(body);
+  return sign_envelope(type, *body, key);
+}
+
+std::string sign_grant(const json& payload, const Ed25519PrivateKey& key) {
+  return sign(payload, key, kGrantPayloadType);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Everything a consumer of the ingestor can see, for "nothing changed" checks.
+std::string visible_state(const Ingestor& ingestor) {
+  std::string out;
+  for (const char* sandbox : {"agent-7", "agent-8"}) {
+    const LaunchRecord* r = ingestor.launch_for_sandbox(sandbox);
+    out += std::string(sandbox) + "=" + (r ? r->launch_id + "/" + r->envelope_sha256 : "-") + ";";
+  }
+  for (const char* id : {"L-1", "L-2", "L-3"}) {
+    const LaunchRecord* r = ingestor.launch(id);
+    out += std::string(id) + "=" + (r ? r->envelope_sha256 : "-") + ";";
+    const GrantRecord* g = ingestor.latest_grant(id);
+    out += std::string("grant(") + id + ")=" + (g ? g->grant_id + "/" + g->envelope_sha256 : "-") +
+           ";";
+  }
+  return out;
+}
+
+uint64_t total_count(const Ingestor& ingestor) {
+  uint64_t total = 0;
+  for (const auto kind : {EnvelopeKind::launch, EnvelopeKind::grant})
+    for (const auto result : kAllIngestResults) total += ingestor.count(kind, result);
+  return total;
+}
+
+// A trust store with control-plane keys cp-1, cp-2 and operator alice, and
+// an ingestor on a fresh state directory.
+struct Fixture {
+  Ed25519PrivateKey cp1 = new_key();
+  Ed25519PrivateKey cp2 = new_key();
+  Ed25519PrivateKey alice = new_key();
+  Ed25519PrivateKey stranger = new_key();
+  TempDir state;
+
+  TrustStore trust(bool with_control_plane = true) const {
+    json doc = {{"operator",
+                 json::array({{{"name", "alice"}, {"public_key_pem", alice.public_key().pem()}}})}};
+    if (with_control_plane) {
+      doc["control_plane"] =
+          json::array({{{"name", "cp-1"}, {"public_key_pem", cp1.public_key().pem()}},
+                       {{"name", "cp-2"}, {"public_key_pem", cp2.public_key().pem()}}});
+    }
+    auto store = TrustStore::parse(doc.dump(), "test trust");
+    REQUIRE(store);
+    return *store;
+  }
+  Ingestor ingestor(IngestOptions options = {}) const {
+    return Ingestor(trust(), options, state.path());
+  }
+  fs::path accepted() const { return state.path() / "ingest" / "accepted.jsonl"; }
+};
+
+// Ingests an envelope that must be rejected with `result`, and checks that
+// nothing but that one counter changed.
+IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::string& envelope,
+                               std::optional<EnvelopeKind> expected, IngestResult result,
+                               EnvelopeKind counted_as) {
+  const std::string before = visible_state(ingestor);
+  const std::string file_before = fs::exists(f.accepted()) ? read_file(f.accepted()) : "";
+  const uint64_t total_before = total_count(ingestor);
+  const uint64_t count_before = ingestor.count(counted_as, result);
+
+  IngestOutcome outcome = ingestor.ingest(envelope, expected, kNow);
+  INFO("reason: " << outcome.reason);
+  CHECK(to_string(outcome.result) == to_string(result));
+  CHECK_FALSE(outcome.reason.empty());
+  CHECK(outcome.reason.find('\n') == std::string::npos);
+  CHECK_FALSE(outcome.not_durable);
+  CHECK(visible_state(ingestor) == before);
+  CHECK((fs::exists(f.accepted()) ? read_file(f.accepted()) : "") == file_before);
+  CHECK(total_count(ingestor) == total_before + 1);
+  CHECK(ingestor.count(counted_as, result) == count_before + 1);
+  return outcome;
+}
+
+}  // namespace
+
+TEST_CASE("ingestor: a launch signed by a control-plane key is accepted and stored durably",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string envelope = sign(launch_payload(), f.cp1);
+  const IngestOutcome outcome = ingestor.ingest(envelope, EnvelopeKind::launch, kNow);
+  INFO(outcome.reason);
+  REQUIRE(outcome.result == IngestResult::accepted);
+  CHECK(outcome.id == "L-1");
+  CHECK(outcome.kind == EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("L-1") && Catch::Contains("cp-1"));
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 1);
+  CHECK(total_count(ingestor) == 1);
+
+  const LaunchRecord* record = ingestor.launch_for_sandbox("agent-7");
+  REQUIRE(record != nullptr);
+  CHECK(record == ingestor.launch("L-1"));
+  CHECK(record->sandbox_id == "agent-7");
+  CHECK(record->runtime == "runc");
+  CHECK(record->issued_at == "2026-11-24T22:00:00Z");
+  CHECK(record->issued_at_unix == kNow);
+  CHECK(record->requested_by == "oidc:alice@example.org");
+  CHECK(record->config == oci_config());
+  CHECK(record->config_sha256 == sha256_of_config(oci_config()));
+  CHECK(record->signed_by == "cp-1");
+  CHECK(record->signer_keyid == f.cp1.public_key().keyid());
+  CHECK(record->envelope_sha256 == sha256_hex(envelope));
+  CHECK(ingestor.launch_for_sandbox("agent-8") == nullptr);
+  CHECK(ingestor.latest_grant("L-1") == nullptr);
+
+  const std::string stored = read_file(f.accepted());
+  REQUIRE(stored.back() == '\n');
+  CHECK(std::count(stored.begin(), stored.end(), '\n') == 1);
+  const json line = json::parse(stored);
+  CHECK(line == json{{"kind", "launch"}, {"envelope", envelope}, {"accepted_at", kNow}});
+  struct stat st {};
+  REQUIRE(::stat(f.accepted().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat(f.accepted().parent_path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+}
+
+TEST_CASE("ingestor: a grant signed by an operator key is accepted, the latest one counts",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  REQUIRE(ingestor.ingest(sign(launch_payload(), f.cp1), std::nullopt, kNow).result ==
+          IngestResult::accepted);
+  const auto outcome =
+      ingestor.ingest(sign_grant(grant_payload("G-2", "L-1", kNow), f.alice), std::nullopt, kNow);
+  INFO(outcome.reason);
+  REQUIRE(outcome.result == IngestResult::accepted);
+  CHECK(outcome.kind == EnvelopeKind::grant);
+  CHECK(outcome.id == "G-2");
+  REQUIRE(ingestor
+              .ingest(sign_grant(grant_payload("G-1", "L-1", kNow - 60), f.alice),
+                      EnvelopeKind::grant, kNow)
+              .result == IngestResult::accepted);
+  CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::accepted) == 2);
+
+  // G-1 arrived later but was issued earlier: G-2 stays the latest.
+  const GrantRecord* grant = ingestor.latest_grant("L-1");
+  REQUIRE(grant != nullptr);
+  CHECK(grant->grant_id == "G-2");
+  CHECK(grant->launch_id == "L-1");
+  CHECK(grant->approved_by == "oidc:bob@example.org");
+  CHECK(grant->reason == "ticket SEC-42: the agent needs raw sockets for ping");
+  CHECK(grant->signed_by == "alice");
+  CHECK(grant->config == oci_config("sleep; with CAP_NET_RAW"));
+}
+
+TEST_CASE("ingestor: the latest launch of a sandbox by issued_at is its launch", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1), {}, kNow).result ==
+      IngestResult::accepted);
+  REQUIRE(ingestor.ingest(sign(launch_payload("L-2", "agent-7", kNow), f.cp2), {}, kNow).result ==
+          IngestResult::accepted);
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-3", "agent-7", kNow - 50), f.cp1), {}, kNow).result ==
+      IngestResult::accepted);
+  REQUIRE(ingestor.launch_for_sandbox("agent-7") != nullptr);
+  CHECK(ingestor.launch_for_sandbox("agent-7")->launch_id == "L-2");
+  CHECK(ingestor.launch_for_sandbox("agent-7")->signed_by == "cp-2");
+  CHECK(ingestor.launch("L-1") != nullptr);
+  CHECK(ingestor.launch("L-3") != nullptr);
+}
+
+TEST_CASE("ingestor: too_large is decided on size alone, before parsing", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  // Valid JSON padded with whitespace past 1 MiB.
+  const std::string huge = sign(launch_payload(), f.cp1) + std::string(kMaxEnvelopeBytes, ' ');
+  auto outcome = require_rejected(ingestor, f, huge, std::nullopt, IngestResult::too_large,
+                                  EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("1 MiB"));
+  CHECK(http_status(outcome.result) == 413);
+  // An unknown kind counts under the endpoint that received it.
+  require_rejected(ingestor, f, std::string(kMaxEnvelopeBytes + 1, 'x'), EnvelopeKind::grant,
+                   IngestResult::too_large, EnvelopeKind::grant);
+  // A body the HTTP server refused before reading it is counted the same way.
+  const std::string state = visible_state(ingestor);
+  outcome = ingestor.reject_too_large(EnvelopeKind::grant, uint64_t{5} << 20);
+  CHECK(outcome.result == IngestResult::too_large);
+  CHECK_THAT(outcome.reason, Catch::Contains("5242880 bytes"));
+  CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::too_large) == 2);
+  CHECK(ingestor.reject_too_large(EnvelopeKind::launch, std::nullopt).result ==
+        IngestResult::too_large);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::too_large) == 2);
+  CHECK(visible_state(ingestor) == state);
+  // Exactly 1 MiB is not too large (it is malformed here).
+  require_rejected(ingestor, f, std::string(kMaxEnvelopeBytes, ' '), std::nullopt,
+                   IngestResult::malformed, EnvelopeKind::launch);
+}
+
+TEST_CASE("ingestor: envelopes and payloads of the wrong shape are malformed", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  REQUIRE(ingestor.ingest(sign(launch_payload(), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  const auto malformed = [&](const std::string& envelope, const std::string& named,
+                             std::optional<EnvelopeKind> expected = std::nullopt,
+                             EnvelopeKind counted_as = EnvelopeKind::launch) {
+    auto outcome =
+        require_rejected(ingestor, f, envelope, expected, IngestResult::malformed, counted_as);
+    CHECK_THAT(outcome.reason, Catch::Contains(named));
+    CHECK(http_status(outcome.result) == 400);
+  };
+
+  malformed("not json", "envelope");
+  malformed("not json", "envelope", EnvelopeKind::grant, EnvelopeKind::grant);
+  malformed(sign(launch_payload(), f.cp1, "application/json"),
+            "neither a launch event (application/vnd.driftwatch.launch.v1+json) nor a grant");
+  // A launch sent to the grants endpoint, and the reverse.
+  malformed(sign(launch_payload("L-9"), f.cp1), "POST /v1/grants", EnvelopeKind::grant,
+            EnvelopeKind::grant);
+  malformed(sign_grant(grant_payload(), f.alice), "POST /v1/launch-events", EnvelopeKind::launch,
+            EnvelopeKind::launch);
+  malformed(sign_envelope(kLaunchPayloadType, "[1,2]", f.cp1), "not an object");
+  malformed(sign_envelope(kGrantPayloadType, "{\"grant_id\":", f.alice), "grant payload",
+            std::nullopt, EnvelopeKind::grant);
+
+  json payload = launch_payload("L-9");
+  payload.erase("issued_at");
+  malformed(sign(payload, f.cp1), "launch L-9 has no \"issued_at\"");
+  payload = launch_payload("L-9");
+  payload["issued_at"] = "yesterday";
+  malformed(sign(payload, f.cp1), "RFC 3339");
+  payload = launch_payload("L 9");
+  malformed(sign(payload, f.cp1), "\"launch_id\" must be 1 to 256 characters");
+  payload = launch_payload(std::string(257, 'L'));
+  malformed(sign(payload, f.cp1), "\"launch_id\" must be 1 to 256 characters");
+  payload = launch_payload("L-9", "");
+  malformed(sign(payload, f.cp1), "\"sandbox_id\"");
+  payload = launch_payload("L-9");
+  payload["config"] = "{}";
+  malformed(sign(payload, f.cp1), "\"config\" must be a JSON object");
+  payload = launch_payload("L-9");
+  payload["runtime"] = 1;
+  malformed(sign(payload, f.cp1), "\"runtime\" must be a string");
+  payload = launch_payload("L-9");
+  payload["config_sha256"] = "ABCDEF";
+  malformed(sign(payload, f.cp1), "64 lowercase hex digits");
+  payload = launch_payload("L-9");
+  payload["priority"] = "high";
+  malformed(sign(payload, f.cp1), "unknown field \"priority\"");
+  json grant = grant_payload();
+  grant.erase("reason");
+  malformed(sign_grant(grant, f.alice), "grant G-1 has no \"reason\"", std::nullopt,
+            EnvelopeKind::grant);
+  grant = grant_payload();
+  grant["approved_by"] = "";
+  malformed(sign_grant(grant, f.alice), "\"approved_by\" must not be empty", std::nullopt,
+            EnvelopeKind::grant);
+}
+
+TEST_CASE("ingestor: signatures by unknown keys, bad signatures and wrong roles are refused",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+
+  auto outcome = require_rejected(ingestor, f, sign(launch_payload(), f.stranger), std::nullopt,
+                                  IngestResult::unknown_key, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains(f.stranger.public_key().keyid().substr(0, 12)));
+  CHECK(outcome.id == "L-1");
+  CHECK(http_status(outcome.result) == 403);
+
+  // A valid envelope whose payload was swapped after signing.
+  json envelope = json::parse(sign(launch_payload(), f.cp1));
+  auto other_body = canonical_json(launch_payload("L-1", "agent-8"));
+  REQUIRE(other_body);
+  envelope["payload"] = driftwatch::base64_encode(*other_body);
+  outcome = require_rejected(ingestor, f, envelope.dump(), std::nullopt,
+                             IngestResult::bad_signature, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("(cp-1)") && Catch::Contains("does not verify"));
+  // A signature by one trusted key presented under another's key id.
+  envelope = json::parse(sign(launch_payload(), f.cp1));
+  envelope["signatures"][0]["keyid"] = f.cp2.public_key().keyid();
+  outcome = require_rejected(ingestor, f, envelope.dump(), std::nullopt,
+                             IngestResult::bad_signature, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("(cp-2)"));
+
+  outcome = require_rejected(ingestor, f, sign(launch_payload(), f.alice), std::nullopt,
+                             IngestResult::wrong_role, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("(alice) is valid but role operator may not sign "
+                                             "launch events"));
+  outcome = require_rejected(ingestor, f, sign_grant(grant_payload(), f.cp1), EnvelopeKind::grant,
+                             IngestResult::wrong_role, EnvelopeKind::grant);
+  CHECK_THAT(outcome.reason,
+             Catch::Contains("(cp-1) is valid but role control_plane may not sign grants"));
+  CHECK(http_status(outcome.result) == 403);
+}
+
+TEST_CASE("ingestor: the first signature by a trusted key decides", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const json by_stranger = json::parse(sign(launch_payload(), f.stranger));
+  const json by_cp1 = json::parse(sign(launch_payload(), f.cp1));
+  const json by_cp2 = json::parse(sign(launch_payload(), f.cp2));
+
+  // An unknown key's signature first: skipped, the trusted one decides.
+  json envelope = by_cp1;
+  envelope["signatures"] = {by_stranger["signatures"][0], by_cp1["signatures"][0]};
+  // A trusted key's bad signature first: refused, although a good one follows.
+  json bad_first = by_cp1;
+  json broken = by_cp1["signatures"][0];
+  broken["sig"] = by_stranger["signatures"][0]["sig"];
+  bad_first["signatures"] = {broken, by_cp2["signatures"][0]};
+  require_rejected(ingestor, f, bad_first.dump(), std::nullopt, IngestResult::bad_signature,
+                   EnvelopeKind::launch);
+  const auto outcome = ingestor.ingest(envelope.dump(), std::nullopt, kNow);
+  INFO(outcome.reason);
+  CHECK(outcome.result == IngestResult::accepted);
+  REQUIRE(ingestor.launch("L-1") != nullptr);
+  CHECK(ingestor.launch("L-1")->signed_by == "cp-1");
+}
+
+TEST_CASE("ingestor: replays are duplicates, whatever the envelope looks like", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string envelope = sign(launch_payload(), f.cp1);
+  REQUIRE(ingestor.ingest(envelope, std::nullopt, kNow).result == IngestResult::accepted);
+
+  auto outcome = require_rejected(ingestor, f, envelope, EnvelopeKind::launch,
+                                  IngestResult::duplicate, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("byte-identical"));
+  CHECK(http_status(outcome.result) == 200);
+  // The same payload re-serialised, and the same event signed by another key.
+  require_rejected(ingestor, f, json::parse(envelope).dump(2), std::nullopt,
+                   IngestResult::duplicate, EnvelopeKind::launch);
+  outcome = require_rejected(ingestor, f, sign(launch_payload(), f.cp2), std::nullopt,
+                             IngestResult::duplicate, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("identical payload"));
+  // Key order in the payload does not make a different event.
+  const std::string reordered_body = launch_payload().dump(2);
+  require_rejected(ingestor, f, sign_envelope(kLaunchPayloadType, reordered_body, f.cp1),
+                   std::nullopt, IngestResult::duplicate, EnvelopeKind::launch);
+  // A replay is a duplicate even once it is too old to be accepted afresh.
+  CHECK(ingestor.ingest(envelope, std::nullopt, kNow + 10 * 86400).result ==
+        IngestResult::duplicate);
+}
+
+TEST_CASE("ingestor: a config that does not match its config_sha256 is a hash_mismatch",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  json payload = launch_payload();
+  payload["config"]["process"]["noNewPrivileges"] = false;  // changed after hashing
+  auto outcome = require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt,
+                                  IngestResult::hash_mismatch, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("launch L-1") && Catch::Contains("RFC 8785"));
+  CHECK(http_status(outcome.result) == 422);
+  json grant = grant_payload();
+  grant["config_sha256"] = sha256_of_config(oci_config());
+  require_rejected(ingestor, f, sign_grant(grant, f.alice), std::nullopt,
+                   IngestResult::hash_mismatch, EnvelopeKind::grant);
+}
+
+TEST_CASE("ingestor: an id reused with different content is a conflict", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  REQUIRE(ingestor.ingest(sign(launch_payload("L-1", "agent-7"), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  REQUIRE(ingestor.ingest(sign_grant(grant_payload("G-1"), f.alice), {}, kNow).result ==
+          IngestResult::accepted);
+  auto outcome = require_rejected(ingestor, f, sign(launch_payload("L-1", "agent-8"), f.cp1),
+                                  std::nullopt, IngestResult::conflict, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("launch L-1 is already accepted with different"));
+  CHECK(http_status(outcome.result) == 409);
+  require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-2"), f.alice),
+                   EnvelopeKind::grant, IngestResult::conflict, EnvelopeKind::grant);
+  CHECK(ingestor.launch_for_sandbox("agent-8") == nullptr);
+}
+
+TEST_CASE("ingestor: issued_at outside the window is stale or future", "[ingest]") {
+  Fixture f;
+  IngestOptions options;
+  options.event_max_age_seconds = 3600;
+  options.max_clock_skew_seconds = 300;
+  Ingestor ingestor = f.ingestor(options);
+
+  auto outcome =
+      require_rejected(ingestor, f, sign(launch_payload("L-1", "agent-7", kNow - 3601), f.cp1),
+                       std::nullopt, IngestResult::stale, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("3601 seconds ago"));
+  CHECK(http_status(outcome.result) == 422);
+  outcome = require_rejected(ingestor, f, sign(launch_payload("L-2", "agent-7", kNow + 301), f.cp1),
+                             std::nullopt, IngestResult::future, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("301 seconds in the future"));
+  CHECK(http_status(outcome.result) == 422);
+  require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-1", kNow - 7200), f.alice),
+                   std::nullopt, IngestResult::stale, EnvelopeKind::grant);
+
+  // The edges of the window are inside it.
+  CHECK(ingestor.ingest(sign(launch_payload("L-1", "agent-7", kNow - 3600), f.cp1), {}, kNow)
+            .result == IngestResult::accepted);
+  CHECK(
+      ingestor.ingest(sign(launch_payload("L-2", "agent-8", kNow + 300), f.cp1), {}, kNow).result ==
+      IngestResult::accepted);
+}
+
+TEST_CASE("ingestor: every call counts exactly one result", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string launch = sign(launch_payload(), f.cp1);
+  ingestor.ingest(launch, std::nullopt, kNow);                         // launch accepted
+  ingestor.ingest(launch, std::nullopt, kNow);                         // launch duplicate
+  ingestor.ingest("{", std::nullopt, kNow);                            // launch malformed
+  ingestor.ingest("{", EnvelopeKind::grant, kNow);                     // grant malformed
+  ingestor.ingest(sign_grant(grant_payload(), f.cp1), {}, kNow);       // grant wrong_role
+  ingestor.ingest(sign_grant(grant_payload(), f.stranger), {}, kNow);  // grant unknown_key
+  CHECK(total_count(ingestor) == 6);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::duplicate) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::malformed) == 1);
+  CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::malformed) == 1);
+  CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::wrong_role) == 1);
+  CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::unknown_key) == 1);
+}
+
+TEST_CASE("ingestor: an accept that cannot be stored changes nothing and says so", "[ingest]") {
+  Fixture f;
+  // A file where the ingest directory belongs.
+  std::ofstream(f.state.path() / "ingest") << "in the way";
+  Ingestor ingestor = f.ingestor();
+  const auto outcome = ingestor.ingest(sign(launch_payload(), f.cp1), std::nullopt, kNow);
+  CHECK(outcome.result == IngestResult::malformed);
+  CHECK(outcome.not_durable);
+  CHECK_THAT(outcome.reason, Catch::Contains("not stored") && Catch::Contains("nothing changed"));
+  CHECK(ingestor.launch("L-1") == nullptr);
+  CHECK(ingestor.launch_for_sandbox("agent-7") == nullptr);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::malformed) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 0);
+}
+
+TEST_CASE("ingestor: restore after a restart gives back every accepted launch and grant",
+          "[ingest]") {
+  Fixture f;
+  std::string before;
+  {
+    Ingestor first = f.ingestor();
+    CHECK(first.restore() == size_t{0});  // no file yet
+    REQUIRE(
+        first.ingest(sign(launch_payload("L-1", "agent-7", kNow - 10), f.cp1), {}, kNow).result ==
+        IngestResult::accepted);
+    REQUIRE(first.ingest(sign(launch_payload("L-2", "agent-7"), f.cp2), {}, kNow).result ==
+            IngestResult::accepted);
+    REQUIRE(first.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+    REQUIRE(first.ingest(sign_grant(grant_payload("G-1", "L-2"), f.alice), {}, kNow).result ==
+            IngestResult::accepted);
+    first.ingest(sign(launch_payload("L-1", "agent-9"), f.cp1), {}, kNow);  // conflict
+    before = visible_state(first);
+  }
+
+  // Much later, and with a narrow window: staleness is not checked again.
+  IngestOptions options;
+  options.event_max_age_seconds = 1;
+  Ingestor second(f.trust(), options, f.state.path());
+  auto restored = second.restore();
+  REQUIRE(restored);
+  CHECK(*restored == 4);
+  CHECK(second.restore_skipped().empty());
+  CHECK(second.restore_truncated_bytes() == 0);
+  CHECK(visible_state(second) == before);
+  CHECK(total_count(second) == 0);
+  const LaunchRecord* l2 = second.launch("L-2");
+  REQUIRE(l2 != nullptr);
+  CHECK(l2->signed_by == "cp-2");
+  CHECK(l2->config == oci_config());
+  CHECK(second.latest_grant("L-2")->approved_by == "oidc:bob@example.org");
+
+  // What was accepted before the restart is still a duplicate or conflict.
+  CHECK(second.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
+        IngestResult::duplicate);
+  CHECK(second.ingest(sign(launch_payload("L-3", "agent-9"), f.cp1), {}, kNow).result ==
+        IngestResult::conflict);
+  // Restoring twice is the same as once.
+  CHECK(second.restore() == size_t{4});
+  CHECK(visible_state(second) == before);
+}
+
+TEST_CASE("ingestor: restore cuts off a torn last line and carries on appending", "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  const std::string intact = read_file(f.accepted());
+
+  SECTION("a last line without its newline") {
+    std::ofstream(f.accepted(), std::ios::app) << R"({"accepted_at":1,"envelope":"{\"pay)";
+  }
+  SECTION("a last line that is not JSON") {
+    std::ofstream(f.accepted(), std::ios::app) << std::string(40, '\0') << "\n";
+  }
+  SECTION("a whole line and then a torn one") {
+    std::ofstream(f.accepted(), std::ios::app)
+        << R"({"accepted_at":1,"envelope":"{}","kind":"launch"})"
+        << "\n{\"acc";
+  }
+  const uint64_t torn_size = fs::file_size(f.accepted());
+
+  Ingestor second = f.ingestor();
+  auto restored = second.restore();
+  REQUIRE(restored);
+  CHECK(*restored == 1);
+  CHECK(second.launch("L-1") != nullptr);
+  const std::string after = read_file(f.accepted());
+  CHECK(after.starts_with(intact));
+  CHECK(after.back() == '\n');
+  CHECK(second.restore_truncated_bytes() == torn_size - after.size());
+  CHECK(second.restore_truncated_bytes() > 0);
+
+  REQUIRE(second.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  Ingestor third = f.ingestor();
+  auto again = third.restore();
+  REQUIRE(again);
+  CHECK(third.restore_truncated_bytes() == 0);
+  CHECK(third.launch("L-1") != nullptr);
+  CHECK(third.launch("L-2") != nullptr);
+}
+
+TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, saying why",
+          "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+    REQUIRE(first.ingest(sign_grant(grant_payload("G-1"), f.alice), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  // The control-plane keys were removed from trust.json before the restart.
+  Ingestor second(f.trust(/*with_control_plane=*/false), {}, f.state.path());
+  auto restored = second.restore();
+  REQUIRE(restored);
+  CHECK(*restored == 1);
+  CHECK(second.launch("L-1") == nullptr);
+  CHECK(second.launch_for_sandbox("agent-7") == nullptr);
+  REQUIRE(second.latest_grant("L-1") != nullptr);
+  REQUIRE(second.restore_skipped().size() == 1);
+  CHECK_THAT(second.restore_skipped()[0], Catch::Contains("line 1 skipped") &&
+                                              Catch::Contains("launch L-1") &&
+                                              Catch::Contains("not in the trust store"));
+  // A skipped entry stays in the file: trusting the key again brings it back.
+  Ingestor third = f.ingestor();
+  CHECK(third.restore() == size_t{2});
+}

@@ -1,0 +1,139 @@
+#include "ingest/trust.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace driftwatch::ingest;
+using driftwatch::Ed25519PrivateKey;
+using driftwatch::Ed25519PublicKey;
+using nlohmann::json;
+
+namespace {
+
+Ed25519PublicKey new_public_key() {
+  auto key = Ed25519PrivateKey::generate();
+  REQUIRE(key);
+  return key->public_key();
+}
+
+json entry(const std::string& name, const Ed25519PublicKey& key) {
+  return json{{"name", name}, {"public_key_pem", key.pem()}};
+}
+
+void require_refused(const json& doc, const std::string& named) {
+  INFO("trust.json: " << doc.dump());
+  auto store = TrustStore::parse(doc.dump(), "trust.json");
+  REQUIRE_FALSE(store);
+  CHECK_THAT(store.error().message, Catch::StartsWith("trust.json"));
+  CHECK_THAT(store.error().message, Catch::Contains(named));
+}
+
+}  // namespace
+
+TEST_CASE("trust: keys are found by key id with their name and role", "[ingest]") {
+  const auto cp = new_public_key();
+  const auto alice = new_public_key();
+  const auto bob = new_public_key();
+  const json doc = {{"control_plane", {entry("cp-1", cp)}},
+                    {"operator", {entry("alice", alice), entry("bob", bob)}}};
+  auto store = TrustStore::parse(doc.dump(), "trust.json");
+  REQUIRE(store);
+  CHECK(store->size() == 3);
+  CHECK(store->count(TrustRole::control_plane) == 1);
+  CHECK(store->count(TrustRole::operator_) == 2);
+
+  const TrustedKey* found = store->find(cp.keyid());
+  REQUIRE(found != nullptr);
+  CHECK(found->name == "cp-1");
+  CHECK(found->role == TrustRole::control_plane);
+  CHECK(found->keyid == cp.keyid());
+  CHECK(found->key.raw() == cp.raw());
+
+  found = store->find(bob.keyid());
+  REQUIRE(found != nullptr);
+  CHECK(found->name == "bob");
+  CHECK(found->role == TrustRole::operator_);
+  CHECK(store->find(new_public_key().keyid()) == nullptr);
+  CHECK(store->find("") == nullptr);
+  CHECK(to_string(TrustRole::control_plane) == "control_plane");
+  CHECK(to_string(TrustRole::operator_) == "operator");
+}
+
+TEST_CASE("trust: an absent role holds no keys; an empty store trusts nothing", "[ingest]") {
+  const auto cp = new_public_key();
+  auto only_cp = TrustStore::parse(json{{"control_plane", {entry("cp-1", cp)}}}.dump(), "t");
+  REQUIRE(only_cp);
+  CHECK(only_cp->count(TrustRole::operator_) == 0);
+  auto empty = TrustStore::parse("{}", "t");
+  REQUIRE(empty);
+  CHECK(empty->empty());
+  CHECK(TrustStore().empty());
+}
+
+TEST_CASE("trust: a key in both roles is refused naming both entries", "[ingest]") {
+  const auto key = new_public_key();
+  const json doc = {{"control_plane", {entry("cp-1", key)}}, {"operator", {entry("alice", key)}}};
+  require_refused(doc, "operator[0] (alice)");
+  require_refused(doc, "control_plane (cp-1)");
+  require_refused(doc, "one role");
+}
+
+TEST_CASE("trust: duplicate names and keys listed twice are refused", "[ingest]") {
+  const auto a = new_public_key();
+  const auto b = new_public_key();
+  require_refused({{"control_plane", {entry("cp-1", a)}}, {"operator", {entry("cp-1", b)}}},
+                  "name \"cp-1\" is already used in control_plane");
+  require_refused({{"operator", {entry("alice", a), entry("alice2", a)}}},
+                  "listed twice in operator");
+}
+
+TEST_CASE("trust: wrong shapes and keys are refused naming the entry", "[ingest]") {
+  const auto key = new_public_key();
+  require_refused({{"control_plane", {entry("cp-1", key)}}, {"operators", json::array()}},
+                  "unknown key \"operators\"");
+  require_refused({{"control_plane", entry("cp-1", key)}}, "\"control_plane\" must be an array");
+  require_refused({{"control_plane", {"cp-1"}}}, "control_plane[0] must be an object");
+  require_refused({{"control_plane", {{{"name", "cp-1"}}}}}, "control_plane[0] (cp-1)");
+  require_refused({{"control_plane", {{{"public_key_pem", key.pem()}}}}}, "non-empty \"name\"");
+  require_refused({{"control_plane", {entry("", key)}}}, "non-empty \"name\"");
+  json extra = entry("cp-1", key);
+  extra["keyid"] = key.keyid();
+  require_refused({{"control_plane", {extra}}}, "unknown key \"keyid\"");
+  require_refused({{"operator", {json{{"name", "alice"}, {"public_key_pem", "garbage"}}}}},
+                  "operator[0] (alice): not a PEM public key");
+  const std::string ec_pem =
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBzL7JJJxMjTzqldw+doDP44o4WuB\n"
+      "fyj5Snvy5eF9+MqPUkD5Myd/10zDCK+49Xz81hqCo116mKRowP9nAtmCGg==\n"
+      "-----END PUBLIC KEY-----\n";
+  require_refused({{"operator", {json{{"name", "alice"}, {"public_key_pem", ec_pem}}}}},
+                  "not Ed25519");
+  require_refused(json::array(), "JSON object");
+
+  auto not_json = TrustStore::parse("{\"control_plane\": [", "/etc/driftwatch/trust.json");
+  REQUIRE_FALSE(not_json);
+  CHECK_THAT(not_json.error().message, Catch::Contains("/etc/driftwatch/trust.json"));
+}
+
+TEST_CASE("trust: load reads a file and names it when it cannot", "[ingest]") {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("driftwatch-trust-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "trust.json";
+  const auto key = new_public_key();
+  std::ofstream(path) << json{{"control_plane", {entry("cp-1", key)}}}.dump(2);
+  auto store = TrustStore::load(path);
+  REQUIRE(store);
+  CHECK(store->find(key.keyid()) != nullptr);
+
+  auto missing = TrustStore::load(dir / "absent.json");
+  REQUIRE_FALSE(missing);
+  CHECK_THAT(missing.error().message, Catch::Contains((dir / "absent.json").string()));
+  std::filesystem::remove_all(dir);
+}

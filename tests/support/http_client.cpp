@@ -1,0 +1,72 @@
+#include "support/http_client.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace driftwatch::testing {
+
+HttpReply http_request(uint16_t port, const std::string& method, const std::string& path,
+                       const std::string& body) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    throw std::runtime_error("connect to port " + std::to_string(port) + ": " +
+                             std::strerror(errno));
+  }
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                        "Connection: close\r\nContent-Type: application/json\r\n" +
+                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer (413) before reading it all
+    sent += static_cast<size_t>(n);
+  }
+  std::string response;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    response.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12)
+    throw std::runtime_error("not an HTTP answer from port " + std::to_string(port) + ": '" +
+                             response.substr(0, 80) + "'");
+  HttpReply reply;
+  reply.status = std::stoi(response.substr(9, 3));
+  auto header_end = response.find("\r\n\r\n");
+  if (header_end != std::string::npos) {
+    std::string headers = response.substr(0, header_end);
+    reply.body = response.substr(header_end + 4);
+    // Chunked answers: join the chunks.
+    if (headers.find("chunked") != std::string::npos) {
+      std::string joined;
+      size_t pos = 0;
+      while (pos < reply.body.size()) {
+        size_t line_end = reply.body.find("\r\n", pos);
+        if (line_end == std::string::npos) break;
+        size_t size = std::stoul(reply.body.substr(pos, line_end - pos), nullptr, 16);
+        if (size == 0) break;
+        joined += reply.body.substr(line_end + 2, size);
+        pos = line_end + 2 + size + 2;
+      }
+      reply.body = joined;
+    }
+  }
+  return reply;
+}
+
+}  // namespace driftwatch::testing
