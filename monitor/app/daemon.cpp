@@ -29,6 +29,7 @@
 #include "correlate/correlator.hpp"
 #include "ingest/ingestor.hpp"
 #include "ingest/journal.hpp"
+#include "metrics/metrics.hpp"
 #include "observe/capabilities.hpp"
 #include "policy/policy.hpp"
 #include "sandbox/sampler.hpp"
@@ -73,6 +74,7 @@ struct Daemon {
   policy::Policy policy;
   std::vector<std::unique_ptr<ingest::JournalTail>> journals;
   correlate::Correlator correlator;
+  std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<api::HttpServer> http;
   std::unique_ptr<asio::thread_pool> pool;
   std::unique_ptr<asio::steady_timer> sweep_timer;
@@ -115,6 +117,7 @@ std::vector<correlate::SweepItem> run_sweep(
     auto it = declared.find(ref.sandbox_id);
     auto scope =
         it != declared.end() ? projection::scope_for(it->second) : projection::default_scope();
+    auto sample_start = std::chrono::steady_clock::now();
     auto observation = sampler.sample(ref, scope, &table);
     if (!observation) {
       if (!observation.error().vanished)
@@ -129,6 +132,8 @@ std::vector<correlate::SweepItem> run_sweep(
     item.observed = std::move(*observed);
     item.started_at = boot + static_cast<int64_t>(ref.first_process.start_time_ticks / ticks);
     item.sampled_at = unix_now();
+    item.sample_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
     if (ref.bundle) {
       std::ifstream file(*ref.bundle / "config.json", std::ios::binary);
       std::string text((std::istreambuf_iterator<char>(file)), {});
@@ -171,9 +176,13 @@ void start_sweep(Daemon& d) {
             correlate::declared_for(*d.ingestor, item.ref.sandbox_id))
           rescope = true;
       int64_t now = unix_now();
+      auto previous = d.correlator.statuses();
       d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
                                d.config.unattested_grace_seconds);
       d.last_sweep = now;
+      for (const auto& item : items) d.metrics->observe_sample_duration(item.sample_seconds);
+      d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
+      d.metrics->set_last_sweep(now);
       d.sweep_running = false;
       if (d.sweep_requested || rescope) {
         d.sweep_requested = false;
@@ -198,6 +207,8 @@ ingest::IngestOutcome ingest_envelope(Daemon& d, std::string_view bytes,
                                       std::optional<ingest::EnvelopeKind> kind,
                                       std::string_view source) {
   auto outcome = d.ingestor->ingest(bytes, kind, unix_now());
+  d.metrics->count_ingest(outcome.kind.value_or(kind.value_or(ingest::EnvelopeKind::launch)),
+                          outcome.result);
   if (outcome.result == ingest::IngestResult::accepted) {
     spdlog::info("{}: accepted {}", source, outcome.id);
     start_sweep(d);
@@ -278,6 +289,10 @@ void add_routes(Daemon& d) {
   http.route("GET", "/healthz", [&d](const api::HttpRequest&) {
     return api::HttpResponse{200, "application/json", healthz(d).dump()};
   });
+  http.route("GET", "/metrics", [&d](const api::HttpRequest&) {
+    return api::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                             d.metrics->serialize()};
+  });
   http.route("GET", "/v1/sandboxes", [&d](const api::HttpRequest&) {
     json list = json::array();
     for (const auto& [id, status] : d.correlator.statuses())
@@ -300,6 +315,7 @@ void add_routes(Daemon& d) {
     return [&d, kind, source](const api::HttpRequest& request) {
       if (request.body_too_large) {
         auto outcome = d.ingestor->reject_too_large(kind, request.declared_length);
+        d.metrics->count_ingest(kind, outcome.result);
         spdlog::warn("{}: too_large: {}", source, outcome.reason);
         return ingest_response(outcome);
       }
@@ -438,6 +454,8 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   d.config = std::move(*loaded);
   auto canonical = canonical_json(to_json(d.config));
   d.config_sha256 = canonical ? sha256_hex(*canonical) : "";
+  d.metrics =
+      std::make_unique<metrics::Metrics>(DRIFTWATCH_VERSION, DRIFTWATCH_REVISION, d.config_sha256);
   spdlog::info("driftwatch {} ({}) starting on node {}, config sha256 {}", DRIFTWATCH_VERSION,
                DRIFTWATCH_REVISION, d.config.node_name, d.config_sha256);
 

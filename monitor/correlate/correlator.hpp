@@ -32,8 +32,9 @@ struct SweepItem {
   projection::Observation observation;
   projection::Projection observed;
   std::optional<std::string> consumed_config_sha256;  // bundle config.json, JCS hashed
-  int64_t started_at = 0;  // Unix time the sandbox's first process started
-  int64_t sampled_at = 0;  // Unix time of the sample
+  int64_t started_at = 0;     // Unix time the sandbox's first process started
+  int64_t sampled_at = 0;     // Unix time of the sample
+  double sample_seconds = 0;  // wall time the sample took
 };
 
 struct SandboxStatus {

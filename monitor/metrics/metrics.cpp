@@ -1,0 +1,234 @@
+#include "metrics/metrics.hpp"
+
+#include <set>
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+namespace driftwatch::metrics {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+// Sampling one sandbox takes ~100 µs to a few ms; a sweep-detected drift is
+// seen within a sweep interval (seconds); a probe-triggered one in ms.
+const prometheus::Histogram::BucketBoundaries kSampleBuckets{
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1};
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                                              1,     2.5,   5,    10,   30,  60};
+
+std::string finding_key(const projection::Finding& f) {
+  return f.field + "\n" + projection::to_string(f.direction);
+}
+
+}  // namespace
+
+Metrics::Metrics(const std::string& version, const std::string& revision,
+                 const std::string& config_sha256)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      sandboxes_(BuildGauge()
+                     .Name("driftwatch_sandboxes")
+                     .Help("Sandboxes on this node by verdict.")
+                     .Register(*registry_)),
+      sandbox_drifted_(BuildGauge()
+                           .Name("driftwatch_sandbox_drifted")
+                           .Help("1 while a live sandbox is drifted, else 0.")
+                           .Register(*registry_)),
+      sandbox_info_(BuildGauge()
+                        .Name("driftwatch_sandbox_info")
+                        .Help("One series per live sandbox: its launch, verdict and hashes.")
+                        .Register(*registry_)),
+      findings_(BuildCounter()
+                    .Name("driftwatch_drift_findings_total")
+                    .Help("Drift findings that appeared, by projection field and direction.")
+                    .Register(*registry_)),
+      policy_violations_(BuildCounter()
+                             .Name("driftwatch_policy_violations_total")
+                             .Help("Node policy violations that appeared, by rule.")
+                             .Register(*registry_)),
+      escalation_attempts_(BuildCounter()
+                               .Name("driftwatch_escalation_attempts_total")
+                               .Help("Privileged operations attempted inside watched sandboxes.")
+                               .Register(*registry_)),
+      launch_events_(BuildCounter()
+                         .Name("driftwatch_launch_events_total")
+                         .Help("Launch events ingested, by result.")
+                         .Register(*registry_)),
+      grants_(BuildCounter()
+                  .Name("driftwatch_grants_total")
+                  .Help("Grants ingested, by result.")
+                  .Register(*registry_)),
+      sample_duration_(BuildHistogram()
+                           .Name("driftwatch_sample_duration_seconds")
+                           .Help("Wall time to sample one sandbox.")
+                           .Register(*registry_)),
+      detection_latency_(BuildHistogram()
+                             .Name("driftwatch_detection_latency_seconds")
+                             .Help("Time from a change to its detection, by trigger (for sweeps: "
+                                   "an upper bound, the time since the previous sample).")
+                             .Register(*registry_)),
+      probe_attached_(BuildGauge()
+                          .Name("driftwatch_probe_attached")
+                          .Help("1 if the eBPF probe is attached, else 0 (sampling only).")
+                          .Register(*registry_)),
+      probe_events_(BuildCounter()
+                        .Name("driftwatch_probe_events_total")
+                        .Help("Events received from each eBPF probe.")
+                        .Register(*registry_)),
+      probe_events_lost_(BuildCounter()
+                             .Name("driftwatch_probe_events_lost_total")
+                             .Help("Events each eBPF probe could not deliver.")
+                             .Register(*registry_)),
+      evidence_tree_size_(BuildGauge()
+                              .Name("driftwatch_evidence_tree_size")
+                              .Help("Entries in the evidence log's Merkle tree.")
+                              .Register(*registry_)),
+      evidence_root_prefix_(BuildGauge()
+                                .Name("driftwatch_evidence_root_prefix")
+                                .Help("First 6 bytes of the latest checkpoint root, as an integer.")
+                                .Register(*registry_)),
+      last_sweep_(BuildGauge()
+                      .Name("driftwatch_last_sweep_timestamp_seconds")
+                      .Help("Unix time the last sweep of all sandboxes finished.")
+                      .Register(*registry_)),
+      build_info_(BuildGauge()
+                      .Name("driftwatch_build_info")
+                      .Help("The monitor's version and source revision.")
+                      .Register(*registry_)),
+      config_info_(BuildGauge()
+                       .Name("driftwatch_config_info")
+                       .Help("SHA-256 of the monitor's own effective configuration (JCS).")
+                       .Register(*registry_)) {
+  for (const char* verdict : correlate::kVerdicts) sandboxes_.Add({{"verdict", verdict}}).Set(0);
+  for (auto result : ingest::kAllIngestResults) {
+    launch_events_.Add({{"result", ingest::to_string(result)}});
+    grants_.Add({{"result", ingest::to_string(result)}});
+  }
+  sample_histogram_ = &sample_duration_.Add({}, kSampleBuckets);
+  sweep_latency_ = &detection_latency_.Add({{"trigger", "sweep"}}, kLatencyBuckets);
+  detection_latency_.Add({{"trigger", "probe"}}, kLatencyBuckets);
+  for (const char* probe : kProbes) {
+    probe_attached_.Add({{"probe", probe}}).Set(0);
+    probe_events_.Add({{"probe", probe}});
+    probe_events_lost_.Add({{"probe", probe}});
+  }
+  // Counters start at 0 for the capabilities the policies care about, so
+  // rate() and alerts see a series before the first attempt.
+  for (const char* kind :
+       {"CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_BPF", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"})
+    for (const char* outcome : {"denied", "allowed"})
+      escalation_attempts_.Add({{"kind", kind}, {"outcome", outcome}});
+  evidence_tree_size_.Add({}).Set(0);
+  evidence_root_prefix_.Add({}).Set(0);
+  last_sweep_.Add({}).Set(0);
+  build_info_.Add({{"version", version}, {"revision", revision}}).Set(1);
+  config_info_.Add({{"sha256", config_sha256}}).Set(1);
+}
+
+void Metrics::count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult result) {
+  auto& family = kind == ingest::EnvelopeKind::launch ? launch_events_ : grants_;
+  family.Add({{"result", ingest::to_string(result)}}).Increment();
+}
+
+void Metrics::update_sandboxes(const std::map<std::string, correlate::SandboxStatus>& previous,
+                               const std::map<std::string, correlate::SandboxStatus>& current,
+                               int64_t now) {
+  std::map<std::string, double> by_verdict;
+  for (const char* verdict : correlate::kVerdicts) by_verdict[verdict] = 0;
+  for (const auto& [id, status] : current)
+    if (status.verdict) by_verdict[*status.verdict] += 1;
+  for (const auto& [verdict, count] : by_verdict) sandboxes_.Add({{"verdict", verdict}}).Set(count);
+
+  // Per-sandbox series: only live sandboxes with a verdict.
+  for (auto it = series_.begin(); it != series_.end();) {
+    auto status = current.find(it->first);
+    bool keep =
+        status != current.end() && status->second.verdict && status->second.verdict != "gone";
+    if (!keep) {
+      sandbox_drifted_.Remove(it->second.drifted);
+      sandbox_info_.Remove(it->second.info);
+      it = series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [id, status] : current) {
+    if (!status.verdict || status.verdict == "gone") continue;
+    std::string launch_id = status.launch_id.value_or("");
+    std::map<std::string, std::string> info_labels{
+        {"sandbox", id},
+        {"launch_id", launch_id},
+        {"runtime", status.runtime},
+        {"verdict", *status.verdict},
+        {"declared_sha256", status.declared_sha256.value_or("")},
+        {"observed_sha256", status.observed_sha256.value_or("")}};
+    auto& series = series_[id];
+    if (series.drifted && series.launch_id != launch_id) {
+      sandbox_drifted_.Remove(series.drifted);
+      series.drifted = nullptr;
+    }
+    if (!series.drifted)
+      series.drifted = &sandbox_drifted_.Add({{"sandbox", id}, {"launch_id", launch_id}});
+    series.launch_id = launch_id;
+    series.drifted->Set(*status.verdict == "drifted" ? 1 : 0);
+    if (series.info && series.info_labels != info_labels) {
+      sandbox_info_.Remove(series.info);
+      series.info = nullptr;
+    }
+    if (!series.info) {
+      series.info = &sandbox_info_.Add(info_labels);
+      series.info->Set(1);
+      series.info_labels = info_labels;
+    }
+
+    // Counters move only for findings that are new on this sandbox.
+    std::set<std::string> known;
+    auto before = previous.find(id);
+    if (before != previous.end())
+      for (const auto& f : before->second.findings) known.insert(finding_key(f));
+    bool new_drift = false;
+    for (const auto& f : status.findings) {
+      if (known.contains(finding_key(f))) continue;
+      if (f.field.starts_with("policy.")) {
+        policy_violations_.Add({{"rule", f.field.substr(7)}}).Increment();
+      } else {
+        findings_
+            .Add({{"field", f.field},
+                  {"direction", projection::to_string(f.direction)},
+                  {"severity", f.severity}})
+            .Increment();
+        new_drift |= f.direction != projection::Direction::narrowing;
+      }
+    }
+    // Drift found by a sweep happened at most one sample ago.
+    if (new_drift && before != previous.end() && before->second.last_observed > 0)
+      sweep_latency_->Observe(static_cast<double>(now - before->second.last_observed));
+  }
+}
+
+void Metrics::observe_sample_duration(double seconds) {
+  sample_histogram_->Observe(seconds);
+}
+
+void Metrics::set_last_sweep(int64_t unix_seconds) {
+  last_sweep_.Add({}).Set(static_cast<double>(unix_seconds));
+}
+
+void Metrics::set_probe_attached(const std::string& probe, bool attached) {
+  probe_attached_.Add({{"probe", probe}}).Set(attached ? 1 : 0);
+}
+
+void Metrics::set_evidence(uint64_t tree_size, uint64_t root_prefix) {
+  evidence_tree_size_.Add({}).Set(static_cast<double>(tree_size));
+  evidence_root_prefix_.Add({}).Set(static_cast<double>(root_prefix));
+}
+
+std::string Metrics::serialize() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+}  // namespace driftwatch::metrics

@@ -1,0 +1,101 @@
+#include <catch2/catch.hpp>
+
+#include "metrics/metrics.hpp"
+
+using namespace driftwatch;
+
+namespace {
+
+correlate::SandboxStatus status(const std::string& id, const std::string& verdict,
+                                std::vector<projection::Finding> findings = {}) {
+  correlate::SandboxStatus s;
+  s.sandbox_id = id;
+  s.runtime = "runc";
+  s.launch_id = "L-" + id;
+  s.verdict = verdict;
+  s.declared_sha256 = std::string(64, 'd');
+  s.observed_sha256 = std::string(64, 'o');
+  s.findings = std::move(findings);
+  s.last_observed = 1000;
+  return s;
+}
+
+projection::Finding escalation(const std::string& field) {
+  projection::Finding f;
+  f.field = field;
+  f.direction = projection::Direction::escalation;
+  f.severity = "critical";
+  return f;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: every family of the contract is exposed from the start", "[metrics]") {
+  metrics::Metrics m("0.1.0", "abc123", std::string(64, 'c'));
+  auto text = m.serialize();
+  // Families whose series all carry a sandbox, a field or a rule appear with
+  // their first series (prometheus-cpp writes no empty families).
+  for (const char* family :
+       {"driftwatch_sandboxes", "driftwatch_escalation_attempts_total",
+        "driftwatch_launch_events_total", "driftwatch_grants_total",
+        "driftwatch_sample_duration_seconds", "driftwatch_detection_latency_seconds",
+        "driftwatch_probe_attached", "driftwatch_probe_events_total",
+        "driftwatch_probe_events_lost_total", "driftwatch_evidence_tree_size",
+        "driftwatch_evidence_root_prefix", "driftwatch_last_sweep_timestamp_seconds",
+        "driftwatch_build_info", "driftwatch_config_info"}) {
+    INFO(family);
+    CHECK(text.find("# TYPE " + std::string(family)) != std::string::npos);
+  }
+  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"drifted\"} 0"));
+  CHECK(has_line(text, "driftwatch_launch_events_total{result=\"too_large\"} 0"));
+  CHECK(has_line(text, "driftwatch_build_info{revision=\"abc123\",version=\"0.1.0\"} 1"));
+}
+
+TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone", "[metrics]") {
+  metrics::Metrics m("0.1.0", "abc123", "c");
+  std::map<std::string, correlate::SandboxStatus> none, first, second;
+  first["a"] = status("a", "attested");
+  first["b"] = status("b", "unattested");
+  m.update_sandboxes(none, first, 1000);
+  auto text = m.serialize();
+  CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 0"));
+  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"attested\"} 1"));
+  CHECK(text.find("verdict=\"unattested\",sandbox=\"b\"") == std::string::npos);  // sorted labels
+  CHECK(text.find("sandbox=\"b\",verdict=\"unattested\"") != std::string::npos);
+
+  second["a"] = status("a", "drifted", {escalation("capabilities.effective")});
+  second["b"] = status("b", "gone");
+  m.update_sandboxes(first, second, 1010);
+  text = m.serialize();
+  CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 1"));
+  CHECK(text.find("sandbox=\"b\"") == std::string::npos);
+  CHECK(text.find("verdict=\"attested\",sandbox") == std::string::npos);
+  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"gone\"} 1"));
+  CHECK(has_line(text,
+                 "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
+                 "effective\",severity=\"critical\"} 1"));
+  CHECK(has_line(text, "driftwatch_detection_latency_seconds_count{trigger=\"sweep\"} 1"));
+
+  // The same finding on the next sweep is not counted again.
+  m.update_sandboxes(second, second, 1020);
+  CHECK(has_line(m.serialize(),
+                 "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
+                 "effective\",severity=\"critical\"} 1"));
+}
+
+TEST_CASE("metrics: policy findings count under their rule, ingest results under theirs",
+          "[metrics]") {
+  metrics::Metrics m("0.1.0", "abc123", "c");
+  std::map<std::string, correlate::SandboxStatus> none, now;
+  now["v"] = status("v", "violating", {escalation("policy.no-cap-sys-module")});
+  m.update_sandboxes(none, now, 1000);
+  m.count_ingest(ingest::EnvelopeKind::grant, ingest::IngestResult::wrong_role);
+  auto text = m.serialize();
+  CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-cap-sys-module\"} 1"));
+  CHECK(has_line(text, "driftwatch_grants_total{result=\"wrong_role\"} 1"));
+  CHECK(has_line(text, "driftwatch_launch_events_total{result=\"wrong_role\"} 0"));
+}
