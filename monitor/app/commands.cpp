@@ -15,6 +15,7 @@
 #include "app/daemon.hpp"
 #include "app/keys.hpp"
 #include "common/canonical_json.hpp"
+#include "common/file_io.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
 #include "projection/declared.hpp"
@@ -68,26 +69,7 @@ Result<sandbox::SandboxRef> resolve_target(const Target& target, const observe::
 }
 
 Result<std::string> read_input_file(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(path, ": cannot open: ", std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      close(fd);
-      return fail(path, ": cannot read: ", std::strerror(errno));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > (4u << 20)) {
-      close(fd);
-      return fail(path, ": larger than 4 MiB, not an OCI config");
-    }
-  }
-  close(fd);
-  return text;
+  return read_file(path, 4u << 20, "OCI config");
 }
 
 Result<projection::Projection> declared_from_file(const std::string& path) {

@@ -25,6 +25,7 @@
 #include "api/http_server.hpp"
 #include "app/node_config.hpp"
 #include "common/canonical_json.hpp"
+#include "common/file_io.hpp"
 #include "common/sha256.hpp"
 #include "correlate/correlator.hpp"
 #include "ingest/ingestor.hpp"
@@ -135,14 +136,13 @@ std::vector<correlate::SweepItem> run_sweep(
     item.sample_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
     if (ref.bundle) {
-      std::ifstream file(*ref.bundle / "config.json", std::ios::binary);
-      std::string text((std::istreambuf_iterator<char>(file)), {});
-      if (file.good() || file.eof()) {
-        auto doc = parse_json(text, "config.json");
-        if (doc) {
-          auto bytes = canonical_json(*doc);
-          if (bytes) item.consumed_config_sha256 = sha256_hex(*bytes);
-        }
+      // The bundle is written by the runtime's caller on the host, never by
+      // the sandbox; still, it is outside input: bounded and strictly parsed.
+      auto text = read_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
+      auto doc = text ? parse_json(*text, "config.json") : std::unexpected(text.error());
+      if (doc) {
+        auto bytes = canonical_json(*doc);
+        if (bytes) item.consumed_config_sha256 = sha256_hex(*bytes);
       }
     }
     items.push_back(std::move(item));

@@ -1,5 +1,7 @@
 #include "app/keys.hpp"
 
+#include "common/file_io.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,28 +90,7 @@ int report(const std::string& message) {
 
 Result<std::string> read_small_file(const std::filesystem::path& path, size_t limit,
                                     std::string_view what) {
-  const std::string name = path.string();
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail("cannot open ", what, " ", name, ": ", std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail("cannot read ", what, " ", name, ": ", std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > limit) {
-      ::close(fd);
-      return fail(what, " ", name, " is larger than ", std::to_string(limit), " bytes");
-    }
-  }
-  ::close(fd);
-  return text;
+  return read_file(path, limit, what);
 }
 
 // Creates `path` (which must not exist) with `mode` and the given content,

@@ -1,5 +1,7 @@
 #include "app/node_config.hpp"
 
+#include "common/file_io.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -287,27 +289,7 @@ Result<NodeConfig> load_node_config(const std::optional<std::filesystem::path>& 
     return config;
   }
   const std::string what = "config " + path->string();
-  int fd;
-  do {
-    fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return fail("cannot read ", what, ": ", describe_errno(errno));
-  std::string text;
-  int error = 0;
-  while (text.size() < kMaxConfigRead) {
-    char buffer[65536];
-    const size_t want = std::min(sizeof buffer, kMaxConfigRead - text.size());
-    const ssize_t n = ::read(fd, buffer, want);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = errno;  // EISDIR for a directory
-      break;
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  if (error != 0) return fail("cannot read ", what, ": ", describe_errno(error));
+  DW_TRY(text, read_file(*path, kMaxConfigRead, "config"));
   return parse_node_config(text, what);
 }
 

@@ -1,5 +1,7 @@
 #include "ingest/trust.hpp"
 
+#include "common/file_io.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -99,28 +101,8 @@ Result<TrustStore> TrustStore::parse(std::string_view text, std::string_view wha
 }
 
 Result<TrustStore> TrustStore::load(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail("cannot open trust file ", name, ": ", std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail("cannot read trust file ", name, ": ", std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > kMaxTrustFileBytes) {
-      ::close(fd);
-      return fail("trust file ", name, " is larger than 1 MiB; it should list a few PEM keys");
-    }
-  }
-  ::close(fd);
-  return parse(text, name);
+  DW_TRY(text, read_file(path, kMaxTrustFileBytes, "trust file"));
+  return parse(text, path.string());
 }
 
 const TrustedKey* TrustStore::find(std::string_view keyid) const {

@@ -1,5 +1,7 @@
 #include "observe/cgroupfs.hpp"
 
+#include "common/file_io.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -72,39 +74,6 @@ bool dir_exists(const std::filesystem::path& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// One open + read loop + close. Returns 0 or errno; EFBIG when too large.
-int read_whole(const std::filesystem::path& path, std::string& out) {
-  out.clear();
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno;
-  size_t used = 0;
-  out.resize(4096);
-  int error = 0;
-  while (true) {
-    if (used == out.size()) {
-      if (out.size() > kMaxCgroupFile) {
-        error = EFBIG;
-        break;
-      }
-      out.resize(std::min(out.size() * 2, kMaxCgroupFile + 1));
-    }
-    const ssize_t n = ::read(fd, out.data() + used, out.size() - used);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = errno;
-      break;
-    }
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(used);
-  return error;
-}
-
 // The text of dir/file; nullopt when the file is absent from a directory
 // that exists (the controller is not enabled for that cgroup, or it is a
 // root cgroup, which has no limit files); vanished when the directory itself
@@ -113,7 +82,7 @@ Result<std::optional<std::string>> read_cgroup_file(const std::filesystem::path&
                                                     std::string_view file) {
   const std::filesystem::path path = dir / file;
   std::string text;
-  const int error = read_whole(path, text);
+  const int error = read_file_into(path.c_str(), text, kMaxCgroupFile);
   if (error == 0) return std::optional<std::string>{std::move(text)};
   if (error == ENOENT || error == ENODEV) {
     if (dir_exists(dir)) return std::optional<std::string>{};

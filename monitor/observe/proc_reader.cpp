@@ -1,5 +1,7 @@
 #include "observe/proc_reader.hpp"
 
+#include "common/file_io.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,42 +28,6 @@ std::string describe_errno(int error) {
 // open and read. Both are the benign race samplers drop.
 bool is_exit_race(int error) {
   return error == ENOENT || error == ESRCH;
-}
-
-// One open + read loop + close; no iostreams, no stat. Returns 0 or errno.
-// `too_large` is set when the file exceeds kMaxProcFile.
-int read_whole(const char* path, std::string& out, bool& too_large) {
-  too_large = false;
-  out.clear();
-  int fd;
-  do {
-    fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno;
-
-  size_t used = 0;
-  out.resize(4096);
-  int error = 0;
-  while (true) {
-    if (used == out.size()) {
-      if (out.size() > kMaxProcFile) {
-        too_large = true;
-        break;
-      }
-      out.resize(std::min(out.size() * 2, kMaxProcFile + 1));
-    }
-    const ssize_t n = ::read(fd, out.data() + used, out.size() - used);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = errno;
-      break;
-    }
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(used);
-  return error;
 }
 
 // readlink(2) into a string, growing the buffer when the target fills it.
@@ -101,16 +67,15 @@ std::string pid_file(const std::filesystem::path& root, pid_t pid, std::string_v
 
 Result<std::string> read_pid_file(const std::string& path, int& error) {
   std::string text;
-  bool too_large = false;
-  error = read_whole(path.c_str(), text, too_large);
+  error = read_file_into(path.c_str(), text, kMaxProcFile);
+  if (error == EFBIG) {
+    return fail("cannot read ", path, ": larger than ", std::to_string(kMaxProcFile), " bytes");
+  }
   if (error != 0) {
     if (is_exit_race(error)) {
       return vanished(path + ": process exited (" + describe_errno(error) + ")");
     }
     return fail("cannot read ", path, ": ", describe_errno(error));
-  }
-  if (too_large) {
-    return fail("cannot read ", path, ": larger than ", std::to_string(kMaxProcFile), " bytes");
   }
   return text;
 }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/canonical_json.hpp"
+#include "common/file_io.hpp"
 #include "observe/capabilities.hpp"
 
 namespace driftwatch::policy {
@@ -143,17 +144,7 @@ Result<Policy> parse_policy(std::string_view text, std::string_view what) {
 
 Result<Policy> load_policy(const std::optional<std::filesystem::path>& path) {
   if (!path) return parse_policy(embedded_default_policy(), "embedded default.json");
-  int fd = open(path->c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail("policy ", path->string(), ": cannot open: ", std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof buffer)) > 0) {
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > (1u << 20)) break;
-  }
-  close(fd);
-  if (n < 0) return fail("policy ", path->string(), ": cannot read");
+  DW_TRY(text, read_file(*path, 1u << 20, "policy"));
   return parse_policy(text, path->string());
 }
 

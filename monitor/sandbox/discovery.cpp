@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "common/canonical_json.hpp"
+#include "common/file_io.hpp"
 
 namespace driftwatch::sandbox {
 namespace {
@@ -25,29 +26,6 @@ bool valid_container_id(std::string_view id) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '+' || c == '-' ||
            c == '.';
   });
-}
-
-Result<std::string> read_small_file(const fs::path& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail("cannot open ", path.string(), ": ", std::strerror(errno));
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      close(fd);
-      return fail("cannot read ", path.string(), ": ", std::strerror(errno));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > (4u << 20)) {
-      close(fd);
-      return fail(path.string(), " is larger than 4 MiB");
-    }
-  }
-  close(fd);
-  return text;
 }
 
 Result<uint64_t> json_u64(const json& doc, const char* key, std::string_view what) {
@@ -125,7 +103,7 @@ Result<SandboxRef> find_container(const DiscoveryRoots& roots, std::string_view 
     fs::path file = root / std::string(id) / (is_runc ? "state.json" : "status");
     std::error_code ec;
     if (!fs::exists(file, ec)) return std::nullopt;
-    auto text = read_small_file(file);
+    auto text = read_file(file, 4u << 20, "container state");
     if (!text) return std::unexpected(text.error());
     auto ref = is_runc ? parse_runc_state(*text, id) : parse_crun_status(*text, id);
     if (!ref) return ref;
