@@ -9,15 +9,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -280,83 +282,89 @@ TEST_CASE(
     if (all || std::chrono::steady_clock::now() > deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  INFO("alerts: " << alerts.dump(1) << "\ntargets: " << prometheus.get("/api/v1/targets").dump()
-                  << "\nprometheus log: " << tail(prometheus.log()));
-  for (const auto& [name, label, value] : expected) {
-    INFO(name << " firing for " << label << "=" << value);
-    CHECK(firing(alerts, name, label, value).has_value());
-  }
+  {
+    INFO("alerts: " << alerts.dump(1) << "\ntargets: " << prometheus.get("/api/v1/targets").dump()
+                    << "\nprometheus log: " << tail(prometheus.log()));
+    for (const auto& [name, label, value] : expected) {
+      INFO(name << " firing for " << label << "=" << value);
+      CHECK(firing(alerts, name, label, value).has_value());
+    }
 
-  if (auto drifted = firing(alerts, "DriftwatchSandboxDrifted", "sandbox", honest.id())) {
-    CHECK(drifted->at("labels") == json({{"alertname", "DriftwatchSandboxDrifted"},
-                                         {"severity", "critical"},
-                                         {"instance", instance},
-                                         {"job", "driftwatch"},
-                                         {"sandbox", honest.id()},
-                                         {"launch_id", honest_launch}}));
-    std::string summary = drifted->at("/annotations/summary"_json_pointer);
-    CHECK(summary == "Sandbox " + honest.id() + " (launch " + honest_launch + ") on " + instance +
-                         " has drifted from its signed launch config");
-    std::string description = drifted->at("/annotations/description"_json_pointer);
-    CHECK_THAT(description, Catch::Contains("curl -s http://" + instance + "/v1/sandboxes/" +
-                                            honest.id()));
-    CHECK_THAT(description, Catch::Contains("driftwatch report --launch " + honest_launch));
-  }
-  if (auto unattested = firing(alerts, "DriftwatchSandboxUnattested", "sandbox", stray.id())) {
-    // No launch: the launch_id label is empty, so Prometheus drops it.
-    CHECK(unattested->at("labels") == json({{"alertname", "DriftwatchSandboxUnattested"},
-                                            {"severity", "warning"},
-                                            {"instance", instance},
-                                            {"job", "driftwatch"},
-                                            {"sandbox", stray.id()},
-                                            {"runtime", "runc"}}));
-    CHECK(unattested->at("/annotations/summary"_json_pointer) ==
-          "Sandbox " + stray.id() + " on " + instance + " runs with no signed launch event");
-  }
-  if (auto violating = firing(alerts, "DriftwatchPolicyViolated", "sandbox", privileged.id())) {
-    CHECK(violating->at("/labels/launch_id"_json_pointer) == privileged_launch);
-    CHECK(violating->at("/labels/severity"_json_pointer) == "critical");
-  }
-  // Quiet where nothing is wrong: no drift page for the stray or the
-  // privileged sandbox, no unattested page for the launched ones, no forgery
-  // page (every envelope was good), the monitor is up and sweeping.
-  for (const auto& alert : alerts.value("/data/alerts"_json_pointer, json::array())) {
-    std::string name = alert["labels"].value("alertname", "");
-    std::string sandbox = alert["labels"].value("sandbox", "");
-    INFO("unexpected alert: " << alert.dump());
-    CHECK_FALSE((name == "DriftwatchSandboxDrifted" && sandbox != honest.id()));
-    CHECK_FALSE((name == "DriftwatchSandboxUnattested" && sandbox != stray.id()));
-    CHECK_FALSE((name == "DriftwatchRejectedLaunchEvents" || name == "DriftwatchRejectedGrants" ||
-                 name == "DriftwatchMonitorDown" || name == "DriftwatchSweepStale" ||
-                 name == "DriftwatchProbeEventsLost" ||
-                 name == "DriftwatchEscalationAttemptsDenied"));
+    if (auto drifted = firing(alerts, "DriftwatchSandboxDrifted", "sandbox", honest.id())) {
+      CHECK(drifted->at("labels") == json({{"alertname", "DriftwatchSandboxDrifted"},
+                                           {"severity", "critical"},
+                                           {"instance", instance},
+                                           {"job", "driftwatch"},
+                                           {"sandbox", honest.id()},
+                                           {"launch_id", honest_launch}}));
+      std::string summary = drifted->at("/annotations/summary"_json_pointer);
+      CHECK(summary == "Sandbox " + honest.id() + " (launch " + honest_launch + ") on " + instance +
+                           " has drifted from its signed launch config");
+      std::string description = drifted->at("/annotations/description"_json_pointer);
+      CHECK_THAT(description,
+                 Catch::Contains("curl -s http://" + instance + "/v1/sandboxes/" + honest.id()));
+      CHECK_THAT(description, Catch::Contains("driftwatch report --launch " + honest_launch));
+    }
+    if (auto unattested = firing(alerts, "DriftwatchSandboxUnattested", "sandbox", stray.id())) {
+      // No launch: the launch_id label is empty, so Prometheus drops it.
+      CHECK(unattested->at("labels") == json({{"alertname", "DriftwatchSandboxUnattested"},
+                                              {"severity", "warning"},
+                                              {"instance", instance},
+                                              {"job", "driftwatch"},
+                                              {"sandbox", stray.id()},
+                                              {"runtime", "runc"}}));
+      CHECK(unattested->at("/annotations/summary"_json_pointer) ==
+            "Sandbox " + stray.id() + " on " + instance + " runs with no signed launch event");
+    }
+    if (auto violating = firing(alerts, "DriftwatchPolicyViolated", "sandbox", privileged.id())) {
+      CHECK(violating->at("/labels/launch_id"_json_pointer) == privileged_launch);
+      CHECK(violating->at("/labels/severity"_json_pointer) == "critical");
+    }
+    // Quiet where nothing is wrong: no drift page for the stray or the
+    // privileged sandbox, no unattested page for the launched ones, no forgery
+    // page (every envelope was good), the monitor is up and sweeping.
+    for (const auto& alert : alerts.value("/data/alerts"_json_pointer, json::array())) {
+      std::string name = alert["labels"].value("alertname", "");
+      std::string sandbox = alert["labels"].value("sandbox", "");
+      INFO("unexpected alert: " << alert.dump());
+      CHECK_FALSE((name == "DriftwatchSandboxDrifted" && sandbox != honest.id()));
+      CHECK_FALSE((name == "DriftwatchSandboxUnattested" && sandbox != stray.id()));
+      CHECK_FALSE((name == "DriftwatchRejectedLaunchEvents" || name == "DriftwatchRejectedGrants" ||
+                   name == "DriftwatchMonitorDown" || name == "DriftwatchSweepStale" ||
+                   name == "DriftwatchProbeEventsLost" ||
+                   name == "DriftwatchEscalationAttemptsDenied"));
+    }
   }
 
   // What Prometheus stored is what the daemon says.
-  auto api_view = daemon.get("/v1/sandboxes/" + honest.id());
-  auto info = prometheus.query("driftwatch_sandbox_info{sandbox=\"" + honest.id() + "\"}");
-  INFO(info.dump() << "\n" << api_view.dump());
-  REQUIRE(info["status"] == "success");
-  REQUIRE(info["data"]["result"].size() == 1);
-  auto labels = info["data"]["result"][0]["metric"];
-  CHECK(labels["launch_id"] == honest_launch);
-  CHECK(labels["verdict"] == "drifted");
-  CHECK(labels["runtime"] == "runc");
-  CHECK(labels["declared_sha256"] == api_view["declared_sha256"]);
-  CHECK(labels["observed_sha256"] == api_view["observed_sha256"]);
+  {
+    auto api_view = daemon.get("/v1/sandboxes/" + honest.id());
+    auto info = prometheus.query("driftwatch_sandbox_info{sandbox=\"" + honest.id() + "\"}");
+    INFO(info.dump() << "\n" << api_view.dump());
+    REQUIRE(info["status"] == "success");
+    REQUIRE(info["data"]["result"].size() == 1);
+    auto labels = info["data"]["result"][0]["metric"];
+    CHECK(labels["launch_id"] == honest_launch);
+    CHECK(labels["verdict"] == "drifted");
+    CHECK(labels["runtime"] == "runc");
+    CHECK(labels["declared_sha256"] == api_view["declared_sha256"]);
+    CHECK(labels["observed_sha256"] == api_view["observed_sha256"]);
+  }
 
   // The dashboard's variables resolve to this node and these sandboxes.
-  auto nodes = prometheus.get("/api/v1/label/instance/values?match[]=" +
-                              url_encode("driftwatch_build_info"));
-  INFO(nodes.dump());
-  CHECK(nodes["data"] == json::array({instance}));
-  auto sandbox_values = prometheus.get(
-      "/api/v1/label/sandbox/values?match[]=" +
-      url_encode("driftwatch_sandbox_info{instance=~\"" + instance + "\"}"))["data"];
-  INFO(sandbox_values.dump());
-  for (const auto* container : {&honest, &stray, &privileged})
-    CHECK(std::find(sandbox_values.begin(), sandbox_values.end(), container->id()) !=
-          sandbox_values.end());
+  {
+    auto nodes = prometheus.get("/api/v1/label/instance/values?match[]=" +
+                                url_encode("driftwatch_build_info"));
+    INFO(nodes.dump());
+    CHECK(nodes["data"] == json::array({instance}));
+    auto sandbox_values = prometheus.get(
+        "/api/v1/label/sandbox/values?match[]=" +
+        url_encode("driftwatch_sandbox_info{instance=~\"" + instance + "\"}"))["data"];
+    INFO(sandbox_values.dump());
+    for (const auto* container : {&honest, &stray, &privileged})
+      CHECK(std::find(sandbox_values.begin(), sandbox_values.end(), container->id()) !=
+            sandbox_values.end());
+  }
 
   // Every panel's every query returns data.
   auto dashboard = json::parse(read_file(dashboard_path));
