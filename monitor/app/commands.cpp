@@ -14,6 +14,7 @@
 
 #include "app/daemon.hpp"
 #include "app/keys.hpp"
+#include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
 #include "observe/cgroupfs.hpp"
@@ -201,8 +202,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{
       "driftwatch: proves that sandboxes run with the configuration their control plane "
       "launched them with, and that nothing inside raised its own privileges since."};
-  app.set_version_flag("--version",
-                       std::string(DRIFTWATCH_VERSION) + " (" + DRIFTWATCH_REVISION + ")");
+  app.set_version_flag("--version", std::string(build_version()) + " (" + build_revision() + ")");
   app.require_subcommand(1);
 
   std::optional<std::string> run_config;

@@ -24,6 +24,7 @@
 
 #include "api/http_server.hpp"
 #include "app/node_config.hpp"
+#include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
 #include "common/sha256.hpp"
@@ -273,8 +274,8 @@ json healthz(const Daemon& d) {
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
   return json{{"status", "ok"},
               {"node", d.config.node_name},
-              {"version", DRIFTWATCH_VERSION},
-              {"revision", DRIFTWATCH_REVISION},
+              {"version", build_version()},
+              {"revision", build_revision()},
               {"config_sha256", d.config_sha256},
               {"trust_keys", d.ingestor->trust().size()},
               {"policy", d.policy.name},
@@ -455,9 +456,9 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   auto canonical = canonical_json(to_json(d.config));
   d.config_sha256 = canonical ? sha256_hex(*canonical) : "";
   d.metrics =
-      std::make_unique<metrics::Metrics>(DRIFTWATCH_VERSION, DRIFTWATCH_REVISION, d.config_sha256);
-  spdlog::info("driftwatch {} ({}) starting on node {}, config sha256 {}", DRIFTWATCH_VERSION,
-               DRIFTWATCH_REVISION, d.config.node_name, d.config_sha256);
+      std::make_unique<metrics::Metrics>(build_version(), build_revision(), d.config_sha256);
+  spdlog::info("driftwatch {} ({}) starting on node {}, config sha256 {}", build_version(),
+               build_revision(), d.config.node_name, d.config_sha256);
 
   const std::vector<std::pair<const char*, Step>> steps = {
       {"prepare_state_dir", prepare_state_dir}, {"load_trust", load_trust},

@@ -133,6 +133,9 @@ Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
     auto inode = proc_.namespace_inode(reference, kind);
     if (inode) host_namespaces_[kind] = *inode;
   }
+  // PID 1's cgroups, read once per sampler (one per sweep in the daemon)
+  // rather than once per sandbox.
+  if (auto host = proc_.cgroup(1)) host_cgroups_ = std::move(*host);
 }
 
 Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
@@ -140,8 +143,7 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
   const pid_t first = sandbox.first_process.pid;
   std::set<pid_t> members{first};
   if (sandbox.membership == Membership::cgroup) {
-    auto host = proc_.cgroup(1);
-    auto own = own_cgroups(sandbox.cgroups, host ? *host : observe::CgroupMembership{});
+    auto own = own_cgroups(sandbox.cgroups, host_cgroups_);
     if (own.unified || !own.v1.empty()) {
       auto procs = cgroups_.procs(own);
       if (!procs) return wrap(procs.error(), "sandbox '", sandbox.sandbox_id, "': ");

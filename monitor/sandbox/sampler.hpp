@@ -50,6 +50,7 @@ class Sampler {
   observe::ProcReader proc_;
   observe::CgroupReader cgroups_;
   std::map<std::string, uint64_t> host_namespaces_;
+  observe::CgroupMembership host_cgroups_;  // PID 1's: never a sandbox's own
 };
 
 }  // namespace driftwatch::sandbox
