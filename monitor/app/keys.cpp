@@ -147,18 +147,6 @@ std::optional<std::string> keygen_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
-Result<void> make_dir(const std::filesystem::path& dir) {
-  std::filesystem::path partial;
-  for (const auto& part : dir) {
-    partial /= part;
-    if (partial == partial.root_path()) continue;
-    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
-      return fail("cannot create directory ", partial.string(), ": ", std::strerror(errno));
-    }
-  }
-  return {};
-}
-
 }  // namespace
 
 bool is_valid_note_key_name(std::string_view name) {
@@ -206,7 +194,7 @@ int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir) {
       return report(path.string() + " already exists; not overwriting it");
     }
   }
-  if (auto made = make_dir(out_dir); !made) return report(made.error().message);
+  if (auto made = make_private_dirs(out_dir); !made) return report(made.error().message);
 
   std::vector<std::filesystem::path> written;
   const struct {

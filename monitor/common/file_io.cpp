@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
 namespace driftwatch {
@@ -50,6 +53,17 @@ Result<std::string> read_file(const std::filesystem::path& path, size_t max_byte
     return fail("cannot read ", name, ": larger than ", std::to_string(max_bytes), " bytes");
   if (error != 0) return fail("cannot read ", name, ": ", std::generic_category().message(error));
   return text;
+}
+
+Result<void> make_private_dirs(const std::filesystem::path& dir) {
+  std::filesystem::path partial;
+  for (const auto& part : dir) {
+    partial /= part;
+    if (partial == partial.root_path()) continue;
+    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
+      return fail("cannot create directory ", partial.string(), ": ", std::strerror(errno));
+  }
+  return {};
 }
 
 }  // namespace driftwatch

@@ -20,4 +20,8 @@ int read_file_into(const char* path, std::string& out, size_t max_bytes);
 Result<std::string> read_file(const std::filesystem::path& path, size_t max_bytes,
                               std::string_view what = "");
 
+/// mkdir -p with mode 0700 for what it creates (state and key directories:
+/// nobody else needs to list them). Existing directories keep their mode.
+Result<void> make_private_dirs(const std::filesystem::path& dir);
+
 }  // namespace driftwatch

@@ -1,4 +1,5 @@
 #include "ingest/ingestor.hpp"
+#include "common/file_io.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -298,21 +299,6 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
     record.envelope_sha256 = envelope_sha256;
   }
   return checked;
-}
-
-// mkdir -p with mode 0700 for what it creates: the state directory holds
-// keys and evidence, nobody else needs to list it. Existing directories
-// keep their mode.
-Result<void> make_private_dirs(const std::filesystem::path& dir) {
-  std::filesystem::path partial;
-  for (const auto& part : dir) {
-    partial /= part;
-    if (partial == partial.root_path()) continue;
-    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
-      return fail("cannot create directory ", partial.string(), ": ", std::strerror(errno));
-    }
-  }
-  return {};
 }
 
 Result<void> fsync_dir(const std::filesystem::path& dir) {

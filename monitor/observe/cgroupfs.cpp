@@ -1,5 +1,7 @@
 #include "observe/cgroupfs.hpp"
 
+#include "common/text.hpp"
+
 #include "common/file_io.hpp"
 
 #include <dirent.h>
@@ -27,25 +29,6 @@ constexpr uint64_t kV1MemoryUnlimited = 0x7FFFFFFFFFFF0000ULL;
 
 std::string describe_errno(int error) {
   return std::generic_category().message(error);
-}
-
-std::string quote(std::string_view token) {
-  constexpr size_t kMaxQuoted = 64;
-  std::string out = "'";
-  for (size_t i = 0; i < token.size() && i < kMaxQuoted; ++i) {
-    const auto c = static_cast<unsigned char>(token[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  if (token.size() > kMaxQuoted) out += "...";
-  out += "'";
-  return out;
 }
 
 std::string_view trim(std::string_view s) {

@@ -1,5 +1,7 @@
 #include "observe/proc_parsers.hpp"
 
+#include "common/text.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -7,27 +9,6 @@
 
 namespace driftwatch::observe {
 namespace {
-
-// Error messages quote the offending token. Input may be arbitrary bytes (a
-// fuzzer, a corrupted file), so quote a bounded, printable rendering of it.
-std::string quote(std::string_view token) {
-  constexpr size_t kMaxQuoted = 64;
-  std::string out = "'";
-  for (size_t i = 0; i < token.size() && i < kMaxQuoted; ++i) {
-    const auto c = static_cast<unsigned char>(token[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  if (token.size() > kMaxQuoted) out += "...";
-  out += "'";
-  return out;
-}
 
 // A decimal integer that is the whole token: no sign for unsigned types, no
 // leading '+', no trailing bytes, in range.
