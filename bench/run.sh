@@ -113,6 +113,7 @@ run_waited build/bench/metrics_bench --sandboxes 1000 --requests 200 >"$work/met
 
 say "starting a container for hyperfine"
 coproc HOLD { exec "$bin" --id-prefix "$prefix" hold; }
+# shellcheck disable=SC2153  # HOLD_PID is set by coproc
 hold_pid=$HOLD_PID
 hold_in=${HOLD[1]}
 hold_id=""

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -243,7 +244,12 @@ struct SingleResults {
   Stats path_checks;  // CPU µs per sample: default scope minus no candidate paths
   Timing scan;
   double other_load = 0;  // cores busy with other work while measuring
+  double stolen = 0;      // cores' worth of time stolen by the hypervisor
 };
+
+void round_progress(const std::string& what, int round, int rounds) {
+  progress(what + ": round " + std::to_string(round + 1) + "/" + std::to_string(rounds));
+}
 
 SingleResults bench_one_process(const Options& opt, const Host& host) {
   progress("one-process sandbox: starting a runc container (sleep 3600)");
@@ -255,86 +261,96 @@ SingleResults bench_one_process(const Options& opt, const Host& host) {
   sandbox::Sampler sampler(host.proc, host.cgroups);
   const pid_t pid = ref.first_process.pid;
   const auto table = sandbox::ProcessTable::scan(host.proc);
-  auto timed = [&](auto op) { return measure(opt.warmup, opt.iterations, opt.repetitions, op); };
+  const auto membership = checked(host.proc.cgroup(pid), "read /proc/PID/cgroup");
+  const auto observation = checked(sampler.sample(ref, host.scope, &table), "sample");
+  const size_t hierarchies = (ref.cgroups.unified ? 1 : 0) + ref.cgroups.v1.size();
+
+  // Every operation below runs in one interleaved suite, so that the parts
+  // and the whole are timed under the same conditions.
+  Suite suite(opt.warmup, opt.iterations, opt.repetitions);
+  const size_t daemon = suite.add([&] { sample_and_project(sampler, ref, host.scope, &table, 1); });
+  const size_t no_paths =
+      suite.add([&] { sample_and_project(sampler, ref, host.no_paths, &table, 1); });
+  const size_t inspect =
+      suite.add([&] { sample_and_project(sampler, ref, host.scope, nullptr, 1); });
+  const size_t inspect_cli = suite.add([&] {
+    auto found = checked(sandbox::find_container(host.roots, container.id(), host.proc),
+                         "find_container " + container.id());
+    sandbox::Sampler fresh(host.proc, host.cgroups);
+    sample_and_project(fresh, found, host.scope, nullptr, 1);
+  });
+  const size_t scan = suite.add([&] { sandbox::ProcessTable::scan(host.proc); });
+
+  struct PartOp {
+    std::string label;
+    std::string kernel_work;
+    size_t op;
+    double per_sample;
+  };
+  std::vector<PartOp> parts;
+  auto part = [&](std::string label, std::string kernel_work, double per_sample,
+                  std::function<void()> op) {
+    parts.push_back(
+        {std::move(label), std::move(kernel_work), suite.add(std::move(op)), per_sample});
+  };
+  part("pin a process (PinnedProcess::pin + still_alive)",
+       "pidfd_open, read /proc/PID/stat, poll, close; once for the sandbox, once for the member", 2,
+       [&] {
+         auto pinned = checked(sandbox::PinnedProcess::pin(host.proc, pid), "pin");
+         if (!pinned.still_alive()) throw std::runtime_error("container process exited");
+       });
+  part("/proc/PID/status, read only (ProcReader::read)",
+       "open, read, close (included in the next row)", 0,
+       [&] { checked(host.proc.read(pid, "status"), "read status"); });
+  part("/proc/PID/status, read + parse", "open, read, close", 1,
+       [&] { checked(host.proc.status(pid), "status"); });
+  part("8 namespace links", "8 × readlink /proc/PID/ns/*", 1, [&] {
+    for (const char* kind : observe::kNamespaceKinds)
+      checked(host.proc.namespace_inode(pid, kind), "namespace_inode");
+  });
+  part("/proc/PID/limits, read + parse", "open, read, close", 1,
+       [&] { checked(host.proc.limits(pid), "limits"); });
+  part("/proc/PID/cgroup, read + parse", "open, read, close", 1,
+       [&] { checked(host.proc.cgroup(pid), "cgroup"); });
+  part("cgroup limits (CgroupReader::limits)",
+       "open, read, close of each limit file (memory, pids, cpu)", 1,
+       [&] { checked(host.cgroups.limits(membership), "limits"); });
+  part("attr/current, cmdline, exe", "2 × open, read, close; 1 readlink", 1, [&] {
+    checked(host.proc.lsm_label(pid), "lsm_label");
+    checked(host.proc.cmdline(pid), "cmdline");
+    checked(host.proc.exe_path(pid), "exe_path");
+  });
+  part("membership (Sampler::members, shared table)",
+       "cgroup.procs of " + std::to_string(hierarchies) + " hierarchies, readlink ns/pid", 1,
+       [&] { checked(sampler.members(ref, &table), "members"); });
+  // For a runc container every cgroup differs from PID 1's, so these are
+  // exactly the cgroups members() lists.
+  part("cgroup.procs alone (CgroupReader::procs)",
+       std::to_string(hierarchies) + " × open, read, close (included in the row above)", 0,
+       [&] { checked(host.cgroups.procs(ref.cgroups), "procs"); });
+  part("observed_projection", "none (user space)", 1, [&] {
+    checked(projection::observed_projection(observation, host.scope), "observed_projection");
+  });
 
   SingleResults r;
   r.host_processes = host.process_count();
   const OtherLoad load;
-  progress("one-process sandbox: daemon mode");
+  suite.run([&](int round) { round_progress("one-process sandbox", round, opt.repetitions); });
+  r.other_load = load.cores();
+  r.stolen = load.stolen_cores();
+
   r.daemon = {"daemon: sample + observed_projection, ProcessTable shared per sweep",
-              timed([&] { sample_and_project(sampler, ref, host.scope, &table, 1); })};
-  progress("one-process sandbox: inspect mode");
+              suite.timing(daemon)};
   r.inspect = {"inspect: the same + its own /proc scan (" + std::to_string(r.host_processes) +
                    " host processes)",
-               timed([&] { sample_and_project(sampler, ref, host.scope, nullptr, 1); })};
+               suite.timing(inspect)};
   r.inspect_cli_work = {
       "`inspect --oci` in-process: + find_container (state.json) + Sampler construction",
-      timed([&] {
-        auto found = checked(sandbox::find_container(host.roots, container.id(), host.proc),
-                             "find_container " + container.id());
-        sandbox::Sampler fresh(host.proc, host.cgroups);
-        sample_and_project(fresh, found, host.scope, nullptr, 1);
-      })};
-
-  progress("one-process sandbox: breakdown");
-  auto membership = checked(host.proc.cgroup(pid), "read /proc/PID/cgroup");
-  const size_t hierarchies = (ref.cgroups.unified ? 1 : 0) + ref.cgroups.v1.size();
-  using Part = SingleResults::Part;
-  r.parts.push_back(Part{
-      "pin a process (PinnedProcess::pin + still_alive)",
-      "pidfd_open, read /proc/PID/stat, poll, close; once for the sandbox, once for the member",
-      timed([&] {
-        auto pinned = checked(sandbox::PinnedProcess::pin(host.proc, pid), "pin");
-        if (!pinned.still_alive()) throw std::runtime_error("container process exited");
-      }),
-      2});
-  r.parts.push_back(Part{"/proc/PID/status, read only (ProcReader::read)",
-                         "open, read, close (included in the next row)",
-                         timed([&] { checked(host.proc.read(pid, "status"), "read status"); }), 0});
-  r.parts.push_back(Part{"/proc/PID/status, read + parse", "open, read, close",
-                         timed([&] { checked(host.proc.status(pid), "status"); }), 1});
-  r.parts.push_back(Part{"8 namespace links", "8 × readlink /proc/PID/ns/*", timed([&] {
-                           for (const char* kind : observe::kNamespaceKinds)
-                             checked(host.proc.namespace_inode(pid, kind), "namespace_inode");
-                         }),
-                         1});
-  r.parts.push_back(Part{"/proc/PID/limits, read + parse", "open, read, close",
-                         timed([&] { checked(host.proc.limits(pid), "limits"); }), 1});
-  r.parts.push_back(Part{"/proc/PID/cgroup, read + parse", "open, read, close",
-                         timed([&] { checked(host.proc.cgroup(pid), "cgroup"); }), 1});
-  r.parts.push_back(Part{"cgroup limits (CgroupReader::limits)",
-                         "open, read, close of each limit file (memory, pids, cpu)",
-                         timed([&] { checked(host.cgroups.limits(membership), "limits"); }), 1});
-  r.parts.push_back(Part{"attr/current, cmdline, exe", "2 × open, read, close; 1 readlink",
-                         timed([&] {
-                           checked(host.proc.lsm_label(pid), "lsm_label");
-                           checked(host.proc.cmdline(pid), "cmdline");
-                           checked(host.proc.exe_path(pid), "exe_path");
-                         }),
-                         1});
-  r.parts.push_back(Part{"membership (Sampler::members, shared table)",
-                         "read /proc/1/cgroup, cgroup.procs of " + std::to_string(hierarchies) +
-                             " hierarchies, readlink ns/pid",
-                         timed([&] { checked(sampler.members(ref, &table), "members"); }), 1});
-  // For a runc container every cgroup differs from PID 1's, so these are
-  // exactly the cgroups members() lists.
-  r.parts.push_back(
-      Part{"cgroup.procs alone (CgroupReader::procs)",
-           std::to_string(hierarchies) + " × open, read, close (included in the row above)",
-           timed([&] { checked(host.cgroups.procs(ref.cgroups), "procs"); }), 0});
-  progress("one-process sandbox: masked/read-only path checks");
-  r.path_checks = measure_difference(
-      opt.warmup, opt.iterations, opt.repetitions,
-      [&] { sample_and_project(sampler, ref, host.scope, &table, 1); },
-      [&] { sample_and_project(sampler, ref, host.no_paths, &table, 1); });
-  auto observation = checked(sampler.sample(ref, host.scope, &table), "sample");
-  r.parts.push_back(Part{"observed_projection", "none (user space)", timed([&] {
-                           checked(projection::observed_projection(observation, host.scope),
-                                   "observed_projection");
-                         }),
-                         1});
-  r.scan = timed([&] { sandbox::ProcessTable::scan(host.proc); });
-  r.other_load = load.cores();
+      suite.timing(inspect_cli)};
+  for (const auto& p : parts)
+    r.parts.push_back({p.label, p.kernel_work, suite.timing(p.op), p.per_sample});
+  r.path_checks = suite.difference(daemon, no_paths);
+  r.scan = suite.timing(scan);
   return r;
 }
 
@@ -343,7 +359,9 @@ struct HundredResults {
   Row inspect;
   Row members;
   size_t members_count = 0;
+  int iterations = 0;
   double other_load = 0;
+  double stolen = 0;
 };
 
 HundredResults bench_hundred_processes(const Options& opt, const Host& host) {
@@ -374,21 +392,23 @@ HundredResults bench_hundred_processes(const Options& opt, const Host& host) {
   }
 
   // A sample reads 100 members: a tenth of the iterations keeps the run short.
-  const int iterations = std::max(10, opt.iterations / 10);
-  const int warmup = std::max(2, opt.warmup / 10);
-  auto timed = [&](auto op) { return measure(warmup, iterations, opt.repetitions, op); };
-  const auto table = sandbox::ProcessTable::scan(host.proc);
   HundredResults r;
   r.members_count = kMembers;
+  r.iterations = std::max(10, opt.iterations / 10);
+  Suite suite(std::max(2, opt.warmup / 10), r.iterations, opt.repetitions);
+  const auto table = sandbox::ProcessTable::scan(host.proc);
+  const size_t daemon =
+      suite.add([&] { sample_and_project(sampler, ref, host.scope, &table, kMembers); });
+  const size_t inspect =
+      suite.add([&] { sample_and_project(sampler, ref, host.scope, nullptr, kMembers); });
+  const size_t members = suite.add([&] { checked(sampler.members(ref, &table), "members"); });
   const OtherLoad load;
-  progress("100-process sandbox: daemon mode");
-  r.daemon = {"daemon",
-              timed([&] { sample_and_project(sampler, ref, host.scope, &table, kMembers); })};
-  progress("100-process sandbox: inspect mode");
-  r.inspect = {"inspect",
-               timed([&] { sample_and_project(sampler, ref, host.scope, nullptr, kMembers); })};
-  r.members = {"membership", timed([&] { checked(sampler.members(ref, &table), "members"); })};
+  suite.run([&](int round) { round_progress("100-process sandbox", round, opt.repetitions); });
   r.other_load = load.cores();
+  r.stolen = load.stolen_cores();
+  r.daemon = {"daemon", suite.timing(daemon)};
+  r.inspect = {"inspect", suite.timing(inspect)};
+  r.members = {"membership", suite.timing(members)};
   return r;
 }
 
@@ -403,6 +423,7 @@ struct SweepResults {
   Timing samples;
   double setup_seconds = 0;
   double other_load = 0;
+  double stolen = 0;
 };
 
 SweepResults bench_sweep(const Options& opt, const Host& host) {
@@ -437,20 +458,26 @@ SweepResults bench_sweep(const Options& opt, const Host& host) {
     for (const auto& ref : refs) sample_and_project(sampler, ref, host.scope, &table, 1);
   };
 
-  progress("sweep: timing " + std::to_string(opt.sweeps) + " sweeps");
-  const OtherLoad load;
-  r.full = measure(2, 1, opt.sweeps, [&] {
+  // One batch is one sweep; the parts run interleaved with the whole.
+  Suite suite(2, 1, opt.sweeps);
+  const size_t full = suite.add([&] {
     const auto refs = sandbox::list_containers(roots, host.proc);
     if (refs.size() != ids.size()) throw std::runtime_error("a sweep container is gone");
     const auto table = sandbox::ProcessTable::scan(host.proc);
     sweep_all(refs, table);
   });
-  progress("sweep: timing its parts");
-  r.list = measure(2, 1, opt.sweeps, [&] { sandbox::list_containers(roots, host.proc); });
-  r.scan = measure(2, 1, opt.sweeps, [&] { sandbox::ProcessTable::scan(host.proc); });
+  const size_t list = suite.add([&] { sandbox::list_containers(roots, host.proc); });
+  const size_t scan = suite.add([&] { sandbox::ProcessTable::scan(host.proc); });
   const auto table = sandbox::ProcessTable::scan(host.proc);
-  r.samples = measure(2, 1, opt.sweeps, [&] { sweep_all(found, table); });
+  const size_t samples = suite.add([&] { sweep_all(found, table); });
+  const OtherLoad load;
+  suite.run([&](int round) { round_progress("sweep", round, opt.sweeps); });
   r.other_load = load.cores();
+  r.stolen = load.stolen_cores();
+  r.full = suite.timing(full);
+  r.list = suite.timing(list);
+  r.scan = suite.timing(scan);
+  r.samples = suite.timing(samples);
   return r;  // the fleet deletes the containers, then the bundle goes
 }
 
@@ -462,13 +489,15 @@ std::string report(const Options& opt, const Host& host, const SingleResults& on
   const auto& d = one.daemon.timing;
   md << "### Per sample\n\n"
      << "CPU time of the monitor process (CLOCK_PROCESS_CPUTIME_ID) per sample: median of "
-     << opt.repetitions << " repetitions of " << opt.iterations
-     << " samples (100-process sandbox: " << std::max(10, opt.iterations / 10)
-     << " samples), after a warm-up; (min–max) over the repetitions. "
+     << opt.repetitions << " batches of " << opt.iterations
+     << " samples (100-process sandbox: " << hundred.iterations
+     << "), after a warm-up; (min–max) over the batches. The batches of every row of a table "
+     << "(and of every part below) alternate round by round, so that drift hits all alike. "
      << "System share: kernel time / CPU time, from getrusage (— where the run was too short "
      << "for its tick-based split). Other processes kept " << number(one.other_load, 2)
      << " (one process) and " << number(hundred.other_load, 2)
-     << " (100 processes) cores busy on average meanwhile.\n\n"
+     << " (100 processes) cores busy on average meanwhile; the hypervisor stole "
+     << number(one.stolen, 2) << " and " << number(hundred.stolen, 2) << " cores.\n\n"
      << "| sandbox | mode | CPU µs per sample | wall µs | system share |\n"
      << "| --- | --- | ---: | ---: | ---: |\n";
   auto single_row = [&](const std::string& sandbox, const Row& row, const std::string& extra) {
@@ -486,8 +515,9 @@ std::string report(const Options& opt, const Host& host, const SingleResults& on
   single_row("100 processes", hundred.inspect, per_member(hundred.inspect));
 
   md << "\n### Where a one-process sample's CPU goes (daemon mode)\n\n"
-     << "Each part timed alone, the same way, on the same container. Masked/read-only paths: "
-     << "a sample with the default scope minus one with no candidate paths.\n\n"
+     << "Each part timed alone, in the same interleaved rounds as the rows above, on the same "
+     << "container. Masked/read-only paths: a sample with the default scope minus one with no "
+     << "candidate paths, round by round.\n\n"
      << "| part | kernel work | CPU µs per call | calls per sample | µs per sample | "
         "share of the sample | system share |\n"
      << "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
@@ -526,7 +556,8 @@ std::string report(const Options& opt, const Host& host, const SingleResults& on
      << " processes on the host. Setting up the " << sweep.sandboxes << " containers took "
      << number(sweep.setup_seconds, 0) << " s (" << opt.parallel
      << " at a time). Other processes kept " << number(sweep.other_load, 2)
-     << " cores busy on average while the sweeps were timed.\n\n"
+     << " cores busy on average while the sweeps were timed; the hypervisor stole "
+     << number(sweep.stolen, 2) << " cores.\n\n"
      << "| part | CPU ms per sweep | wall ms per sweep | CPU µs per sandbox | system share |\n"
      << "| --- | ---: | ---: | ---: | ---: |\n";
   auto sweep_row = [&](const std::string& label, const Timing& t) {
