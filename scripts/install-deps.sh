@@ -13,6 +13,8 @@ packages=(
   # real runtimes and peers used by tests and benchmarks
   runc crun bubblewrap busybox-static prometheus auditd bpftrace
   hyperfine jq python3-cryptography iproute2
+  # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
+  libclang-rt-14-dev
 )
 
 missing=()

@@ -6,11 +6,14 @@
 #include <charconv>
 #include <exception>
 #include <limits>
+#include <list>
 #include <optional>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -26,6 +29,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
 
 // After an error answer (413, 400) the client may still be sending the body
 // we refused. Closing with unread input makes the kernel send a reset, which
@@ -39,6 +43,9 @@ constexpr size_t kMaxReadBuffer = 256 * 1024;
 // After a failed accept (EMFILE, ENFILE, ENOBUFS) retry after a pause
 // instead of spinning on the error.
 constexpr std::chrono::milliseconds kAcceptRetry{100};
+// A flood of slow clients closes connections by the thousand: one log line
+// per interval sums them up instead of one line each.
+constexpr std::chrono::seconds kCloseLogInterval{10};
 
 std::string describe(const error_code& ec) {
   std::string message = ec.message();
@@ -127,65 +134,216 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+std::string_view view(beast::string_view text) {
+  return std::string_view(text.data(), text.size());
+}
+
 class Connection;
+class PendingAnswer;
 
 // What connections and pending handlers share. It outlives the HttpServer
 // object while handlers are still queued on the io_context, so a handler
 // that runs after ~HttpServer touches live memory (and sees `stopped`).
 struct Core : std::enable_shared_from_this<Core> {
-  explicit Core(asio::io_context& context) : io(context), acceptor(context), retry_timer(context) {}
+  explicit Core(asio::io_context& context)
+      : io(context), acceptor(context), retry_timer(context), log_timer(context) {}
 
   asio::io_context& io;
   tcp::acceptor acceptor;
   asio::steady_timer retry_timer;
-  // path → method → handler
-  std::map<std::string, std::map<std::string, Handler>, std::less<>> routes;
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;
-  std::chrono::steady_clock::duration timeout = HttpServer::kDefaultTimeout;
+  asio::steady_timer log_timer;
+  // path → method → handler (synchronous handlers are wrapped)
+  std::map<std::string, std::map<std::string, AsyncHandler>, std::less<>> routes;
+  // Every connection whose socket is open: what the cap counts, what stop() closes.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> open;
+  // The connections that may be closed to make room, the one to go first in
+  // front: each joins at the back when it starts waiting for a request (so
+  // the front has waited longest), or at the front when it only lingers
+  // after an answer.
+  std::list<Connection*> evictable;
+  HttpTimeouts timeouts;
   size_t max_connections = HttpServer::kDefaultMaxConnections;
   uint16_t port = 0;
-  bool accept_pending = false;
+  bool accept_pending = false;  // an accept, or a wait for a client to accept
   bool stopped = false;
+  HttpServerStats totals;
+  // Closes not logged yet; see kCloseLogInterval.
+  uint64_t unlogged_evictions = 0;
+  uint64_t unlogged_timeouts = 0;
+  Clock::time_point last_log{};
+  bool log_pending = false;
 
   void accept_next();
   void on_accept(const error_code& ec, tcp::socket socket);
+  void retry_accept_later();
+  bool evict_oldest();
   void connection_closed(Connection* connection);
+  void note_closed(bool evicted);
+  void flush_close_log();
   void stop();
-  // The response and, for 405, the Allow header.
-  std::pair<HttpResponse, std::string> dispatch(const HttpRequest& request) const;
+  void dispatch(const HttpRequest& request, const std::shared_ptr<PendingAnswer>& pending) const;
 };
 
+// The one answer a request is owed. Every copy of the handler's Respond
+// shares it: the first answer goes out, later ones are ignored, and if the
+// last copy goes without answering the client gets a 500, not silence.
+class PendingAnswer {
+ public:
+  // `too_large`: the body was refused (with its Content-Length, if any); the
+  // answer is the handler's own 413 or ours.
+  PendingAnswer(std::weak_ptr<Connection> connection, std::string what, unsigned version,
+                bool keep_alive, std::optional<std::optional<uint64_t>> too_large)
+      : connection_(std::move(connection)),
+        what_(std::move(what)),
+        version_(version),
+        keep_alive_(keep_alive),
+        too_large_(too_large) {}
+  PendingAnswer(const PendingAnswer&) = delete;
+  PendingAnswer& operator=(const PendingAnswer&) = delete;
+  ~PendingAnswer() {
+    if (!answered_) {
+      answer(error_response(500, "internal error: the handler of " + what_ +
+                                     " dropped the request without answering"),
+             {});
+    }
+  }
+
+  void answer(HttpResponse response, std::string allow);
+  bool answered() const { return answered_; }
+
+ private:
+  // Weak: an answer may come after the connection and the io_context are
+  // gone, and must not keep either alive (the connection keeps itself alive
+  // while its handler has the request).
+  std::weak_ptr<Connection> connection_;
+  std::string what_;  // "POST /v1/launch-events", for messages
+  unsigned version_;
+  bool keep_alive_;
+  std::optional<std::optional<uint64_t>> too_large_;
+  bool answered_ = false;
+};
+
+// One client connection, through its stages:
+//   reading   a request's header, then its body; one deadline per stage
+//   handling  the handler has the request; no deadline, never evicted
+//   writing   the answer; a write deadline, never evicted
+//   idle      kept alive, waiting for the next request's first byte
+//   lingering after an error answer, discarding what still arrives
+// Reading, idle and lingering connections may be closed to make room at the
+// cap (Core::evictable).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Core> core, tcp::socket socket)
-      : core_(std::move(core)), stream_(std::move(socket)), buffer_(kMaxReadBuffer) {}
-  ~Connection() { core_->connection_closed(this); }
+      : core_(std::move(core)),
+        socket_(std::move(socket)),
+        deadline_(socket_.get_executor()),
+        buffer_(kMaxReadBuffer) {}
+  ~Connection() { close(); }
 
-  void start() { read_header(); }
+  // The first request's header is due `timeouts.header` after accept: a
+  // client that never sends one holds its slot no longer than that.
+  void start() {
+    become_evictable(false);
+    begin_request(Clock::now() + core_->timeouts.header);
+  }
 
-  // From Core::stop: every pending operation completes with an error.
-  void abort() {
+  // From the answer to a handled request.
+  void deliver(HttpResponse response, std::string allow, unsigned version, bool keep_alive,
+               bool linger) {
+    if (phase_ != Phase::handling) return;  // closed meanwhile
+    const auto self = std::move(held_by_handler_);
+    owed_answer_.reset();
+    if (core_->stopped) return close();
+    write(std::move(response), std::move(allow), version, keep_alive, linger);
+  }
+
+  // Idempotent; every pending operation completes with an error.
+  void close() {
+    if (phase_ == Phase::closed) return;
+    const auto self = std::move(held_by_handler_);  // may be the last reference
+    owed_answer_.reset();
+    phase_ = Phase::closed;
+    leave_evictable();
+    disarm();
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.close(ignored);
+    core_->connection_closed(this);
   }
 
  private:
-  void read_header() {
-    if (core_->stopped) return;
+  enum class Phase { reading, handling, writing, idle, lingering, closed };
+
+  // ---- deadlines: one timer, re-armed per stage. A wait that was already
+  // queued when the timer was re-armed sees a newer generation and does
+  // nothing.
+  void arm(Clock::time_point when) {
+    ++deadline_generation_;
+    deadline_.expires_at(when);
+    deadline_.async_wait(
+        [weak = weak_from_this(), generation = deadline_generation_](const error_code& ec) {
+          const auto self = weak.lock();
+          if (ec || !self || generation != self->deadline_generation_) return;
+          self->on_deadline();
+        });
+  }
+
+  void disarm() {
+    ++deadline_generation_;
+    deadline_.cancel();
+  }
+
+  void on_deadline() {
+    if (phase_ == Phase::reading) core_->note_closed(false);
+    close();
+  }
+
+  // ---- eviction order
+  void become_evictable(bool first) {
+    leave_evictable();
+    auto& list = core_->evictable;
+    evictable_at_ = list.insert(first ? list.begin() : list.end(), this);
+    // At the cap with nothing to evict, accepting paused: it can go on now.
+    core_->accept_next();
+  }
+
+  void leave_evictable() {
+    if (!evictable_at_) return;
+    core_->evictable.erase(*evictable_at_);
+    evictable_at_.reset();
+  }
+
+  // ---- reading
+  void begin_request(Clock::time_point header_due) {
+    if (core_->stopped) return close();
+    phase_ = Phase::reading;
     parser_.emplace();
     parser_->header_limit(HttpServer::kMaxHeaderBytes);
     // The real body limit is set once the header is in: with it set now, a
     // large Content-Length fails inside the parser and we could not say how
     // large. (Not boost::none: Beast 1.74 compares `len > none` as true.)
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    stream_.expires_after(core_->timeout);
+    arm(header_due);
     http::async_read_header(
-        stream_, buffer_, *parser_,
+        socket_, buffer_, *parser_,
         [self = shared_from_this()](const error_code& ec, size_t) { self->on_header(ec); });
   }
 
+  // A kept-alive connection: the next request's header deadline starts with
+  // its first byte; until then the idle deadline applies.
+  void await_next_request() {
+    become_evictable(false);
+    if (buffer_.size() > 0) return begin_request(Clock::now() + core_->timeouts.header);
+    phase_ = Phase::idle;
+    arm(Clock::now() + core_->timeouts.idle);
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+      if (ec || self->phase_ != Phase::idle) return self->close();
+      self->begin_request(Clock::now() + self->core_->timeouts.header);
+    });
+  }
+
   void on_header(const error_code& ec) {
+    if (phase_ == Phase::closed) return;
     if (ec) {
       if (ec == http::error::header_limit) {
         return answer_and_close(error_response(
@@ -195,22 +353,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (is_parse_error(ec)) {
         return answer_and_close(error_response(400, "bad request: " + ec.message()));
       }
-      return close();  // end of stream, timeout, reset, or stop()
+      return close();  // end of stream, reset
     }
     if (core_->stopped) return close();
     const auto length = parser_->content_length();
     if (length && *length > HttpServer::kMaxBodyBytes) {
-      return answer_too_large(std::optional<uint64_t>(*length));  // the body is never read
+      return refuse_too_large(std::optional<uint64_t>(*length));  // the body is never read
     }
     parser_->body_limit(HttpServer::kMaxBodyBytes);
     if (parser_->is_done()) return handle();
+    arm(Clock::now() + core_->timeouts.body);  // covers the 100 Continue too
     const auto expect = parser_->get()[http::field::expect];
-    if (iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
+    if (iequals(view(expect), "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(core_->timeout);
-      asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = shared_from_this()](const error_code& error, size_t) {
-                          if (error) return self->close();
+                          if (error || self->phase_ == Phase::closed) return self->close();
                           self->read_body();
                         });
       return;
@@ -219,15 +377,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void read_body() {
-    stream_.expires_after(core_->timeout);
     http::async_read(
-        stream_, buffer_, *parser_,
+        socket_, buffer_, *parser_,
         [self = shared_from_this()](const error_code& ec, size_t) { self->on_body(ec); });
   }
 
   void on_body(const error_code& ec) {
+    if (phase_ == Phase::closed) return;
     if (ec == http::error::body_limit) {
-      return answer_too_large(std::nullopt);  // a chunked body grew too far
+      return refuse_too_large(std::nullopt);  // a chunked body grew too far
     }
     if (ec) {
       if (is_parse_error(ec)) {
@@ -243,23 +401,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
            ec != http::error::end_of_stream && ec != http::error::partial_message;
   }
 
+  // ---- handling
   // The route still hears of a refused body (an ingest endpoint counts it);
   // the answer is a 413 whatever the handler says.
-  void answer_too_large(std::optional<uint64_t> length) {
+  void refuse_too_large(std::optional<uint64_t> length) {
     const auto& header = parser_->get();
+    const std::string_view target = view(header.target());
+    auto parsed = parse_request_target(target.substr(0, target.find('?')));
+    if (!parsed) return answer_and_close(too_large_response(length));
     HttpRequest request;
     request.method = std::string(header.method_string());
-    const std::string_view target(header.target().data(), header.target().size());
-    auto path = percent_decode(target.substr(0, target.find('?')), false);
+    request.path = std::move(parsed->path);
     request.body_too_large = true;
     request.declared_length = length;
-    HttpResponse response = too_large_response(length);
-    if (path && !path->empty() && path->front() == '/') {
-      request.path = std::move(*path);
-      auto [answer, allow] = core_->dispatch(request);
-      if (answer.status == 413) response = std::move(answer);
-    }
-    answer_and_close(std::move(response));
+    run_handler(request, header.version(), false,
+                std::optional<std::optional<uint64_t>>(std::in_place, length));
   }
 
   void handle() {
@@ -268,34 +424,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_.reset();
     const unsigned version = message.version();
     const bool keep_alive = message.keep_alive();
-
+    auto target = parse_request_target(view(message.target()));
+    if (!target) return write(error_response(400, target.error().message), {}, version, false);
     HttpRequest request;
     request.method = std::string(message.method_string());
-    const std::string_view target(message.target().data(), message.target().size());
-    const size_t question = target.find('?');
-    const std::string_view raw_path = target.substr(0, question);
-    auto path = percent_decode(raw_path, false);
-    auto query = question == std::string_view::npos
-                     ? std::optional<std::map<std::string, std::string>>(std::in_place)
-                     : parse_query(target.substr(question + 1));
-    if (raw_path.empty() || raw_path.front() != '/') {
-      return write(error_response(400, "request target must be a path starting with '/'"), {},
-                   version, false);
-    }
-    if (!path || !query) {
-      return write(error_response(400, "bad percent-encoding in the request target"), {}, version,
-                   false);
-    }
-    request.path = std::move(*path);
-    request.query = std::move(*query);
+    request.path = std::move(target->path);
+    request.query = std::move(target->query);
     request.body = std::move(message.body());
-
-    auto [response, allow] = core_->dispatch(request);
-    write(std::move(response), std::move(allow), version, keep_alive);
+    run_handler(request, version, keep_alive, std::nullopt);
   }
 
+  void run_handler(const HttpRequest& request, unsigned version, bool keep_alive,
+                   std::optional<std::optional<uint64_t>> too_large) {
+    phase_ = Phase::handling;
+    leave_evictable();
+    disarm();
+    // No operation is pending while the handler has the request: the
+    // connection keeps itself alive until it is answered or closed.
+    held_by_handler_ = shared_from_this();
+    // Nor does anything keep io_context::run() from returning (at the cap,
+    // not even an accept): an answer still owed is work.
+    owed_answer_.emplace(core_->io.get_executor());
+    auto pending = std::make_shared<PendingAnswer>(
+        weak_from_this(), request.method + " " + request.path, version, keep_alive, too_large);
+    core_->dispatch(request, pending);
+  }
+
+  // ---- writing
   void write(HttpResponse response, std::string allow, unsigned version, bool keep_alive,
              bool linger = false) {
+    phase_ = Phase::writing;
+    leave_evictable();
     response_.emplace();
     response_->version(version);
     const int status = response.status >= 100 && response.status <= 599 ? response.status : 500;
@@ -306,15 +465,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response_->keep_alive(keep_alive);
     response_->body() = std::move(response.body);
     response_->prepare_payload();
-    stream_.expires_after(core_->timeout);
+    arm(Clock::now() + core_->timeouts.write);
     http::async_write(
-        stream_, *response_,
+        socket_, *response_,
         [self = shared_from_this(), keep_alive, linger](const error_code& ec, size_t) {
           self->response_.reset();
-          if (ec) return self->close();
+          if (ec || self->phase_ == Phase::closed) return self->close();
           if (linger) return self->linger();
           if (!keep_alive || self->core_->stopped) return self->close();
-          self->read_header();
+          self->await_next_request();
         });
   }
 
@@ -326,63 +485,147 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void linger() {
+    phase_ = Phase::lingering;
+    become_evictable(true);  // its answer is out; the first to go for room
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(kLingerTime);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    arm(Clock::now() + kLingerTime);
     drain();
   }
 
   void drain() {
     if (!drain_buffer_) drain_buffer_ = std::make_unique<std::array<char, kDrainChunk>>();
-    stream_.async_read_some(asio::buffer(*drain_buffer_),
+    socket_.async_read_some(asio::buffer(*drain_buffer_),
                             [self = shared_from_this()](const error_code& ec, size_t) {
-                              if (ec || self->core_->stopped) return self->close();
+                              if (ec || self->phase_ == Phase::closed || self->core_->stopped) {
+                                return self->close();
+                              }
                               self->drain();
                             });
   }
 
-  void close() {
-    error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
-  }
-
   std::shared_ptr<Core> core_;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  asio::steady_timer deadline_;
+  uint64_t deadline_generation_ = 0;
+  Phase phase_ = Phase::reading;
+  std::optional<std::list<Connection*>::iterator> evictable_at_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;  // alive while being written
   std::unique_ptr<std::array<char, kDrainChunk>> drain_buffer_;
+  // While handling.
+  std::shared_ptr<Connection> held_by_handler_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> owed_answer_;
 };
+
+void PendingAnswer::answer(HttpResponse response, std::string allow) {
+  if (answered_) return;  // exactly once
+  answered_ = true;
+  const auto connection = connection_.lock();
+  if (!connection) return;  // closed meanwhile
+  if (too_large_) {
+    if (response.status != 413) response = too_large_response(*too_large_);
+    connection->deliver(std::move(response), {}, version_ == 10 ? 10 : 11, false, true);
+    return;
+  }
+  connection->deliver(std::move(response), std::move(allow), version_, keep_alive_, false);
+}
 
 void Core::accept_next() {
   if (stopped || accept_pending || !acceptor.is_open()) return;
-  if (connections.size() >= max_connections) return;  // resumed by connection_closed
+  if (open.size() < max_connections) {
+    accept_pending = true;
+    acceptor.async_accept(io,
+                          [self = shared_from_this()](const error_code& ec, tcp::socket socket) {
+                            self->on_accept(ec, std::move(socket));
+                          });
+    return;
+  }
+  // At the cap. Nothing to evict: every connection is being answered, and
+  // new clients wait in the backlog until one can go (become_evictable or
+  // connection_closed calls here again).
+  if (evictable.empty()) return;
+  // Room is made only once a client is there to take it, and before it is
+  // accepted, so the open connections never exceed the cap.
   accept_pending = true;
-  acceptor.async_accept(io, [self = shared_from_this()](const error_code& ec, tcp::socket socket) {
-    self->on_accept(ec, std::move(socket));
+  acceptor.async_wait(tcp::acceptor::wait_read, [self = shared_from_this()](const error_code& ec) {
+    self->accept_pending = false;
+    if (self->stopped || ec == asio::error::operation_aborted) return;
+    if (ec) return self->retry_accept_later();
+    while (self->open.size() >= self->max_connections && self->evict_oldest()) {
+    }
+    self->accept_next();
   });
 }
 
 void Core::on_accept(const error_code& ec, tcp::socket socket) {
   accept_pending = false;
   if (stopped || ec == asio::error::operation_aborted) return;
-  if (ec) {
-    retry_timer.expires_after(kAcceptRetry);
-    retry_timer.async_wait([self = shared_from_this()](const error_code& error) {
-      if (!error) self->accept_next();
-    });
-    return;
-  }
+  if (ec) return retry_accept_later();
   auto connection = std::make_shared<Connection>(shared_from_this(), std::move(socket));
-  connections.emplace(connection.get(), connection);
+  open.emplace(connection.get(), connection);
   connection->start();
   accept_next();
 }
 
+void Core::retry_accept_later() {
+  retry_timer.expires_after(kAcceptRetry);
+  retry_timer.async_wait([self = shared_from_this()](const error_code& error) {
+    if (!error) self->accept_next();
+  });
+}
+
+bool Core::evict_oldest() {
+  if (evictable.empty()) return false;
+  const auto oldest = open.find(evictable.front());
+  const auto connection = oldest == open.end() ? nullptr : oldest->second.lock();
+  if (!connection) {  // cannot happen: a connection leaves the list before it dies
+    evictable.pop_front();
+    return true;
+  }
+  note_closed(true);
+  connection->close();
+  return true;
+}
+
 void Core::connection_closed(Connection* connection) {
-  connections.erase(connection);
+  open.erase(connection);
   accept_next();
+}
+
+void Core::note_closed(bool evicted) {
+  if (evicted) {
+    ++totals.evicted;
+    ++unlogged_evictions;
+  } else {
+    ++totals.timed_out;
+    ++unlogged_timeouts;
+  }
+  if (log_pending) return;
+  if (Clock::now() - last_log >= kCloseLogInterval) return flush_close_log();
+  log_pending = true;
+  log_timer.expires_at(last_log + kCloseLogInterval);
+  log_timer.async_wait([self = shared_from_this()](const error_code& ec) {
+    self->log_pending = false;
+    if (!ec) self->flush_close_log();
+  });
+}
+
+void Core::flush_close_log() {
+  const auto now = Clock::now();
+  if (unlogged_evictions > 0 || unlogged_timeouts > 0) {
+    const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+    spdlog::warn(
+        "http: slow or idle clients: {} connection(s) closed at the cap of {} to admit new "
+        "clients, {} for a request not complete in time (header {:g} s, body {:g} s); "
+        "summed up at most every {} s",
+        unlogged_evictions, max_connections, unlogged_timeouts, seconds(timeouts.header),
+        seconds(timeouts.body), kCloseLogInterval.count());
+  }
+  unlogged_evictions = 0;
+  unlogged_timeouts = 0;
+  last_log = now;
 }
 
 void Core::stop() {
@@ -390,14 +633,17 @@ void Core::stop() {
   error_code ignored;
   acceptor.close(ignored);
   retry_timer.cancel();
-  std::vector<std::shared_ptr<Connection>> open;
-  for (auto& [raw, weak] : connections) {
-    if (auto connection = weak.lock()) open.push_back(std::move(connection));
+  log_timer.cancel();
+  flush_close_log();
+  std::vector<std::shared_ptr<Connection>> connections;
+  for (auto& [raw, weak] : open) {
+    if (auto connection = weak.lock()) connections.push_back(std::move(connection));
   }
-  for (auto& connection : open) connection->abort();
+  for (auto& connection : connections) connection->close();
 }
 
-std::pair<HttpResponse, std::string> Core::dispatch(const HttpRequest& request) const {
+void Core::dispatch(const HttpRequest& request,
+                    const std::shared_ptr<PendingAnswer>& pending) const {
   auto found = routes.find(request.path);
   if (found == routes.end()) {
     // The longest registered prefix: walk the path's '/' from the right.
@@ -408,7 +654,7 @@ std::pair<HttpResponse, std::string> Core::dispatch(const HttpRequest& request) 
     }
   }
   if (found == routes.end()) {
-    return {error_response(404, "no such endpoint: " + request.path), {}};
+    return pending->answer(error_response(404, "no such endpoint: " + request.path), {});
   }
   const auto handler = found->second.find(request.method);
   if (handler == found->second.end()) {
@@ -417,24 +663,39 @@ std::pair<HttpResponse, std::string> Core::dispatch(const HttpRequest& request) 
       if (!allow.empty()) allow += ", ";
       allow += method;
     }
-    return {error_response(405, "method " + request.method + " is not allowed on " + request.path +
-                                    " (allowed: " + allow + ")"),
-            allow};
+    return pending->answer(error_response(405, "method " + request.method + " is not allowed on " +
+                                                   request.path + " (allowed: " + allow + ")"),
+                           allow);
   }
   // A handler's exception must not unwind through Asio into io_context::run().
   try {
-    return {handler->second(request), {}};
+    handler->second(request,
+                    [pending](HttpResponse response) { pending->answer(std::move(response), {}); });
   } catch (const std::exception& e) {
-    return {error_response(500, "internal error handling " + request.method + " " + request.path +
-                                    ": " + e.what()),
-            {}};
+    pending->answer(error_response(500, "internal error handling " + request.method + " " +
+                                            request.path + ": " + e.what()),
+                    {});
   } catch (...) {
-    return {error_response(500, "internal error handling " + request.method + " " + request.path),
-            {}};
+    pending->answer(
+        error_response(500, "internal error handling " + request.method + " " + request.path), {});
   }
 }
 
 }  // namespace
+
+Result<RequestTarget> parse_request_target(std::string_view target) {
+  const size_t question = target.find('?');
+  const std::string_view raw_path = target.substr(0, question);
+  if (raw_path.empty() || raw_path.front() != '/') {
+    return fail("request target must be a path starting with '/'");
+  }
+  auto path = percent_decode(raw_path, false);
+  auto query = question == std::string_view::npos
+                   ? std::optional<std::map<std::string, std::string>>(std::in_place)
+                   : parse_query(target.substr(question + 1));
+  if (!path || !query) return fail("bad percent-encoding in the request target");
+  return RequestTarget{std::move(*path), std::move(*query)};
+}
 
 Result<ListenAddress> parse_listen_address(std::string_view address) {
   const auto bad = [&](std::string_view why) {
@@ -491,6 +752,13 @@ HttpServer::~HttpServer() {
 }
 
 void HttpServer::route(std::string method, std::string path, Handler handler) {
+  route_async(std::move(method), std::move(path),
+              [handler = std::move(handler)](const HttpRequest& request, Respond respond) {
+                respond(handler(request));
+              });
+}
+
+void HttpServer::route_async(std::string method, std::string path, AsyncHandler handler) {
   impl_->core->routes[std::move(path)][std::move(method)] = std::move(handler);
 }
 
@@ -535,11 +803,22 @@ void HttpServer::stop() {
 }
 
 void HttpServer::set_timeout(std::chrono::steady_clock::duration timeout) {
-  impl_->core->timeout = timeout;
+  impl_->core->timeouts = HttpTimeouts{timeout, timeout, timeout, timeout};
+}
+
+void HttpServer::set_timeouts(const HttpTimeouts& timeouts) {
+  impl_->core->timeouts = timeouts;
 }
 
 void HttpServer::set_max_connections(size_t max_connections) {
   impl_->core->max_connections = std::max<size_t>(1, max_connections);
+}
+
+HttpServerStats HttpServer::stats() const {
+  const Core& core = *impl_->core;
+  HttpServerStats stats = core.totals;
+  stats.open_connections = core.open.size();
+  return stats;
 }
 
 }  // namespace driftwatch::api

@@ -281,13 +281,21 @@ int run_cli(int argc, char** argv) {
     return kExitBadInput;
   }
 
-  if (*run)
-    return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config) : std::nullopt);
-  if (*keygen) return cmd_keygen(keygen_name, keygen_out);
-  if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
-  if (*inspect) return cmd_inspect(inspect_target);
-  if (*project) return cmd_project(project_config);
-  if (*diff) return cmd_diff(diff_config, diff_target);
+  // Errors are Results; an exception reaching here is a bug, but a command
+  // still ends with a one-line reason and exit 2, never `terminate`.
+  try {
+    if (*run)
+      return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config)
+                                : std::nullopt);
+    if (*keygen) return cmd_keygen(keygen_name, keygen_out);
+    if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
+    if (*inspect) return cmd_inspect(inspect_target);
+    if (*project) return cmd_project(project_config);
+    if (*diff) return cmd_diff(diff_config, diff_target);
+  } catch (const std::exception& e) {
+    std::cerr << "driftwatch: internal error: " << e.what() << "\n";
+    return kExitBadInput;
+  }
   return kExitBadInput;
 }
 

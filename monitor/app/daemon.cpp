@@ -14,6 +14,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <variant>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -23,9 +24,11 @@
 #include <boost/asio.hpp>
 
 #include "api/http_server.hpp"
+#include "app/confine.hpp"
 #include "app/node_config.hpp"
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
+#include "common/durable_writer.hpp"
 #include "common/file_io.hpp"
 #include "common/sha256.hpp"
 #include "correlate/correlator.hpp"
@@ -62,19 +65,27 @@ int64_t boot_time() {
   return 0;
 }
 
-// The capabilities the daemon keeps after startup: reading other users'
-// /proc/PID/{ns,root,exe} needs CAP_SYS_PTRACE (ptrace access mode read),
-// and looking up masked paths inside a sandbox's root and reading bundles
-// and journals of other owners needs CAP_DAC_READ_SEARCH. Nothing else.
-constexpr int kKeptCapabilities[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+// The capabilities the daemon keeps after startup, and why: kKeptCapabilities
+// in app/confine.hpp, next to the code that keeps exactly those.
+
+// A launch journal and whether a batch of its lines is still being ingested
+// (the next poll waits for it, so lines are committed in order).
+struct Journal {
+  std::unique_ptr<ingest::JournalTail> tail;
+  bool busy = false;
+};
 
 struct Daemon {
   NodeConfig config;
   std::string config_sha256;
   asio::io_context io;
   std::unique_ptr<ingest::Ingestor> ingestor;
+  // Declared after `io`, so it is destroyed (its thread joined) first.
+  std::unique_ptr<DurableWriter> writer;
   policy::Policy policy;
-  std::vector<std::unique_ptr<ingest::JournalTail>> journals;
+  std::vector<Journal> journals;
+  ingest::RestoreReport restore_report;
+  std::string host_namespaces = "pid1";
   correlate::Correlator correlator;
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<api::HttpServer> http;
@@ -116,6 +127,9 @@ std::vector<correlate::SweepItem> run_sweep(
   const long ticks = sysconf(_SC_CLK_TCK);
   std::vector<correlate::SweepItem> items;
   for (const auto& ref : refs) {
+    // One sandbox's sample must never stop the sweep of the others: every
+    // error is a Result, and an exception (a bug) costs only this sandbox.
+    try {
     auto it = declared.find(ref.sandbox_id);
     auto scope =
         it != declared.end() ? projection::scope_for(it->second) : projection::default_scope();
@@ -147,8 +161,24 @@ std::vector<correlate::SweepItem> run_sweep(
       }
     }
     items.push_back(std::move(item));
+    } catch (const std::exception& e) {
+      spdlog::error("sandbox {}: not sampled: internal error: {}", ref.sandbox_id, e.what());
+    }
   }
   return items;
+}
+
+// Each verdict change is one log line (and, with the evidence log, one entry).
+void log_changes(const std::vector<correlate::VerdictChange>& changes) {
+  for (const auto& change : changes) {
+    const std::string observed = change.observed_sha256 ? change.observed_sha256->substr(0, 12) : "-";
+    if (change.from)
+      spdlog::info("sandbox {}: verdict {} -> {} (observed {}, {} findings)", change.sandbox_id,
+                   *change.from, change.to, observed, change.findings);
+    else
+      spdlog::info("sandbox {}: discovered, verdict {} (observed {}, {} findings)",
+                   change.sandbox_id, change.to, observed, change.findings);
+  }
 }
 
 void schedule_sweep(Daemon& d, std::chrono::milliseconds delay);
@@ -167,8 +197,19 @@ void start_sweep(Daemon& d) {
   // Sandboxes not yet seen may already have launches: their ids come from
   // discovery, so declared projections are looked up again per sandbox id.
   asio::post(*d.pool, [&d, declared = std::move(declared)]() mutable {
-    auto items = run_sweep(d.config, declared, d.boot);
-    asio::post(d.io, [&d, items = std::move(items)]() mutable {
+    std::vector<correlate::SweepItem> items;
+    bool swept = true;
+    try {
+      items = run_sweep(d.config, declared, d.boot);
+    } catch (const std::exception& e) {
+      // Results are posted whatever happens, so sweep_running is reset and
+      // the next sweep runs.
+      spdlog::error("sweep failed: internal error: {}", e.what());
+      swept = false;
+    }
+    asio::post(d.io, [&d, items = std::move(items), swept]() mutable {
+      d.sweep_running = false;
+      if (!swept) return;
       // A sandbox seen for the first time was sampled with the default scope;
       // if it has a launch, sample it again right away with the right one.
       bool rescope = false;
@@ -178,13 +219,16 @@ void start_sweep(Daemon& d) {
           rescope = true;
       int64_t now = unix_now();
       auto previous = d.correlator.statuses();
-      d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
-                               d.config.unattested_grace_seconds);
+      try {
+        log_changes(d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
+                                             d.config.unattested_grace_seconds));
+        d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
+      } catch (const std::exception& e) {
+        spdlog::error("sweep results not applied: internal error: {}", e.what());
+      }
       d.last_sweep = now;
       for (const auto& item : items) d.metrics->observe_sample_duration(item.sample_seconds);
-      d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
       d.metrics->set_last_sweep(now);
-      d.sweep_running = false;
       if (d.sweep_requested || rescope) {
         d.sweep_requested = false;
         start_sweep(d);
@@ -202,12 +246,15 @@ void schedule_sweep(Daemon& d, std::chrono::milliseconds delay) {
   });
 }
 
-// ---- ingestion: HTTP and journals share one path.
+// ---- ingestion: HTTP and journals share one path. Verification runs on
+// the loop; the accepted store is written by the writer thread (group
+// commit), and the answer waits for it, so nothing is acknowledged before
+// it is durable and the loop never waits on the disk.
 
-ingest::IngestOutcome ingest_envelope(Daemon& d, std::string_view bytes,
-                                      std::optional<ingest::EnvelopeKind> kind,
-                                      std::string_view source) {
-  auto outcome = d.ingestor->ingest(bytes, kind, unix_now());
+using IngestDone = std::function<void(const ingest::IngestOutcome&)>;
+
+void report_outcome(Daemon& d, const ingest::IngestOutcome& outcome,
+                    std::optional<ingest::EnvelopeKind> kind, const std::string& source) {
   d.metrics->count_ingest(outcome.kind.value_or(kind.value_or(ingest::EnvelopeKind::launch)),
                           outcome.result);
   if (outcome.result == ingest::IngestResult::accepted) {
@@ -215,10 +262,30 @@ ingest::IngestOutcome ingest_envelope(Daemon& d, std::string_view bytes,
     start_sweep(d);
   } else if (outcome.result == ingest::IngestResult::duplicate) {
     spdlog::info("{}: duplicate {}", source, outcome.id);
+  } else if (outcome.result == ingest::IngestResult::unavailable) {
+    spdlog::error("{}: unavailable: {}", source, outcome.reason);
   } else {
     spdlog::warn("{}: {}: {}", source, ingest::to_string(outcome.result), outcome.reason);
   }
-  return outcome;
+}
+
+void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::EnvelopeKind> kind,
+                     std::string source, IngestDone done) {
+  auto begun = d.ingestor->begin(bytes, kind, unix_now());
+  if (auto* outcome = std::get_if<ingest::IngestOutcome>(&begun)) {
+    report_outcome(d, *outcome, kind, source);
+    done(*outcome);
+    return;
+  }
+  auto pending =
+      std::make_shared<ingest::PendingAccept>(std::move(std::get<ingest::PendingAccept>(begun)));
+  std::string line = pending->store_line;
+  d.writer->submit(std::move(line), [&d, pending, kind, source = std::move(source),
+                                     done = std::move(done)](const Result<void>& stored) {
+    auto outcome = d.ingestor->finish(std::move(*pending), stored);
+    report_outcome(d, outcome, kind, source);
+    done(outcome);
+  });
 }
 
 api::HttpResponse ingest_response(const ingest::IngestOutcome& outcome) {
@@ -227,28 +294,96 @@ api::HttpResponse ingest_response(const ingest::IngestOutcome& outcome) {
   if (outcome.result != ingest::IngestResult::accepted &&
       outcome.result != ingest::IngestResult::duplicate)
     body["reason"] = outcome.reason;
-  // Verified but not stored (disk full, say): 503, so the sender retries.
-  int status = outcome.not_durable ? 503 : ingest::http_status(outcome.result);
-  return {status, "application/json", body.dump()};
+  // Reasons quote only printable text, but an answer must never fail to
+  // serialise: replace, do not throw.
+  return {ingest::http_status(outcome.result), "application/json",
+          body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+void schedule_journals(Daemon& d);
+
+// One poll's lines go in order, pipelined through the writer (one fsync
+// serves many lines), except that a grant waits until the lines before it
+// are stored: it may name a launch from the line above. The offset is
+// committed only through the last line before the first one that could not
+// be made durable (`unavailable`), and the tail rewinds there, so that line
+// and the ones after it are read again on the next poll.
+struct JournalBatch {
+  std::vector<ingest::JournalLine> lines;
+  std::vector<bool> durable;
+  size_t next = 0;         // the next line to ingest
+  size_t outstanding = 0;  // ingested, outcome not final yet
+  size_t finished = 0;
+  bool pumping = false;  // inside pump_journal (outcomes may come synchronously)
+  std::string source;
+};
+
+bool is_grant_envelope(std::string_view line) {
+  auto envelope = ingest::parse_envelope(line);
+  return envelope && envelope->payload_type == ingest::kGrantPayloadType;
+}
+
+void finish_journal_batch(Journal& journal, const JournalBatch& batch) {
+  journal.busy = false;
+  auto& tail = *journal.tail;
+  size_t good = 0;
+  while (good < batch.durable.size() && batch.durable[good]) ++good;
+  Result<void> committed;
+  if (good == batch.lines.size()) {
+    committed = tail.commit();
+  } else {
+    if (good > 0) committed = tail.commit_through(batch.lines[good - 1]);
+    tail.reread_uncommitted();
+    spdlog::error(
+        "journal {}: a line could not be stored; its offset is not committed and it is read "
+        "again on the next poll",
+        tail.path().string());
+  }
+  if (!committed)
+    spdlog::error("journal {}: offset not saved: {}", tail.path().string(),
+                  committed.error().message);
+}
+
+void pump_journal(Daemon& d, Journal& journal, const std::shared_ptr<JournalBatch>& batch) {
+  batch->pumping = true;
+  while (batch->next < batch->lines.size()) {
+    if (batch->outstanding > 0 && is_grant_envelope(batch->lines[batch->next].text)) break;
+    const size_t i = batch->next++;
+    ++batch->outstanding;
+    ingest_envelope(d, batch->lines[i].text, std::nullopt, batch->source,
+                    [&d, &journal, batch, i](const ingest::IngestOutcome& outcome) {
+                      batch->durable[i] = outcome.result != ingest::IngestResult::unavailable;
+                      --batch->outstanding;
+                      if (++batch->finished == batch->lines.size()) {
+                        finish_journal_batch(journal, *batch);
+                      } else if (batch->outstanding == 0 && !batch->pumping) {
+                        pump_journal(d, journal, batch);
+                      }
+                    });
+  }
+  batch->pumping = false;
+}
+
+void poll_journal(Daemon& d, Journal& journal) {
+  if (journal.busy) return;
+  auto& tail = *journal.tail;
+  auto polled = tail.poll_lines();
+  if (!polled) {
+    spdlog::warn("journal {}: {}", tail.path().string(), polled.error().message);
+    return;
+  }
+  if (polled->rewound) spdlog::warn("journal {}: {}", tail.path().string(), *polled->rewound);
+  if (polled->lines.empty()) return;
+  auto batch = std::make_shared<JournalBatch>();
+  batch->lines = std::move(polled->lines);
+  batch->durable.assign(batch->lines.size(), false);
+  batch->source = "journal " + tail.path().string();
+  journal.busy = true;
+  pump_journal(d, journal, batch);
 }
 
 void poll_journals(Daemon& d) {
-  for (auto& tail : d.journals) {
-    auto lines = tail->poll();
-    if (!lines) {
-      spdlog::warn("journal {}: {}", tail->path().string(), lines.error().message);
-      continue;
-    }
-    if (lines->empty()) continue;
-    for (const auto& line : *lines) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      ingest_envelope(d, line, std::nullopt, "journal " + tail->path().string());
-    }
-    // The offset moves on only after every line's outcome is durable.
-    if (auto committed = tail->commit(); !committed)
-      spdlog::error("journal {}: offset not saved: {}", tail->path().string(),
-                    committed.error().message);
-  }
+  for (auto& journal : d.journals) poll_journal(d, journal);
 }
 
 void schedule_journals(Daemon& d) {
@@ -272,8 +407,15 @@ json healthz(const Daemon& d) {
   for (const char* v : correlate::kVerdicts) verdicts[v] = 0;
   for (const auto& [id, s] : d.correlator.statuses())
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
+  json recovery{{"skipped_lines", d.restore_report.skipped.size()},
+                {"truncated_bytes", d.restore_report.truncated_bytes},
+                {"quarantine", d.restore_report.quarantine.empty()
+                                   ? json()
+                                   : json(d.restore_report.quarantine)}};
   return json{{"status", "ok"},
               {"node", d.config.node_name},
+              {"host_namespaces", d.host_namespaces},
+              {"restore", recovery},
               {"version", build_version()},
               {"revision", build_revision()},
               {"config_sha256", d.config_sha256},
@@ -312,35 +454,43 @@ void add_routes(Daemon& d) {
         200, "application/json",
         correlate::to_json(*status).dump(-1, ' ', false, json::error_handler_t::replace)};
   });
+  // Answered once the outcome is final: for an accept, once it is durable.
   auto ingest_route = [&d](ingest::EnvelopeKind kind, std::string source) {
-    return [&d, kind, source](const api::HttpRequest& request) {
+    return [&d, kind, source](const api::HttpRequest& request, api::Respond respond) {
       if (request.body_too_large) {
         auto outcome = d.ingestor->reject_too_large(kind, request.declared_length);
         d.metrics->count_ingest(kind, outcome.result);
         spdlog::warn("{}: too_large: {}", source, outcome.reason);
-        return ingest_response(outcome);
+        respond(ingest_response(outcome));
+        return;
       }
-      return ingest_response(ingest_envelope(d, request.body, kind, source));
+      ingest_envelope(d, request.body, kind, source,
+                      [respond](const ingest::IngestOutcome& outcome) {
+                        respond(ingest_response(outcome));
+                      });
     };
   };
-  http.route("POST", "/v1/launch-events",
-             ingest_route(ingest::EnvelopeKind::launch, "POST /v1/launch-events"));
-  http.route("POST", "/v1/grants", ingest_route(ingest::EnvelopeKind::grant, "POST /v1/grants"));
+  http.route_async("POST", "/v1/launch-events",
+                   ingest_route(ingest::EnvelopeKind::launch, "POST /v1/launch-events"));
+  http.route_async("POST", "/v1/grants",
+                   ingest_route(ingest::EnvelopeKind::grant, "POST /v1/grants"));
 }
 
 // ---- startup steps, in order. Each depends on the ones above it: the
 // state dir before the ingestor (its log lives there), trust and policy
 // before anything is ingested or judged, the HTTP port before privileges are
-// dropped (a low port would need CAP_NET_BIND_SERVICE), the loops last.
+// dropped (a low port would need CAP_NET_BIND_SERVICE), privileges dropped
+// before any thread starts (credentials and filters are per thread: the
+// writer and the sweep pool must inherit them), the loops last.
 
 using Step = std::function<Result<void>(Daemon&)>;
 
+// Created 0700 for the daemon user when missing; an existing one is checked,
+// never chmodded (a state_dir of /tmp is refused, not locked down).
+// Subdirectories are made later by whoever writes there.
 Result<void> prepare_state_dir(Daemon& d) {
-  std::error_code ec;
-  fs::create_directories(d.config.state_dir / "journals", ec);
-  if (ec) return fail("cannot create ", d.config.state_dir.string(), ": ", ec.message());
-  fs::permissions(d.config.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-  return {};
+  DW_TRY(user, user_to_run_as());
+  return ensure_state_dir(d.config.state_dir, user);
 }
 
 Result<void> load_trust(Daemon& d) {
@@ -366,21 +516,51 @@ Result<void> load_trust(Daemon& d) {
 Result<void> load_node_policy(Daemon& d) {
   DW_TRY(policy, policy::load_policy(d.config.policy));
   d.policy = std::move(policy);
+  std::vector<std::string> rule_ids;
+  for (const auto& rule : d.policy.rules) rule_ids.push_back(rule.id);
+  d.metrics->set_policy_rules(rule_ids);
   spdlog::info("policy: {} ({} rules)", d.policy.name, d.policy.rules.size());
   return {};
 }
 
+// Nothing acknowledged may vanish silently: whatever restore had to cut or
+// skip is logged line by line, copied to the quarantine, counted in
+// /healthz, and recorded in the store itself as a `recovered` entry.
 Result<void> restore_ingest(Daemon& d) {
-  DW_TRY(restored, d.ingestor->restore());
-  spdlog::info("restored {} accepted launch events and grants", restored);
+  DW_TRY(report, d.ingestor->restore());
+  spdlog::info("restored {} accepted launch events and grants", report.restored);
+  if (!report.clean()) {
+    for (const auto& why : report.skipped) spdlog::error("RECOVERY: {}", why);
+    if (report.truncated_bytes > 0)
+      spdlog::error("RECOVERY: cut a torn last line of {} bytes off {} (never acknowledged)",
+                    report.truncated_bytes, d.ingestor->accepted_path().string());
+    spdlog::error("RECOVERY: what was cut or skipped is kept in {}", report.quarantine);
+    if (auto recorded =
+            d.ingestor->append_to_store(ingest::Ingestor::recovered_line(report, unix_now()));
+        !recorded)
+      return fail("cannot record the recovery in the accepted store: ",
+                  recorded.error().message);
+  }
+  d.restore_report = std::move(report);
+  return {};
+}
+
+Result<void> start_writer(Daemon& d) {
+  d.writer = std::make_unique<DurableWriter>(
+      d.io, [ingestor = d.ingestor.get()](std::string_view lines) {
+        return ingestor->append_to_store(lines);
+      });
   return {};
 }
 
 Result<void> open_journals(Daemon& d) {
   for (const auto& journal : d.config.launch_journals) {
-    std::string key = sha256_hex(fs::absolute(journal).lexically_normal().string()).substr(0, 16);
-    d.journals.push_back(std::make_unique<ingest::JournalTail>(
-        journal, d.config.state_dir / "journals" / (key + ".offset")));
+    std::error_code ec;
+    auto absolute = fs::absolute(journal, ec);
+    if (ec) return fail("launch journal ", journal.string(), ": ", ec.message());
+    std::string key = sha256_hex(absolute.lexically_normal().string()).substr(0, 16);
+    d.journals.push_back(Journal{std::make_unique<ingest::JournalTail>(
+        journal, d.config.state_dir / "journals" / (key + ".offset"))});
   }
   return {};
 }
@@ -394,31 +574,20 @@ Result<void> start_http(Daemon& d) {
   return {};
 }
 
+// Everything in app/confine.hpp: the daemon user, two capabilities, a
+// read-only mount namespace but for state_dir, no_new_privs, seccomp.
 Result<void> drop_privileges(Daemon& d) {
-  if (geteuid() != 0) {
+  DW_TRY(options, confine_options_for(d.config));
+  DW_TRY(report, confine(options));
+  if (!report.started_as_root)
     spdlog::warn("not running as root: other users' sandboxes cannot be sampled");
-    return {};
-  }
-  uint64_t keep = 0;
-  for (int cap : kKeptCapabilities) keep |= 1ull << cap;
-  // No exec'd helper may regain what is dropped here.
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return fail("cannot set no_new_privs: ", std::strerror(errno));
-  for (int cap = 0; cap <= observe::kLastCapability; ++cap) {
-    if (keep & (1ull << cap)) continue;
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-      return fail("cannot drop ", observe::capability_name(cap),
-                  " from the bounding set: ", std::strerror(errno));
-  }
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
-  data[1].effective = data[1].permitted = static_cast<uint32_t>(keep >> 32);
-  if (syscall(SYS_capset, &header, data) != 0)
-    return fail("cannot drop capabilities: ", std::strerror(errno));
-  d.kept_capabilities = observe::capability_names(keep);
-  spdlog::info("dropped every capability but {}", fmt::join(d.kept_capabilities, ", "));
+  d.kept_capabilities = report.kept_capabilities;
+  spdlog::info(
+      "confined: running as {} (uid {}, gid {}) with capabilities [{}], no_new_privs, a seccomp "
+      "filter denying {} syscalls; mounts: {}",
+      report.user.name, report.user.uid, report.user.gid,
+      fmt::join(report.kept_capabilities, ", "), report.denied_syscalls.size(),
+      report.mounts_note);
   return {};
 }
 
@@ -436,6 +605,12 @@ Result<void> start_loops(Daemon& d) {
     d.journal_timer->cancel();
     d.io.stop();
   });
+  {
+    observe::ProcReader proc("/proc");
+    observe::CgroupReader cgroups("/sys/fs/cgroup");
+    d.host_namespaces = sandbox::Sampler(proc, cgroups).host_namespaces_source();
+    spdlog::info("host namespaces: {}'s", d.host_namespaces == "pid1" ? "PID 1" : "the monitor");
+  }
   poll_journals(d);
   schedule_journals(d);
   schedule_sweep(d, std::chrono::milliseconds(0));
@@ -464,7 +639,8 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       {"prepare_state_dir", prepare_state_dir}, {"load_trust", load_trust},
       {"load_policy", load_node_policy},        {"restore_ingest", restore_ingest},
       {"open_journals", open_journals},         {"start_http", start_http},
-      {"drop_privileges", drop_privileges},     {"start_loops", start_loops},
+      {"drop_privileges", drop_privileges},     {"start_writer", start_writer},
+      {"start_loops", start_loops},
   };
   int exit_code = 0;
   for (const auto& [name, step] : steps) {
@@ -478,7 +654,14 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   }
   if (exit_code == 0) {
     spdlog::info("running");
-    d.io.run();
+    try {
+      d.io.run();
+    } catch (const std::exception& e) {
+      // Handlers return Results; an exception here is a bug. Stop cleanly
+      // (teardown below) rather than terminate, and say so.
+      spdlog::critical("internal error on the event loop: {}; stopping", e.what());
+      exit_code = 1;
+    }
   }
 
   // Teardown, always, in reverse dependency order.
@@ -487,7 +670,16 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   if (d.sweep_timer) d.sweep_timer->cancel();
   if (d.journal_timer) d.journal_timer->cancel();
   if (d.pool) d.pool->join();
-  for (auto& tail : d.journals) (void)tail->commit();
+  // Finish the writes in flight and run their completions, so what was
+  // stored is also committed (journal offsets); new work is refused by
+  // `stopping`.
+  d.writer.reset();
+  d.io.restart();
+  try {
+    d.io.poll();
+  } catch (const std::exception& e) {
+    spdlog::error("teardown: {}", e.what());
+  }
   spdlog::info("stopped");
   return exit_code;
 }

@@ -289,7 +289,9 @@ Result<NodeConfig> load_node_config(const std::optional<std::filesystem::path>& 
     return config;
   }
   const std::string what = "config " + path->string();
-  DW_TRY(text, read_file(*path, kMaxConfigRead, "config"));
+  // Outside input: never followed through a link, never waited on (a FIFO),
+  // refused unless a regular file.
+  DW_TRY(text, read_regular_file(*path, kMaxConfigRead, "config"));
   return parse_node_config(text, what);
 }
 

@@ -428,6 +428,18 @@ Result<nlohmann::json> parse_json(std::string_view text, std::string_view what) 
     return fail("cannot parse ", what, ": NUL byte at byte ", std::to_string(nul + 1),
                 " (JSON text cannot contain one; write \\u0000 inside a string)");
   }
+  // RFC 8259 §8.1: no byte order mark. nlohmann skips one silently, but
+  // Python's and JavaScript's parsers refuse it, and two readers of one
+  // signed document must agree on whether it parses.
+  if (text.starts_with("\xEF\xBB\xBF")) {
+    return fail("cannot parse ", what,
+                ": it begins with a UTF-8 byte order mark (EF BB BF), which JSON text must not");
+  }
+  // Checked here, before nlohmann, whose error message would quote the
+  // offending bytes: a reason that is not UTF-8 cannot be answered in JSON.
+  if (const auto bad = find_invalid_utf8(text)) {
+    return fail("cannot parse ", what, ": not valid UTF-8 at byte ", std::to_string(*bad + 1));
+  }
   if (const auto position = find_excess_nesting(text)) {
     return fail("cannot parse ", what, ": nesting deeper than ", std::to_string(kMaxDepth),
                 " levels at byte ", std::to_string(*position));

@@ -38,6 +38,26 @@ std::shared_ptr<void> own(EVP_PKEY* key) {
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
 
+// OpenSSL's PEM reader skips text before the BEGIN line and ignores what
+// follows the END line, so a trust entry holding two keys would silently
+// mean its first one. A key is exactly one block of `label`, with nothing
+// but whitespace around it.
+Result<void> single_pem_block(std::string_view pem, std::string_view label) {
+  const std::string begin = "-----BEGIN " + std::string(label) + "-----";
+  const std::string end = "-----END " + std::string(label) + "-----";
+  const size_t first = pem.find_first_not_of(" \t\r\n");
+  const size_t last = pem.find_last_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return fail("the PEM text is empty");
+  const std::string_view body = pem.substr(first, last - first + 1);
+  if (!body.starts_with(begin))
+    return fail("the PEM text does not start with \"", begin, "\" (text before it is refused)");
+  if (!body.ends_with(end))
+    return fail("the PEM text does not end with \"", end, "\" (text after it is refused)");
+  if (body.find("-----BEGIN", begin.size()) != std::string_view::npos)
+    return fail("the PEM text holds more than one block; give exactly one key");
+  return {};
+}
+
 BioPtr memory_bio(std::string_view text) {
   BIO* bio = BIO_new_mem_buf(text.data(), static_cast<int>(text.size()));
   if (bio == nullptr) openssl_broken("BIO_new_mem_buf");
@@ -164,6 +184,8 @@ Result<Ed25519PublicKey> Ed25519PublicKey::from_pem(std::string_view pem) {
     return fail("not an Ed25519 public key: ", std::to_string(pem.size()),
                 " bytes is far larger than any PEM public key");
   }
+  if (auto single = single_pem_block(pem, "PUBLIC KEY"); !single)
+    return wrap(single.error(), "not an Ed25519 public key: ");
   auto bio = memory_bio(pem);
   EVP_PKEY* key = PEM_read_bio_PUBKEY(bio.get(), nullptr, &no_passphrase, nullptr);
   if (key == nullptr) {
@@ -255,6 +277,8 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::from_pem(std::string_view pem) {
     return fail("not an Ed25519 private key: ", std::to_string(pem.size()),
                 " bytes is far larger than any PEM private key");
   }
+  if (auto single = single_pem_block(pem, "PRIVATE KEY"); !single)
+    return wrap(single.error(), "not an Ed25519 private key: ");
   auto bio = memory_bio(pem);
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, &no_passphrase, nullptr);
   if (key == nullptr) {

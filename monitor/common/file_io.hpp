@@ -1,12 +1,24 @@
 #pragma once
-// Reading whole files: one open, a read loop, one close; no iostreams, no
-// stat (it is on the sampling hot path for /proc and cgroupfs files).
+// Reading files. Two kinds of input, two kinds of function:
+//
+// - Kernel files (/proc, cgroupfs): read_file_into() / read_file(), one
+//   open, a read loop, one close; no iostreams, no stat (they are on the
+//   sampling hot path).
+// - Outside input (files named by configuration, the launch journal, state
+//   files): open_regular_file() / read_regular_file(), which do not follow a
+//   symbolic link, cannot block in open(2) (a FIFO would stop the event loop,
+//   SIGTERM included), and refuse anything that is not a regular file.
+
+#include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/posix.hpp"
 #include "common/result.hpp"
 
 namespace driftwatch {
@@ -19,6 +31,40 @@ int read_file_into(const char* path, std::string& out, size_t max_bytes);
 /// be empty) and "…: larger than N bytes" past `max_bytes`.
 Result<std::string> read_file(const std::filesystem::path& path, size_t max_bytes,
                               std::string_view what = "");
+
+/// A regular file opened by open_regular_file(): a read-only, close-on-exec,
+/// blocking descriptor and what fstat(2) said of it when it was opened.
+struct RegularFile {
+  Fd fd;
+  ino_t inode = 0;
+  dev_t device = 0;
+  uint64_t size = 0;
+};
+
+/// Opens outside input for reading: O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, then
+/// fstat, then O_NONBLOCK cleared again. Refuses, naming it as "WHAT PATH":
+/// a symbolic link ("… is a symbolic link; name the file itself") and
+/// anything that is not a regular file ("… is a FIFO, not a regular file").
+/// Only the last component is checked for a link (O_NOFOLLOW): a linked
+/// directory on the way is followed, as operators do with /var/log. Other
+/// failures: "cannot open WHAT PATH: reason".
+Result<RegularFile> open_regular_file(const std::filesystem::path& path, std::string_view what);
+
+/// open_regular_file(), but a file that does not exist (ENOENT) is nullopt
+/// instead of an error. A dangling symbolic link is still an error.
+Result<std::optional<RegularFile>> open_regular_file_if_exists(const std::filesystem::path& path,
+                                                               std::string_view what);
+
+/// The whole of a file opened as by open_regular_file(). Errors as there,
+/// "cannot read WHAT PATH: reason" for one that cannot be opened or read,
+/// and "…: larger than N bytes" past `max_bytes`.
+Result<std::string> read_regular_file(const std::filesystem::path& path, size_t max_bytes,
+                                      std::string_view what);
+
+/// read_regular_file(), but nullopt for a file that does not exist.
+Result<std::optional<std::string>> read_regular_file_if_exists(const std::filesystem::path& path,
+                                                               size_t max_bytes,
+                                                               std::string_view what);
 
 /// mkdir -p with mode 0700 for what it creates (state and key directories:
 /// nobody else needs to list them). Existing directories keep their mode.

@@ -108,7 +108,7 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
   } else if (!violations.empty()) {
     s.verdict = "violating";
   } else if (!launch) {
-    if (now - item.started_at >= grace_seconds) s.verdict = "unattested";
+    s.verdict = now - item.started_at >= grace_seconds ? "unattested" : "pending";
   } else if (!drift.empty()) {
     s.verdict = "narrowed";
   } else {
@@ -119,29 +119,70 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
   return s;
 }
 
-void Correlator::apply_sweep(const std::vector<SweepItem>& items, const ingest::Ingestor& ingestor,
-                             const policy::Policy& policy, int64_t now, int64_t grace_seconds) {
+namespace {
+
+void note_change(std::vector<VerdictChange>& changes, const SandboxStatus* before,
+                 const SandboxStatus& after) {
+  if (before && before->verdict == after.verdict &&
+      before->observed_sha256 == after.observed_sha256)
+    return;
+  changes.push_back(VerdictChange{after.sandbox_id, before ? before->verdict : std::nullopt,
+                                  after.verdict.value_or("pending"), after.observed_sha256,
+                                  after.findings.size()});
+}
+
+}  // namespace
+
+std::vector<VerdictChange> Correlator::apply_sweep(const std::vector<SweepItem>& items,
+                                                   const ingest::Ingestor& ingestor,
+                                                   const policy::Policy& policy, int64_t now,
+                                                   int64_t grace_seconds) {
+  std::vector<VerdictChange> changes;
   std::map<std::string, SweepItem> live;
   for (const auto& item : items) live.emplace(item.ref.sandbox_id, item);
   for (auto& [id, status] : statuses_) {
     if (!live.contains(id) && status.verdict != "gone") {
+      const SandboxStatus before = status;
       status.verdict = "gone";
       status.members.clear();
+      note_change(changes, &before, status);
     }
   }
   last_items_ = std::move(live);
-  reevaluate(ingestor, policy, now, grace_seconds);
+  auto evaluated = reevaluate(ingestor, policy, now, grace_seconds);
+  changes.insert(changes.end(), evaluated.begin(), evaluated.end());
+  return changes;
 }
 
-void Correlator::reevaluate(const ingest::Ingestor& ingestor, const policy::Policy& policy,
-                            int64_t now, int64_t grace_seconds) {
+std::vector<VerdictChange> Correlator::apply_sample(const SweepItem& item,
+                                                    const ingest::Ingestor& ingestor,
+                                                    const policy::Policy& policy, int64_t now,
+                                                    int64_t grace_seconds) {
+  std::vector<VerdictChange> changes;
+  last_items_.insert_or_assign(item.ref.sandbox_id, item);
+  SandboxStatus after = evaluate(item, ingestor, policy, now, grace_seconds);
+  auto it = statuses_.find(item.ref.sandbox_id);
+  note_change(changes, it == statuses_.end() ? nullptr : &it->second, after);
+  statuses_.insert_or_assign(item.ref.sandbox_id, std::move(after));
+  return changes;
+}
+
+std::vector<VerdictChange> Correlator::reevaluate(const ingest::Ingestor& ingestor,
+                                                  const policy::Policy& policy, int64_t now,
+                                                  int64_t grace_seconds) {
+  std::vector<VerdictChange> changes;
   for (const auto& [id, item] : last_items_) {
-    statuses_[id] = evaluate(item, ingestor, policy, now, grace_seconds);
+    SandboxStatus after = evaluate(item, ingestor, policy, now, grace_seconds);
+    auto it = statuses_.find(id);
+    note_change(changes, it == statuses_.end() ? nullptr : &it->second, after);
+    statuses_.insert_or_assign(id, std::move(after));
   }
-  // Gone sandboxes stay listed for an hour (for reports), then are dropped.
+  // Gone sandboxes stay listed for an hour (for reports), then are dropped
+  // from memory (never from the durable record).
   std::erase_if(statuses_, [&](const auto& entry) {
     return entry.second.verdict == "gone" && entry.second.last_observed < now - 3600;
   });
+  return changes;
 }
 
 const SandboxStatus* Correlator::find(std::string_view sandbox_id) const {

@@ -23,7 +23,7 @@
 namespace driftwatch::correlate {
 
 /// Verdicts, worst first (DESIGN.md).
-inline constexpr const char* kVerdicts[] = {"drifted",  "violating", "unattested",
+inline constexpr const char* kVerdicts[] = {"drifted",  "violating", "unattested", "pending",
                                             "narrowed", "attested",  "gone"};
 
 /// One sandbox as a sweep saw it.
@@ -42,7 +42,8 @@ struct SandboxStatus {
   std::string runtime;
   std::optional<std::string> launch_id;
   std::optional<std::string> grant_id;  // the grant the declared side comes from
-  /// nullopt while an unlaunched sandbox is within its grace period.
+  /// One of kVerdicts (`pending` while an unlaunched sandbox is within its
+  /// grace period). Optional only for statuses built by hand.
   std::optional<std::string> verdict;
   std::optional<std::string> declared_sha256;
   std::optional<std::string> observed_sha256;
@@ -63,17 +64,34 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
 std::optional<projection::Projection> declared_for(const ingest::Ingestor& ingestor,
                                                    std::string_view sandbox_id);
 
+/// One sandbox whose verdict or observed hash changed: the stream that
+/// logs (and, next, the evidence log) consume.
+struct VerdictChange {
+  std::string sandbox_id;
+  std::optional<std::string> from;  // nullopt: first seen
+  std::string to;
+  std::optional<std::string> observed_sha256;
+  size_t findings = 0;
+};
+
 /// The verdicts of every sandbox seen, live and gone.
 class Correlator {
  public:
   /// Applies a whole sweep: statuses of the swept sandboxes are replaced;
-  /// known sandboxes missing from it become `gone`.
-  void apply_sweep(const std::vector<SweepItem>& items, const ingest::Ingestor& ingestor,
-                   const policy::Policy& policy, int64_t now, int64_t grace_seconds);
+  /// known sandboxes missing from it become `gone`. Returns what changed.
+  std::vector<VerdictChange> apply_sweep(const std::vector<SweepItem>& items,
+                                         const ingest::Ingestor& ingestor,
+                                         const policy::Policy& policy, int64_t now,
+                                         int64_t grace_seconds);
+  /// Applies one sandbox's fresh sample (a resample), leaving the others.
+  std::vector<VerdictChange> apply_sample(const SweepItem& item, const ingest::Ingestor& ingestor,
+                                          const policy::Policy& policy, int64_t now,
+                                          int64_t grace_seconds);
   /// Re-evaluates the swept sandboxes against the current launches and grants
   /// (after an envelope is accepted), without sampling again.
-  void reevaluate(const ingest::Ingestor& ingestor, const policy::Policy& policy, int64_t now,
-                  int64_t grace_seconds);
+  std::vector<VerdictChange> reevaluate(const ingest::Ingestor& ingestor,
+                                        const policy::Policy& policy, int64_t now,
+                                        int64_t grace_seconds);
 
   const std::map<std::string, SandboxStatus>& statuses() const { return statuses_; }
   const SandboxStatus* find(std::string_view sandbox_id) const;

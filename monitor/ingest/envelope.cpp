@@ -61,6 +61,10 @@ std::string to_string(IngestResult result) {
       return "future";
     case IngestResult::too_large:
       return "too_large";
+    case IngestResult::orphan_grant:
+      return "orphan_grant";
+    case IngestResult::unavailable:
+      return "unavailable";
   }
   return "malformed";
 }
@@ -84,7 +88,10 @@ int http_status(IngestResult result) {
     case IngestResult::hash_mismatch:
     case IngestResult::stale:
     case IngestResult::future:
+    case IngestResult::orphan_grant:
       return 422;
+    case IngestResult::unavailable:
+      return 503;
   }
   return 400;
 }

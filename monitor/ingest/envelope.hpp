@@ -31,17 +31,20 @@ enum class IngestResult {
   stale,
   future,
   too_large,
+  orphan_grant,  // a grant whose launch is not accepted, or issued before it
+  unavailable,   // valid, but not made durable (disk full, I/O error): retry
 };
 /// Every result, in the order above (bounded metric label values).
 inline constexpr IngestResult kAllIngestResults[] = {
     IngestResult::accepted,      IngestResult::duplicate,   IngestResult::malformed,
     IngestResult::bad_signature, IngestResult::unknown_key, IngestResult::wrong_role,
     IngestResult::hash_mismatch, IngestResult::conflict,    IngestResult::stale,
-    IngestResult::future,        IngestResult::too_large};
+    IngestResult::future,        IngestResult::too_large,   IngestResult::orphan_grant,
+    IngestResult::unavailable};
 std::string to_string(IngestResult result);
 /// The HTTP status of a result: 202 accepted, 200 duplicate, 400 malformed,
 /// 403 bad_signature/unknown_key/wrong_role, 409 conflict, 413 too_large,
-/// 422 hash_mismatch/stale/future.
+/// 422 hash_mismatch/stale/future/orphan_grant, 503 unavailable.
 int http_status(IngestResult result);
 
 /// DSSE pre-authentication encoding:

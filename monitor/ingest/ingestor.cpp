@@ -7,12 +7,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <expected>
 #include <span>
 #include <utility>
 
 #include "common/canonical_json.hpp"
 #include "common/sha256.hpp"
+#include "projection/declared.hpp"
 
 namespace driftwatch::ingest {
 namespace {
@@ -54,7 +56,7 @@ std::string event_name(EnvelopeKind kind, std::string_view id) {
 
 IngestOutcome rejection(IngestResult result, std::string reason, std::string id = {},
                         std::optional<EnvelopeKind> kind = std::nullopt) {
-  return IngestOutcome{result, std::move(reason), std::move(id), kind, false};
+  return IngestOutcome{result, std::move(reason), std::move(id), kind};
 }
 
 IngestOutcome too_large(std::optional<uint64_t> size) {
@@ -229,45 +231,63 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
     for (const auto& spec : fields) known = known || key == spec.name;
     if (!known) return malformed("has an unknown field \"" + key + "\"");
   }
+  // The config is judged against live sandboxes for as long as the launch
+  // lives: one whose declared projection cannot be computed is refused here,
+  // not discovered later by the sweep.
+  if (auto declared = projection::declared_projection(payload->at("config")); !declared) {
+    return malformed("has a config whose declared projection cannot be computed: " +
+                     declared.error().message);
+  }
 
-  // The first signature by a key we know decides; others are not tried, so
-  // a bad signature cannot hide behind a good one or the reverse.
-  const Signature* signature = nullptr;
+  // Every signature present must verify, whatever its position: a bad one
+  // cannot hide behind a good one or the reverse. A forged signature by a
+  // trusted key (bad_signature) outranks one by a key we do not know
+  // (unknown_key), so the answer does not depend on the order either.
+  const std::string pae_bytes = pae(envelope->payload_type, envelope->payload);
   const TrustedKey* signer = nullptr;
-  for (const auto& candidate : envelope->signatures) {
-    if ((signer = trust.find(candidate.keyid)) != nullptr) {
-      signature = &candidate;
-      break;
+  std::string unknown_keyids;
+  std::vector<const TrustedKey*> signers;
+  for (size_t i = 0; i < envelope->signatures.size(); ++i) {
+    const Signature& candidate = envelope->signatures[i];
+    const TrustedKey* key = trust.find(candidate.keyid);
+    if (key == nullptr) {
+      unknown_keyids += (unknown_keyids.empty() ? "" : ", ") + printable(short_hex(candidate.keyid));
+      continue;
     }
-  }
-  if (signer == nullptr) {
-    std::string keyids;
-    for (const auto& candidate : envelope->signatures) {
-      keyids += (keyids.empty() ? "" : ", ") + printable(short_hex(candidate.keyid));
+    if (!key->key.verify(pae_bytes, candidate.sig)) {
+      return std::unexpected(rejection(
+          IngestResult::bad_signature,
+          "signatures[" + std::to_string(i) + "] on " + named + " by key " +
+              short_hex(key->keyid) + " (" + key->name +
+              ") does not verify; every signature on an envelope must",
+          checked.id, checked.kind));
     }
-    return std::unexpected(
-        rejection(IngestResult::unknown_key,
-                  named + " is signed only by keys not in the trust store (" + keyids + ")",
-                  checked.id, checked.kind));
+    signers.push_back(key);
   }
-  checked.signer = "key " + short_hex(signer->keyid) + " (" + signer->name + ")";
-  if (!signer->key.verify(pae(envelope->payload_type, envelope->payload), signature->sig)) {
-    return std::unexpected(
-        rejection(IngestResult::bad_signature,
-                  "the signature on " + named + " by " + checked.signer + " does not verify",
-                  checked.id, checked.kind));
+  if (!unknown_keyids.empty()) {
+    return std::unexpected(rejection(
+        IngestResult::unknown_key,
+        signers.empty() ? named + " is signed only by keys not in the trust store (" +
+                              unknown_keyids + ")"
+                        : named + " also carries signatures by keys not in the trust store (" +
+                              unknown_keyids + "); every signature must be by a trusted key",
+        checked.id, checked.kind));
   }
   const TrustRole needed =
       *kind == EnvelopeKind::launch ? TrustRole::control_plane : TrustRole::operator_;
-  if (signer->role != needed) {
-    return std::unexpected(
-        rejection(IngestResult::wrong_role,
-                  "signature on " + named + " by " + checked.signer + " is valid but role " +
-                      to_string(signer->role) + " may not sign " +
-                      (*kind == EnvelopeKind::launch ? "launch events" : "grants") + " (only " +
-                      to_string(needed) + " may)",
-                  checked.id, checked.kind));
+  for (const TrustedKey* key : signers) {
+    if (key->role != needed) {
+      return std::unexpected(rejection(
+          IngestResult::wrong_role,
+          "signature on " + named + " by key " + short_hex(key->keyid) + " (" + key->name +
+              ") is valid but role " + to_string(key->role) + " may not sign " +
+              (*kind == EnvelopeKind::launch ? "launch events" : "grants") + " (only " +
+              to_string(needed) + " may)",
+          checked.id, checked.kind));
+    }
   }
+  signer = signers.front();
+  checked.signer = "key " + short_hex(signer->keyid) + " (" + signer->name + ")";
 
   auto canonical_payload = canonical_json(*payload);
   auto canonical_config = canonical_json(payload->at("config"));
@@ -331,14 +351,63 @@ std::string to_string(EnvelopeKind kind) {
 Ingestor::Ingestor(TrustStore trust, IngestOptions options, std::filesystem::path state_dir)
     : trust_(std::move(trust)),
       options_(options),
-      accepted_path_(std::move(state_dir) / "ingest" / "accepted.jsonl") {}
+      accepted_path_(state_dir / "ingest" / "accepted.jsonl"),
+      state_dir_(std::move(state_dir)) {}
+
+void Ingestor::tally(const IngestOutcome& outcome, std::optional<EnvelopeKind> expected) {
+  const EnvelopeKind counted = outcome.kind.value_or(expected.value_or(EnvelopeKind::launch));
+  ++counts_[{counted, outcome.result}];
+}
+
+std::variant<IngestOutcome, PendingAccept> Ingestor::begin(std::string_view envelope_bytes,
+                                                           std::optional<EnvelopeKind> expected,
+                                                           int64_t now_unix) {
+  auto evaluated = evaluate(envelope_bytes, expected, now_unix);
+  if (auto* outcome = std::get_if<IngestOutcome>(&evaluated)) {
+    tally(*outcome, expected);
+    return evaluated;
+  }
+  auto& pending = std::get<PendingAccept>(evaluated);
+  pending_.insert(pending.envelope_sha256);
+  pending_.insert(pending.payload_key);
+  pending_.insert(to_string(pending.kind) + " id:" + pending.id);
+  return evaluated;
+}
+
+IngestOutcome Ingestor::finish(PendingAccept pending, const Result<void>& stored) {
+  pending_.erase(pending.envelope_sha256);
+  pending_.erase(pending.payload_key);
+  pending_.erase(to_string(pending.kind) + " id:" + pending.id);
+  IngestOutcome outcome;
+  outcome.id = pending.id;
+  outcome.kind = pending.kind;
+  if (!stored) {
+    // Valid, but not durable: nothing changes, and the sender is told to
+    // retry (503), not that it sent something wrong.
+    outcome.result = IngestResult::unavailable;
+    outcome.reason = event_name(pending.kind, pending.id) +
+                     " passed every check but could not be stored (" + stored.error().message +
+                     "); nothing changed, retry later";
+  } else {
+    outcome.result = IngestResult::accepted;
+    outcome.reason = std::move(pending.reason);
+    if (pending.kind == EnvelopeKind::launch) {
+      remember_launch(std::move(pending.launch), std::move(pending.payload_key));
+    } else {
+      remember_grant(std::move(pending.grant), std::move(pending.payload_key));
+    }
+  }
+  tally(outcome, pending.kind);
+  return outcome;
+}
 
 IngestOutcome Ingestor::ingest(std::string_view envelope_bytes,
                                std::optional<EnvelopeKind> expected, int64_t now_unix) {
-  IngestOutcome outcome = evaluate(envelope_bytes, expected, now_unix);
-  const EnvelopeKind counted = outcome.kind.value_or(expected.value_or(EnvelopeKind::launch));
-  ++counts_[{counted, outcome.result}];
-  return outcome;
+  auto begun = begin(envelope_bytes, expected, now_unix);
+  if (auto* outcome = std::get_if<IngestOutcome>(&begun)) return std::move(*outcome);
+  auto& pending = std::get<PendingAccept>(begun);
+  const auto stored = append_to_store(pending.store_line);
+  return finish(std::move(pending), stored);
 }
 
 IngestOutcome Ingestor::reject_too_large(EnvelopeKind kind,
@@ -348,8 +417,8 @@ IngestOutcome Ingestor::reject_too_large(EnvelopeKind kind,
   return too_large(declared_length);
 }
 
-IngestOutcome Ingestor::evaluate(std::string_view bytes, std::optional<EnvelopeKind> expected,
-                                 int64_t now_unix) {
+std::variant<IngestOutcome, PendingAccept> Ingestor::evaluate(
+    std::string_view bytes, std::optional<EnvelopeKind> expected, int64_t now_unix) {
   if (bytes.size() > kMaxEnvelopeBytes) return too_large(bytes.size());
   auto checked = check_envelope(trust_, bytes, expected);
   if (!checked) return std::move(checked.error());
@@ -371,6 +440,11 @@ IngestOutcome Ingestor::evaluate(std::string_view bytes, std::optional<EnvelopeK
     return outcome(IngestResult::duplicate,
                    named + " is already accepted with an identical payload");
   }
+  if (pending_.contains(envelope_sha256) || pending_.contains(checked->payload_key) ||
+      pending_.contains(to_string(kind) + " id:" + id)) {
+    return outcome(IngestResult::unavailable,
+                   named + " (or another event with its id) is being stored right now; retry");
+  }
   if (checked->config_sha256 != checked->computed_config_sha256) {
     return outcome(IngestResult::hash_mismatch,
                    named + " claims config_sha256 " + short_hex(checked->config_sha256) +
@@ -387,6 +461,10 @@ IngestOutcome Ingestor::evaluate(std::string_view bytes, std::optional<EnvelopeK
   }
   const LaunchRecord& launch = checked->launch;
   const GrantRecord& grant = checked->grant;
+  if (kind == EnvelopeKind::grant) {
+    if (auto orphan = orphan_reason(grant); !orphan.empty())
+      return outcome(IngestResult::orphan_grant, named + " " + orphan);
+  }
   const int64_t issued =
       kind == EnvelopeKind::launch ? launch.issued_at_unix : grant.issued_at_unix;
   const std::string& issued_text =
@@ -406,36 +484,33 @@ IngestOutcome Ingestor::evaluate(std::string_view bytes, std::optional<EnvelopeK
   }
 
   // Durable first, then visible: what was answered `accepted` survives a
-  // crash, and a failed write leaves no trace in memory.
-  if (auto stored = append_accepted(kind, bytes, now_unix); !stored) {
-    IngestOutcome failed =
-        outcome(IngestResult::malformed, named + " passed every check but was not stored: " +
-                                             stored.error().message + "; nothing changed");
-    failed.not_durable = true;
-    return failed;
-  }
-  std::string reason;
+  // crash, and a failed write leaves no trace in memory (finish()).
+  const json entry = {{"kind", to_string(kind)}, {"envelope", bytes}, {"accepted_at", now_unix}};
+  auto line = canonical_json(entry);
+  if (!line) return outcome(IngestResult::malformed, named + ": " + line.error().message);
+  PendingAccept pending;
+  pending.kind = kind;
+  pending.id = id;
+  pending.store_line = std::move(*line) + "\n";
+  pending.payload_key = std::move(checked->payload_key);
+  pending.envelope_sha256 = envelope_sha256;
   if (kind == EnvelopeKind::launch) {
-    reason = named + " of sandbox " + launch.sandbox_id + " accepted, signed by " + checked->signer;
-    remember_launch(std::move(checked->launch), std::move(checked->payload_key));
+    pending.reason =
+        named + " of sandbox " + launch.sandbox_id + " accepted, signed by " + checked->signer;
+    pending.launch = std::move(checked->launch);
   } else {
-    reason = named + " for launch " + grant.launch_id + " accepted, signed by " + checked->signer;
-    remember_grant(std::move(checked->grant), std::move(checked->payload_key));
+    pending.reason =
+        named + " for launch " + grant.launch_id + " accepted, signed by " + checked->signer;
+    pending.grant = std::move(checked->grant);
   }
-  return outcome(IngestResult::accepted, std::move(reason));
+  return pending;
 }
 
-Result<void> Ingestor::append_accepted(EnvelopeKind kind, std::string_view envelope_bytes,
-                                       int64_t now_unix) {
-  const json entry = {
-      {"kind", to_string(kind)}, {"envelope", envelope_bytes}, {"accepted_at", now_unix}};
-  DW_TRY(line, canonical_json(entry));
-  line.push_back('\n');
-
+Result<void> Ingestor::append_to_store(std::string_view lines) {
   const std::filesystem::path dir = accepted_path_.parent_path();
   if (auto made = make_private_dirs(dir); !made) return std::unexpected(made.error());
   const std::string path = accepted_path_.string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail("cannot open ", path, ": ", std::strerror(errno));
   struct stat before {};
   if (::fstat(fd, &before) != 0) {
@@ -443,10 +518,10 @@ Result<void> Ingestor::append_accepted(EnvelopeKind kind, std::string_view envel
     ::close(fd);
     return fail("cannot stat ", path, ": ", std::strerror(err));
   }
-  auto written = write_all(fd, line);
-  if (written && ::fsync(fd) != 0) written = fail(std::strerror(errno));
+  auto written = write_all(fd, lines);
+  if (written && ::fdatasync(fd) != 0) written = fail(std::strerror(errno));
   if (!written) {
-    // Cut a partial line off again, so the next append starts a clean line.
+    // Cut a partial write off again, so the next append starts a clean line.
     (void)::ftruncate(fd, before.st_size);
     ::close(fd);
     return fail("cannot append to ", path, ": ", written.error().message);
@@ -457,6 +532,18 @@ Result<void> Ingestor::append_accepted(EnvelopeKind kind, std::string_view envel
     if (auto synced = fsync_dir(dir); !synced) return std::unexpected(synced.error());
   }
   return {};
+}
+
+std::string Ingestor::recovered_line(const RestoreReport& report, int64_t now_unix) {
+  const json entry = {{"kind", "recovered"},
+                      {"at", now_unix},
+                      {"truncated_bytes", report.truncated_bytes},
+                      {"skipped", report.skipped},
+                      {"quarantine", report.quarantine}};
+  // Reasons are built from printable text only, so this cannot fail; if it
+  // ever did, a line that says so is still a record.
+  auto line = canonical_json(entry);
+  return (line ? *line : std::string(R"({"kind":"recovered","note":"unrecordable"})")) + "\n";
 }
 
 void Ingestor::remember_launch(LaunchRecord record, std::string payload_key) {
@@ -483,20 +570,24 @@ void Ingestor::remember_grant(GrantRecord record, std::string payload_key) {
   grants_.emplace(id, std::move(record));
 }
 
-Result<size_t> Ingestor::restore() {
+Result<RestoreReport> Ingestor::restore() {
   launches_.clear();
   grants_.clear();
   seen_envelopes_.clear();
   seen_payloads_.clear();
   launch_by_sandbox_.clear();
   grant_by_launch_.clear();
-  restore_skipped_.clear();
-  restore_truncated_bytes_ = 0;
+  RestoreReport report;
 
   const std::string path = accepted_path_.string();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) return size_t{0};
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0 && errno == ENOENT) return report;
   if (fd < 0) return fail("cannot open ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(path, " is not a regular file; move it away and restart");
+  }
   std::string text;
   char buffer[65536];
   for (;;) {
@@ -511,45 +602,32 @@ Result<size_t> Ingestor::restore() {
     text.append(buffer, static_cast<size_t>(n));
   }
 
-  // A crash mid-append leaves a last line without its newline, or (if the
-  // file system kept a length but not the data) one that does not parse.
-  // Either was never answered `accepted`: cut it off.
+  // A crash mid-append leaves a last line without its newline. It was never
+  // answered `accepted` (that waits for the whole line's fsync), so it is cut
+  // off; but copied to the quarantine first, and reported. A complete line
+  // that does not parse is not cut: it may have been acknowledged, so it
+  // stays in the file and is reported as skipped.
+  std::string quarantined;
   size_t keep = text.size();
   if (!text.empty() && text.back() != '\n') {
     const size_t newline = text.rfind('\n');
     keep = newline == std::string::npos ? 0 : newline + 1;
+    quarantined = "torn tail at byte " + std::to_string(keep) + ":\n" + text.substr(keep) + "\n";
   }
-  if (keep > 0) {
-    const size_t newline = keep - 1;
-    const size_t previous = newline == 0 ? std::string::npos : text.rfind('\n', newline - 1);
-    const size_t start = previous == std::string::npos ? 0 : previous + 1;
-    const std::string_view last = std::string_view(text).substr(start, newline - start);
-    if (auto parsed = parse_json(last, "the last line"); !parsed || !parsed->is_object()) {
-      keep = start;
-    }
-  }
-  if (keep < text.size()) {
-    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::fsync(fd) != 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail("cannot truncate the torn tail of ", path, ": ", std::strerror(err));
-    }
-    restore_truncated_bytes_ = text.size() - keep;
-    text.resize(keep);
-  }
-  ::close(fd);
 
   size_t restored = 0;
   size_t line_number = 0;
   size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t end = text.find('\n', pos);
-    const std::string_view line = std::string_view(text).substr(pos, end - pos);
+  const std::string_view kept_text = std::string_view(text).substr(0, keep);
+  while (pos < kept_text.size()) {
+    const size_t end = kept_text.find('\n', pos);
+    const std::string_view line = kept_text.substr(pos, end - pos);
     pos = end + 1;
     ++line_number;
     const std::string where = path + " line " + std::to_string(line_number);
     const auto skip = [&](const std::string& why) {
-      restore_skipped_.push_back(where + " skipped: " + why);
+      report.skipped.push_back(where + " skipped: " + why);
+      quarantined += "line " + std::to_string(line_number) + ":\n" + std::string(line) + "\n";
     };
 
     auto entry = parse_json(line, where);
@@ -557,6 +635,8 @@ Result<size_t> Ingestor::restore() {
       skip(entry.error().message);
       continue;
     }
+    if (entry->is_object() && entry->contains("kind") && (*entry)["kind"] == "recovered")
+      continue;  // the record of an earlier recovery
     const auto envelope = entry->is_object() ? entry->find("envelope") : entry->end();
     const auto kind_field = entry->is_object() ? entry->find("kind") : entry->end();
     if (envelope == entry->end() || !envelope->is_string() || kind_field == entry->end() ||
@@ -591,6 +671,12 @@ Result<size_t> Ingestor::restore() {
       skip(named + " conflicts with an earlier line of the same id");
       continue;
     }
+    if (kind == EnvelopeKind::grant) {
+      if (auto orphan = orphan_reason(checked->grant); !orphan.empty()) {
+        skip(named + " " + orphan);
+        continue;
+      }
+    }
     if (kind == EnvelopeKind::launch) {
       remember_launch(std::move(checked->launch), std::move(checked->payload_key));
     } else {
@@ -598,7 +684,51 @@ Result<size_t> Ingestor::restore() {
     }
     ++restored;
   }
-  return restored;
+  report.restored = restored;
+
+  if (!quarantined.empty()) {
+    // Copied out before anything is cut, so no byte is lost for good.
+    const auto dir = accepted_path_.parent_path() / "quarantine";
+    const auto file = dir / ("accepted-" + std::to_string(::time(nullptr)) + "-" +
+                             sha256_hex(quarantined).substr(0, 8) + ".txt");
+    auto made = make_private_dirs(dir);
+    const int qfd = made ? ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                                  0600)
+                         : -1;
+    auto written = qfd >= 0 ? write_all(qfd, quarantined) : fail(std::strerror(errno));
+    if (written && ::fsync(qfd) != 0) written = fail(std::strerror(errno));
+    if (qfd >= 0) ::close(qfd);
+    if (!written) {
+      ::close(fd);
+      return fail("cannot copy what restore had to cut or skip to ", file.string(), ": ",
+                  written.error().message);
+    }
+    report.quarantine = file.string();
+  }
+  if (keep < text.size()) {
+    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::fsync(fd) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail("cannot truncate the torn tail of ", path, ": ", std::strerror(err));
+    }
+    report.truncated_bytes = text.size() - keep;
+  }
+  ::close(fd);
+  return report;
+}
+
+// A grant changes what one accepted launch may run with, so it must name one
+// and come after it: a grant issued before its launch would otherwise raise
+// privileges of a launch nobody has seen yet.
+std::string Ingestor::orphan_reason(const GrantRecord& grant) const {
+  const LaunchRecord* target = launch(grant.launch_id);
+  if (target == nullptr)
+    return "names launch " + grant.launch_id +
+           ", which is not an accepted launch on this node; send the launch event first";
+  if (grant.issued_at_unix < target->issued_at_unix)
+    return "was issued at " + grant.issued_at + ", before its launch " + grant.launch_id +
+           " (issued " + target->issued_at + "); a grant can only change a launch that exists";
+  return "";
 }
 
 const LaunchRecord* Ingestor::launch_for_sandbox(std::string_view sandbox_id) const {

@@ -1,15 +1,18 @@
 #pragma once
 // Verifies envelopes against the trust store and keeps the accepted launch
 // events and grants. Accepted envelopes are appended (fsync'd) to
-// state_dir/ingest/accepted.jsonl before `accepted` is returned, and replayed
-// from there at startup, so nothing accepted is forgotten by a restart.
+// state_dir/ingest/accepted.jsonl before `accepted` is returned (begin →
+// durable write → finish), and replayed from there at startup, so nothing
+// accepted is forgotten by a restart.
 // Nothing rejected changes any state but the counters.
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "common/result.hpp"
@@ -27,12 +30,38 @@ struct IngestOutcome {
   std::string reason;  // one readable sentence
   std::string id;      // launch_id or grant_id when known
   std::optional<EnvelopeKind> kind;
-  /// The envelope passed every check but could not be appended to
-  /// accepted.jsonl (disk full, I/O error). The contract has no result for
-  /// this, so `result` is `malformed` (and counted so) and nothing changed;
-  /// the HTTP layer should answer 503 instead of 400 so the sender retries,
-  /// and a journal tail should not commit past the line.
-  bool not_durable = false;
+};
+
+/// An envelope that passed every check and now has to be made durable
+/// before it is accepted (Ingestor::begin, then Ingestor::finish). While it
+/// is pending, its ids and hashes are reserved: the same event arriving
+/// again meanwhile is answered `unavailable` (retry), never a second accept.
+struct PendingAccept {
+  EnvelopeKind kind = EnvelopeKind::launch;
+  std::string id;
+  /// The line to append to the accepted store (JCS, '\n'-terminated).
+  std::string store_line;
+  std::string reason;  // the accept sentence
+  std::string payload_key;
+  std::string envelope_sha256;
+  LaunchRecord launch;  // when kind == launch
+  GrantRecord grant;    // when kind == grant
+};
+
+/// What restore() found that had to be cut or skipped. Nothing acknowledged
+/// disappears silently: the daemon logs each item loudly, counts it and
+/// appends a `recovered` record saying what was cut.
+struct RestoreReport {
+  size_t restored = 0;
+  /// One sentence per stored line that was skipped, naming its line.
+  std::vector<std::string> skipped;
+  /// Bytes of a torn last line (no '\n': its write never completed, so it
+  /// was never acknowledged) cut off the end of the store.
+  uint64_t truncated_bytes = 0;
+  /// Where the cut and skipped bytes were copied before the cut ("" when
+  /// nothing was cut or skipped).
+  std::string quarantine;
+  bool clean() const { return skipped.empty() && truncated_bytes == 0; }
 };
 
 struct IngestOptions {
@@ -47,30 +76,45 @@ class Ingestor {
   Ingestor(TrustStore trust, IngestOptions options, std::filesystem::path state_dir);
 
   /// Replays accepted.jsonl: re-verifies every entry's signature against
-  /// the current trust store (staleness is not re-checked). A torn last
-  /// line is truncated away. Returns how many were restored. Replaces
-  /// whatever was accepted before; counters are left alone. An entry that
-  /// no longer verifies (its key left the trust store) is skipped, and why
-  /// is in restore_skipped(). An error only when the file cannot be read or
-  /// truncated.
-  Result<size_t> restore();
-  /// Why entries were skipped by the last restore(), one sentence each
-  /// naming the line.
-  const std::vector<std::string>& restore_skipped() const { return restore_skipped_; }
-  /// How many bytes of a torn tail the last restore() cut off (0: none).
-  uint64_t restore_truncated_bytes() const { return restore_truncated_bytes_; }
+  /// the current trust store (staleness is not re-checked). A torn last line
+  /// (no '\n') is cut; a complete line that no longer parses or verifies (its
+  /// key left the trust store, say) is skipped but kept in the file; both are
+  /// copied to state_dir/ingest/quarantine/ and listed in the report.
+  /// Replaces whatever was accepted before; counters are left alone. An
+  /// error only when the file cannot be read or truncated.
+  Result<RestoreReport> restore();
   const std::filesystem::path& accepted_path() const { return accepted_path_; }
 
-  /// Ingests one envelope. `expected` restricts the payload type (the POST
-  /// endpoints); nullopt accepts either (journal lines). `now_unix` is the
-  /// clock for the stale/future window. The checks run in this order, the
-  /// first failing one deciding: size (too_large), envelope and payload
-  /// shape and type (malformed), the first signature whose key is trusted
-  /// (unknown_key, bad_signature, wrong_role), replay of an accepted
-  /// envelope or payload (duplicate), config hash (hash_mismatch), id reuse
-  /// (conflict), issued_at window (stale, future). Every call counts exactly
-  /// one (kind, result); an envelope of unknown kind counts under `expected`,
-  /// or launch.
+  /// Appends one or more whole store lines and fsyncs them; on failure cuts
+  /// the file back to where it was. The DurableWriter's sink in the daemon.
+  Result<void> append_to_store(std::string_view lines);
+  /// The store line recording a recovery (a `recovered` entry).
+  static std::string recovered_line(const RestoreReport& report, int64_t now_unix);
+
+  /// First half of ingest: every check, and the counter when it ends here.
+  /// Returns either the final outcome (rejected or duplicate) or, for an
+  /// envelope to accept, a PendingAccept whose store_line the caller makes
+  /// durable before calling finish(). `expected` restricts the payload type
+  /// (the POST endpoints); nullopt accepts either (journal lines).
+  std::variant<IngestOutcome, PendingAccept> begin(std::string_view envelope_bytes,
+                                                   std::optional<EnvelopeKind> expected,
+                                                   int64_t now_unix);
+  /// Second half: `stored` says whether the store line is durable. Success
+  /// makes the record visible (`accepted`); failure changes nothing but the
+  /// counter (`unavailable`, with the reason). Counts exactly one result.
+  IngestOutcome finish(PendingAccept pending, const Result<void>& stored);
+
+  /// begin(), append_to_store() on this thread, finish(): for the CLI and
+  /// tests. The daemon makes the store durable on its writer thread instead.
+  /// The checks run in this order, the first failing one deciding: size
+  /// (too_large), envelope and payload shape and type, including a config
+  /// whose declared projection cannot be computed (malformed), every
+  /// signature (bad_signature, unknown_key, wrong_role), replay of an
+  /// accepted envelope or payload (duplicate), an event being stored right
+  /// now (unavailable), config hash (hash_mismatch), id reuse (conflict), a
+  /// grant's launch (orphan_grant), issued_at window (stale, future). Every
+  /// call counts exactly one (kind, result); an envelope of unknown kind
+  /// counts under `expected`, or launch.
   IngestOutcome ingest(std::string_view envelope_bytes, std::optional<EnvelopeKind> expected,
                        int64_t now_unix);
 
@@ -103,13 +147,16 @@ class Ingestor {
   std::map<std::string, std::string, std::less<>> launch_by_sandbox_;  // -> launch_id
   std::map<std::string, std::string, std::less<>> grant_by_launch_;    // -> grant_id
   std::map<std::pair<EnvelopeKind, IngestResult>, uint64_t> counts_;
-  std::vector<std::string> restore_skipped_;
-  uint64_t restore_truncated_bytes_ = 0;
+  std::set<std::string, std::less<>> pending_;  // ids and hashes of PendingAccepts
+  std::filesystem::path state_dir_;
 
-  IngestOutcome evaluate(std::string_view envelope_bytes, std::optional<EnvelopeKind> expected,
-                         int64_t now_unix);
-  Result<void> append_accepted(EnvelopeKind kind, std::string_view envelope_bytes,
-                               int64_t now_unix);
+  std::variant<IngestOutcome, PendingAccept> evaluate(std::string_view envelope_bytes,
+                                                      std::optional<EnvelopeKind> expected,
+                                                      int64_t now_unix);
+  void tally(const IngestOutcome& outcome, std::optional<EnvelopeKind> expected);
+  /// Why a grant is an orphan_grant ("" when its launch is accepted and
+  /// not issued after it).
+  std::string orphan_reason(const GrantRecord& grant) const;
   void remember_launch(LaunchRecord record, std::string payload_key);
   void remember_grant(GrantRecord record, std::string payload_key);
 };

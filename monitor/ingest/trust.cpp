@@ -101,7 +101,9 @@ Result<TrustStore> TrustStore::parse(std::string_view text, std::string_view wha
 }
 
 Result<TrustStore> TrustStore::load(const std::filesystem::path& path) {
-  DW_TRY(text, read_file(path, kMaxTrustFileBytes, "trust file"));
+  // Named by configuration: never followed through a link, never waited on
+  // (a FIFO), refused unless a regular file.
+  DW_TRY(text, read_regular_file(path, kMaxTrustFileBytes, "trust file"));
   return parse(text, path.string());
 }
 

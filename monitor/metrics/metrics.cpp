@@ -120,11 +120,26 @@ Metrics::Metrics(const std::string& version, const std::string& revision,
        {"CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_BPF", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"})
     for (const char* outcome : {"denied", "allowed"})
       escalation_attempts_.Add({{"kind", kind}, {"outcome", outcome}});
+  // Every fixed label set of the findings counter exists from the start, so
+  // that rate() and absent() work before the first drift (and the
+  // dashboard's findings panel is not empty until something happens).
+  for (const auto& labels : projection::finding_label_sets()) {
+    findings_.Add({{"field", labels.field},
+                   {"direction", projection::to_string(labels.direction)},
+                   {"severity", labels.severity}});
+  }
+  // The two findings the correlator makes itself (correlator.cpp).
+  for (const char* field : {"consumed_config", "declared"})
+    findings_.Add({{"field", field}, {"direction", "change"}, {"severity", "high"}});
   evidence_tree_size_.Add({}).Set(0);
   evidence_root_prefix_.Add({}).Set(0);
   last_sweep_.Add({}).Set(0);
   build_info_.Add({{"version", version}, {"revision", revision}}).Set(1);
   config_info_.Add({{"sha256", config_sha256}}).Set(1);
+}
+
+void Metrics::set_policy_rules(const std::vector<std::string>& rule_ids) {
+  for (const auto& id : rule_ids) policy_violations_.Add({{"rule", id}});
 }
 
 void Metrics::count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult result) {

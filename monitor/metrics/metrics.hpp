@@ -31,6 +31,10 @@ class Metrics {
   Metrics(const std::string& version, const std::string& revision,
           const std::string& config_sha256);
 
+  /// Exports driftwatch_policy_violations_total{rule} at 0 for every rule
+  /// of the node policy (call once the policy is loaded).
+  void set_policy_rules(const std::vector<std::string>& rule_ids);
+
   /// One ingested envelope's result.
   void count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult result);
 

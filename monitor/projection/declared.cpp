@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "observe/capabilities.hpp"
+#include "projection/diff.hpp"
 
 namespace driftwatch::projection {
 namespace {
@@ -50,8 +53,19 @@ Result<uint32_t> unsigned32(const json& value, std::string_view path) {
 Result<uint32_t> map_id(const json* mappings, uint32_t id, std::string_view what) {
   if (!mappings) return id;
   for (const auto& m : *mappings) {
-    auto container = m.value("containerID", json()), host = m.value("hostID", json()),
-         size = m.value("size", json());
+    // Entries are outside input: a number or a string here must be an error,
+    // not an exception (m.value() throws on a non-object).
+    if (!m.is_object())
+      return fail("OCI config field linux.", what, "Mappings holds an entry that is a JSON ",
+                  m.type_name(), ", not an object {containerID, hostID, size}");
+    static const json kAbsent;
+    const auto field = [&](const char* key) -> const json& {
+      const auto it = m.find(key);
+      return it == m.end() ? kAbsent : *it;
+    };
+    const json& container = field("containerID");
+    const json& host = field("hostID");
+    const json& size = field("size");
     auto c = unsigned32(container, std::string(what) + "Mappings[].containerID");
     auto h = unsigned32(host, std::string(what) + "Mappings[].hostID");
     auto s = unsigned32(size, std::string(what) + "Mappings[].size");
@@ -82,9 +96,24 @@ std::optional<uint64_t> rlimit_value(uint64_t v) {
   return v;
 }
 
+Result<Projection> declared_projection_checked(const json& config);
+
 }  // namespace
 
 Result<Projection> declared_projection(const json& config) {
+  // Every access below checks its type first; this catch is the last line
+  // for a check that was missed, so that one signed config can never take
+  // the daemon down (it becomes a `malformed` rejection instead).
+  try {
+    return declared_projection_checked(config);
+  } catch (const json::exception& error) {
+    return fail("OCI config cannot be projected: ", error.what());
+  }
+}
+
+namespace {
+
+Result<Projection> declared_projection_checked(const json& config) {
   if (!config.is_object()) return fail("OCI config is not a JSON object");
   if (!config.contains("ociVersion") || !config["ociVersion"].is_string())
     return fail("not an OCI runtime config: no string field ociVersion");
@@ -261,6 +290,10 @@ Result<Projection> declared_projection(const json& config) {
       if (!r.is_object() || !r.contains("type") || !r["type"].is_string() || !r.contains("soft") ||
           !r["soft"].is_number_unsigned() || !r.contains("hard") || !r["hard"].is_number_unsigned())
         return fail("OCI config field process.rlimits holds an entry without type, soft and hard");
+      const auto& names = rlimit_names();
+      if (std::find(names.begin(), names.end(), r["type"].get<std::string>()) == names.end())
+        return fail("OCI config field process.rlimits has an unknown type (not one of the "
+                    "kernel's RLIMIT_* names)");
       p.rlimits[r["type"].get<std::string>()] = {rlimit_value(r["soft"].get<uint64_t>()),
                                                  rlimit_value(r["hard"].get<uint64_t>())};
     }
@@ -276,5 +309,7 @@ Result<Projection> declared_projection(const json& config) {
     p.lsm_label = selinux->get<std::string>();
   return p;
 }
+
+}  // namespace
 
 }  // namespace driftwatch::projection

@@ -17,6 +17,8 @@ std::vector<std::string> controls_for(Direction direction) {
   return {"CM-2", "CM-3", "CM-6"};
 }
 
+}  // namespace
+
 // Escalations of the fields that decide what code can do to the kernel are
 // critical; other escalations high; unordered changes medium; narrowing low.
 std::string severity_for(std::string_view field, Direction direction) {
@@ -27,6 +29,41 @@ std::string severity_for(std::string_view field, Direction direction) {
                        field.starts_with("namespaces.");
   return kernel_facing ? "critical" : "high";
 }
+
+const std::vector<std::string>& rlimit_names() {
+  static const std::vector<std::string> names = {
+      "RLIMIT_AS",    "RLIMIT_CORE",   "RLIMIT_CPU",    "RLIMIT_DATA",       "RLIMIT_FSIZE",
+      "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE",    "RLIMIT_NOFILE",
+      "RLIMIT_NPROC", "RLIMIT_RSS",    "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
+      "RLIMIT_STACK"};
+  return names;
+}
+
+std::vector<FindingLabels> finding_label_sets() {
+  std::vector<std::string> fields = {"user.uid",
+                                     "user.gid",
+                                     "user.additional_gids",
+                                     "no_new_privileges",
+                                     "seccomp",
+                                     "root_readonly",
+                                     "masked_paths",
+                                     "readonly_paths",
+                                     "resources.memory_max",
+                                     "resources.pids_max",
+                                     "resources.cpu_max",
+                                     "lsm_label"};
+  for (const char* set : {"ambient", "bounding", "effective", "inheritable", "permitted"})
+    fields.push_back(std::string("capabilities.") + set);
+  for (const auto& kind : kNamespaces) fields.push_back(std::string("namespaces.") + kind.projection_key);
+  for (const auto& name : rlimit_names()) fields.push_back("rlimits." + name);
+  std::vector<FindingLabels> out;
+  for (const auto& field : fields)
+    for (Direction direction : {Direction::escalation, Direction::narrowing, Direction::change})
+      out.push_back({field, direction, severity_for(field, direction)});
+  return out;
+}
+
+namespace {
 
 Finding make(std::string field, json declared, json observed, Direction direction) {
   Finding f;

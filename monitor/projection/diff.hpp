@@ -28,6 +28,24 @@ struct Finding {
 };
 nlohmann::json to_json(const Finding& finding);
 
+/// The severity of a finding on `field` in `direction`: escalations of the
+/// kernel-facing fields are critical, other escalations high, changes
+/// medium, narrowing low.
+std::string severity_for(std::string_view field, Direction direction);
+
+/// Every RLIMIT_* name an rlimit field can have (the kernel's 16).
+const std::vector<std::string>& rlimit_names();
+
+struct FindingLabels {
+  std::string field;
+  Direction direction;
+  std::string severity;
+};
+/// Every (field, direction, severity) a finding of diff() can carry: the
+/// fixed label sets of driftwatch_drift_findings_total, exported at 0 from
+/// the start.
+std::vector<FindingLabels> finding_label_sets();
+
 /// Every differing field. `nested_caps` are the capabilities held only by
 /// members in nested user namespaces (see observed.hpp); findings that they
 /// cause are marked `namespaced`. Equal projections give no findings;

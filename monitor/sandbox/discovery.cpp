@@ -128,8 +128,11 @@ std::vector<SandboxRef> list_containers(const DiscoveryRoots& roots,
   std::vector<std::string> seen;
   auto scan = [&](const std::vector<fs::path>& list) {
     for (const auto& root : list) {
+      // increment(ec), not a range-for: the range-for's ++ throws when an
+      // entry vanishes mid-listing, and containers come and go all the time.
       std::error_code ec;
-      for (const auto& entry : fs::directory_iterator(root, ec)) {
+      for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+        const fs::directory_entry& entry = *it;
         std::string id = entry.path().filename().string();
         if (!entry.is_directory(ec) || !valid_container_id(id)) continue;
         if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;

@@ -79,9 +79,12 @@ PathState path_state(int root_fd, const std::string& path) {
 
 // Reads /proc/PID/task/*/children: the direct children of every thread.
 void add_children(const observe::ProcReader& proc, pid_t pid, std::vector<pid_t>& out) {
+  // increment(ec), not a range-for, whose ++ throws when a thread exits
+  // mid-listing.
   std::error_code ec;
-  for (const auto& task :
-       std::filesystem::directory_iterator(proc.root() / std::to_string(pid) / "task", ec)) {
+  for (std::filesystem::directory_iterator it(proc.root() / std::to_string(pid) / "task", ec), last;
+       !ec && it != last; it.increment(ec)) {
+    const std::filesystem::directory_entry& task = *it;
     auto text = proc.read(pid, "task/" + task.path().filename().string() + "/children");
     if (!text) continue;
     const char* p = text->data();
@@ -129,6 +132,7 @@ Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
   // monitor itself runs in a sandbox that hides it), the monitor's own stand
   // in: it runs on the host, in the namespaces it compares against.
   pid_t reference = proc_.namespace_inode(1, "mnt") ? 1 : (proc_.root() == "/proc" ? getpid() : 1);
+  host_namespaces_source_ = reference == 1 ? "pid1" : "monitor";
   for (const char* kind : observe::kNamespaceKinds) {
     auto inode = proc_.namespace_inode(reference, kind);
     if (inode) host_namespaces_[kind] = *inode;

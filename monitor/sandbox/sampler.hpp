@@ -41,6 +41,9 @@ class Sampler {
   Result<std::vector<pid_t>> members(const SandboxRef& sandbox, const ProcessTable* table) const;
 
   const observe::ProcReader& proc() const { return proc_; }
+  /// Whose namespaces count as the host's: "pid1", or "monitor" where PID
+  /// 1's cannot be read (the monitor runs in a sandbox that hides them).
+  const std::string& host_namespaces_source() const { return host_namespaces_source_; }
 
  private:
   Result<projection::MemberObservation> read_member(pid_t pid) const;
@@ -50,6 +53,7 @@ class Sampler {
   observe::ProcReader proc_;
   observe::CgroupReader cgroups_;
   std::map<std::string, uint64_t> host_namespaces_;
+  std::string host_namespaces_source_;
   observe::CgroupMembership host_cgroups_;  // PID 1's: never a sandbox's own
 };
 

@@ -1,14 +1,27 @@
 #include "api/http_server.hpp"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -175,6 +188,259 @@ class Client {
 json body_of(const http::response<http::string_body>& response) {
   return json::parse(response.body());
 }
+
+// Runs `f` on the server's loop and waits for it (Catch's REQUIRE must not
+// run on the loop thread, so `f` only collects).
+template <class F>
+auto on_loop(TestServer& server, F f) {
+  std::promise<decltype(f())> done;
+  auto result = done.get_future();
+  asio::post(server.io, [&] { done.set_value(f()); });
+  REQUIRE(result.wait_for(5s) == std::future_status::ready);
+  return result.get();
+}
+
+driftwatch::api::HttpServerStats stats_of(TestServer& server) {
+  return on_loop(server, [&] { return server.server.stats(); });
+}
+
+// Polls the server's stats until `ready` holds (false after `limit`).
+template <class Predicate>
+bool wait_for_stats(TestServer& server, Predicate ready, std::chrono::milliseconds limit = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready(stats_of(server))) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// Connections the server holds open on `port`, as the kernel sees them:
+// /proc/net/tcp entries with that local port, other than the listener, that
+// belong to a socket file (inode not 0). Connections still in the accept
+// queue and closed ones (FIN_WAIT, TIME_WAIT) have no inode.
+int server_side_connections(uint16_t port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the column names
+  int count = 0;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode)) {
+      continue;
+    }
+    const size_t colon = local.find(':');
+    if (colon == std::string::npos) continue;
+    if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
+    if (state == "0A" || inode == "0") continue;  // 0A: LISTEN
+    ++count;
+  }
+  return count;
+}
+
+// Samples server_side_connections() every few milliseconds and keeps the
+// highest count seen. It samples on the server's loop, where the server
+// opens and closes its sockets, so each sample sees them all at one instant
+// (/proc/net/tcp is not read atomically: a socket closed and another
+// accepted during one read would both be counted).
+class ConnectionSampler {
+ public:
+  explicit ConnectionSampler(TestServer& server) : server_(server), timer_(server.io) {
+    asio::post(server.io, [this] { sample(); });
+  }
+  ~ConnectionSampler() {
+    on_loop(server_, [this] {
+      stopped_ = true;
+      timer_.cancel();
+      return 0;
+    });
+  }
+  int highest() const { return highest_; }
+  int samples() const { return samples_; }
+
+ private:
+  void sample() {
+    if (stopped_) return;
+    highest_ = std::max(highest_.load(), server_side_connections(server_.server.port()));
+    ++samples_;
+    timer_.expires_after(3ms);
+    timer_.async_wait([this](const error_code& ec) {
+      if (!ec) sample();
+    });
+  }
+
+  TestServer& server_;
+  asio::steady_timer timer_;
+  bool stopped_ = false;  // on the loop
+  std::atomic<int> highest_{0};
+  std::atomic<int> samples_{0};
+};
+
+// Whether the server has closed the client's connection: a peek that sees
+// end of stream (or a reset), without waiting.
+bool closed_by_server(Client& client) {
+  char byte = 0;
+  const ssize_t n =
+      ::recv(client.stream().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Slowloris: clients that each send a request header one byte at a time and
+// never finish it. One that the server closes reconnects after
+// `reconnect_after`, so the flood keeps its size. They run on their own
+// thread until destroyed.
+class SlowClients {
+ public:
+  SlowClients(uint16_t port, int count, std::chrono::milliseconds byte_interval,
+              std::chrono::milliseconds reconnect_after = 100ms)
+      : endpoint_(asio::ip::address_v4::loopback(), port),
+        interval_(byte_interval),
+        reconnect_after_(reconnect_after) {
+    for (int i = 0; i < count; ++i) clients_.push_back(std::make_unique<Slow>(io_));
+    for (auto& client : clients_) connect(*client);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  SlowClients(const SlowClients&) = delete;
+  SlowClients& operator=(const SlowClients&) = delete;
+  ~SlowClients() {
+    io_.stop();
+    thread_.join();
+  }
+
+  int connects() const { return connects_; }
+  int closed_by_server() const { return closed_; }
+
+ private:
+  struct Slow {
+    explicit Slow(asio::io_context& io) : socket(io), send_timer(io), reconnect_timer(io) {}
+    tcp::socket socket;
+    asio::steady_timer send_timer;
+    asio::steady_timer reconnect_timer;
+    std::array<char, 512> scratch{};
+    size_t sent = 0;
+    int generation = 0;  // one per connection, so stale completions do nothing
+  };
+
+  void connect(Slow& client) {
+    error_code ignored;
+    client.socket.close(ignored);
+    client.sent = 0;
+    const int generation = ++client.generation;
+    client.socket.async_connect(endpoint_, [this, &client, generation](const error_code& ec) {
+      if (generation != client.generation) return;
+      if (ec) return reconnect_later(client);
+      ++connects_;
+      read(client, generation);
+      send_next(client, generation);
+    });
+  }
+
+  void read(Slow& client, int generation) {
+    client.socket.async_read_some(asio::buffer(client.scratch),
+                                  [this, &client, generation](const error_code& ec, size_t) {
+                                    if (generation != client.generation) return;
+                                    if (!ec) return read(client, generation);
+                                    ++closed_;
+                                    reconnect_later(client);
+                                  });
+  }
+
+  void send_next(Slow& client, int generation) {
+    static constexpr std::string_view kStart =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    const char* byte = client.sent < kStart.size() ? &kStart[client.sent] : "a";
+    ++client.sent;
+    asio::async_write(
+        client.socket, asio::buffer(byte, 1),
+        [this, &client, generation](const error_code& ec, size_t) {
+          if (ec || generation != client.generation) return;
+          client.send_timer.expires_after(interval_);
+          client.send_timer.async_wait([this, &client, generation](const error_code& error) {
+            if (error || generation != client.generation) return;
+            send_next(client, generation);
+          });
+        });
+  }
+
+  void reconnect_later(Slow& client) {
+    client.reconnect_timer.expires_after(reconnect_after_);
+    client.reconnect_timer.async_wait([this, &client](const error_code& ec) {
+      if (!ec) connect(client);
+    });
+  }
+
+  asio::io_context io_;
+  tcp::endpoint endpoint_;
+  std::chrono::milliseconds interval_;
+  std::chrono::milliseconds reconnect_after_;
+  std::vector<std::unique_ptr<Slow>> clients_;
+  std::atomic<int> connects_{0};
+  std::atomic<int> closed_{0};
+  std::thread thread_;
+};
+
+// Handlers that keep their Respond for the test to answer later (on the loop).
+struct HeldRequests {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, driftwatch::api::Respond>> held;  // body, respond
+  std::atomic<int> count{0};
+
+  driftwatch::api::AsyncHandler handler() {
+    return [this](const HttpRequest& request, driftwatch::api::Respond respond) {
+      std::lock_guard lock(mutex);
+      held.emplace_back(request.body, std::move(respond));
+      ++count;
+    };
+  }
+  bool wait_for(int n, std::chrono::milliseconds limit = 5000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (count < n) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(2ms);
+    }
+    return true;
+  }
+  // Answers request `i` on the server's loop.
+  void answer(TestServer& server, size_t i, HttpResponse response) {
+    on_loop(server, [&] {
+      std::lock_guard lock(mutex);
+      held.at(i).second(response);
+      return 0;
+    });
+  }
+};
+
+// Time from connect to the last byte of the answer.
+template <class F>
+std::chrono::milliseconds time_of(F f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+// Sends spdlog's default logger into a string for the guard's lifetime.
+class CapturedLog {
+ public:
+  CapturedLog()
+      : previous_(spdlog::default_logger()),
+        logger_(std::make_shared<spdlog::logger>(
+            "captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_))) {
+    spdlog::set_default_logger(logger_);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() {
+    logger_->flush();
+    return text_.str();
+  }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
 
 }  // namespace
 
@@ -409,25 +675,318 @@ TEST_CASE("http server: an idle connection is closed after the timeout", "[api]"
   CHECK(std::chrono::steady_clock::now() - started < 3s);
 }
 
-TEST_CASE("http server: at the connection cap a new client waits until one closes", "[api]") {
+TEST_CASE("http server: at the cap a new client gets in by closing the longest-waiting connection",
+          "[api]") {
   TestServer server;
+  server.server.set_max_connections(3);
+  server.start();
+  const uint16_t port = server.server.port();
+  // Three clients each begin a request and stall, oldest first.
+  std::vector<std::unique_ptr<Client>> stalled;
+  for (size_t i = 0; i < 3; ++i) {
+    stalled.push_back(std::make_unique<Client>(port));
+    stalled.back()->send("GET /healthz HTTP/1.1\r\n");
+    REQUIRE(wait_for_stats(server, [&](const auto& s) { return s.open_connections == i + 1; }));
+  }
+
+  Client late(port);
+  CHECK(late.request(http::verb::get, "/healthz").result_int() == 200);
+  // The oldest was closed for it; the other two finish their requests.
+  CHECK(stalled[0]->read_until_closed(2000ms));
+  for (size_t i = 1; i < 3; ++i) {
+    INFO("stalled client " << i);
+    stalled[i]->send("Host: 127.0.0.1\r\n\r\n");
+    CHECK(stalled[i]->read_response().result_int() == 200);
+  }
+  const auto stats = stats_of(server);
+  CHECK(stats.evicted == 1);
+  CHECK(stats.open_connections <= 3);
+}
+
+TEST_CASE("http server: 64 slow clients against a cap of 16 lock out neither a GET nor a POST",
+          "[api]") {
+  TestServer server;
+  HeldRequests later;
+  server.server.route_async("POST", "/later", later.handler());
+  server.server.set_max_connections(16);
+  server.start();
+  const uint16_t port = server.server.port();
+
+  ConnectionSampler sampler(server);
+  SlowClients flood(port, 64, 300ms);
+  REQUIRE(wait_for_stats(server, [](const auto& s) { return s.open_connections == 16; }));
+  std::this_thread::sleep_for(300ms);  // the other 48 queue up and start evicting
+
+  for (int round = 0; round < 5; ++round) {
+    INFO("round " << round);
+    const auto get = time_of([&] {
+      Client client(port);
+      CHECK(client.request(http::verb::get, "/healthz").result_int() == 200);
+    });
+    CHECK(get < 1000ms);
+    const auto post = time_of([&] {
+      Client client(port);
+      const auto echo = client.request(http::verb::post, "/echo", R"({"round":1})");
+      CHECK(echo.result_int() == 200);
+      CHECK(body_of(echo)["size"] == 11);
+    });
+    CHECK(post < 1000ms);
+    // An asynchronous POST, answered from the loop once the test sees it.
+    const auto async_post = time_of([&] {
+      Client client(port);
+      client.send("POST /later HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}");
+      REQUIRE(later.wait_for(round + 1, 1000ms));
+      later.answer(server, round,
+                   HttpResponse{202, "application/json", R"({"result":"accepted"})"});
+      CHECK(client.read_response(1000ms).result_int() == 202);
+    });
+    CHECK(async_post < 1000ms);
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto stats = stats_of(server);
+  INFO("evicted " << stats.evicted << ", flood connects " << flood.connects() << ", "
+                  << sampler.samples() << " samples");
+  CHECK(stats.evicted > 48);  // the flood did press against the cap
+  CHECK(sampler.highest() >= 16);
+  CHECK(sampler.highest() <= 16);
+  CHECK(stats.open_connections <= 16);
+}
+
+TEST_CASE("http server: at the cap with every connection being answered, a new client waits",
+          "[api]") {
+  TestServer server;
+  HeldRequests held;
+  server.server.route_async("POST", "/hold", held.handler());
   server.server.set_max_connections(2);
   server.start();
   const uint16_t port = server.server.port();
-  auto first = std::make_unique<Client>(port);
+  Client first(port);
   Client second(port);
-  CHECK(first->request(http::verb::get, "/healthz").result_int() == 200);
-  CHECK(second.request(http::verb::get, "/healthz").result_int() == 200);
+  first.send("POST /hold HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\n1");
+  second.send("POST /hold HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\n2");
+  REQUIRE(held.wait_for(2));
 
   Client third(port);  // connects: the kernel's backlog holds it
   third.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   third.start_read();
-  CHECK_FALSE(third.wait(300ms).has_value());  // not accepted yet
+  CHECK_FALSE(third.wait(300ms).has_value());  // neither held request was evicted for it
 
-  first.reset();  // frees a slot
+  held.answer(server, 0, HttpResponse{202, "text/plain", "held " + held.held[0].first});
+  const auto answer = first.read_response();
+  CHECK(answer.result_int() == 202);
+  CHECK(answer.body() == "held " + held.held[0].first);
+  // Answered, the first connection waits for another request: it makes room.
   const auto answered = third.wait(5000ms);
   REQUIRE(answered.has_value());
   CHECK_FALSE(*answered);
+  CHECK(third.response().result_int() == 200);
+  held.answer(server, 1, HttpResponse{202, "text/plain", "second"});
+  CHECK(second.read_response().body() == "second");
+}
+
+TEST_CASE(
+    "http server: an async handler answers later, its connection neither timed out nor evicted",
+    "[api]") {
+  TestServer server;
+  HeldRequests later;
+  server.server.route_async("POST", "/later", later.handler());
+  server.server.set_timeouts({.header = 200ms, .body = 200ms, .idle = 2s, .write = 2s});
+  server.server.set_max_connections(3);
+  server.start();
+  const uint16_t port = server.server.port();
+
+  Client client(port);
+  client.send("POST /later HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello");
+  REQUIRE(later.wait_for(1));
+  CHECK(later.held[0].first == "hello");
+  {
+    // Well past the header and body deadlines, which do apply to another
+    // client meanwhile.
+    Client stalled(port);
+    stalled.send("GET /healthz HTTP/1.1\r\n");
+    CHECK(stalled.read_until_closed(2000ms));
+    std::this_thread::sleep_for(300ms);
+  }
+  CHECK(stats_of(server).timed_out == 1);
+  {
+    // Slow clients pressing on the cap of 3 evict each other, not it.
+    SlowClients flood(port, 6, 50ms, 20ms);
+    std::this_thread::sleep_for(500ms);
+  }
+  CHECK(stats_of(server).evicted > 0);
+
+  later.answer(server, 0, HttpResponse{202, "application/json", R"({"result":"accepted"})"});
+  const auto answer = client.read_response();
+  CHECK(answer.result_int() == 202);
+  CHECK(body_of(answer) == json{{"result", "accepted"}});
+  CHECK(answer.keep_alive());
+  // The connection carries the next request as usual.
+  CHECK(client.request(http::verb::get, "/healthz").result_int() == 200);
+}
+
+TEST_CASE("http server: answering after the client left, twice, or after stop() is harmless",
+          "[api]") {
+  auto server = std::make_unique<TestServer>();
+  HeldRequests later;
+  server->server.route_async("POST", "/later", later.handler());
+  server->start();
+  const uint16_t port = server->server.port();
+  {
+    Client gone(port);
+    gone.send("POST /later HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx");
+    REQUIRE(later.wait_for(1));
+  }  // the client closes its socket before the answer
+  later.answer(*server, 0, HttpResponse{202, "text/plain", "too late"});
+  later.answer(*server, 0, HttpResponse{500, "text/plain", "a second answer is ignored"});
+  // The server noticed and closed its side: nothing is left open.
+  CHECK(wait_for_stats(*server, [](const auto& s) { return s.open_connections == 0; }));
+  CHECK(server_side_connections(port) == 0);
+  Client next(port);
+  CHECK(next.request(http::verb::get, "/healthz").result_int() == 200);
+
+  Client waiting(port);
+  waiting.send("POST /later HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\ny");
+  REQUIRE(later.wait_for(2));
+  CHECK(server->stop_and_join());  // closes the held connection; run() returns
+  CHECK(waiting.read_until_closed());
+  // The loop is not running now; the Respond outlives the server too.
+  auto respond = later.held[1].second;
+  server.reset();
+  respond(HttpResponse{202, "text/plain", "after stop"});
+  later.held.clear();
+}
+
+TEST_CASE("http server: a request whose Respond is dropped unanswered gets a 500", "[api]") {
+  TestServer server;
+  server.server.route_async("GET", "/forgetful",
+                            [](const HttpRequest&, driftwatch::api::Respond) {});
+  server.server.route_async("GET", "/throws", [](const HttpRequest&, driftwatch::api::Respond) {
+    throw std::runtime_error("kaboom");
+  });
+  server.start();
+  Client client(server.server.port());
+  const auto dropped = client.request(http::verb::get, "/forgetful");
+  CHECK(dropped.result_int() == 500);
+  CHECK_THAT(body_of(dropped)["error"].get<std::string>(),
+             Contains("GET /forgetful") && Contains("without answering"));
+  const auto thrown = client.request(http::verb::get, "/throws");
+  CHECK(thrown.result_int() == 500);
+  CHECK_THAT(body_of(thrown)["error"].get<std::string>(), Contains("kaboom"));
+}
+
+TEST_CASE("http server: a header still incomplete at its deadline is closed, however it trickles",
+          "[api]") {
+  TestServer server;
+  server.server.set_timeouts({.header = 500ms, .body = 5s, .idle = 5s, .write = 5s});
+  server.start();
+  const auto started = std::chrono::steady_clock::now();
+  Client client(server.server.port());
+  // A byte every 50 ms: no single read ever waits long.
+  const std::string header = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+  error_code write_error;
+  std::optional<std::chrono::milliseconds> closed_after;
+  for (size_t i = 0; i < 200 && !closed_after; ++i) {
+    const char byte = i < header.size() ? header[i] : 'a';
+    asio::write(client.stream().socket(), asio::buffer(&byte, 1), write_error);
+    if (write_error || closed_by_server(client)) {
+      closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - started);
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(closed_after.has_value());
+  CHECK(*closed_after >= 450ms);
+  CHECK(*closed_after < 1500ms);
+  CHECK(stats_of(server).timed_out == 1);
+}
+
+TEST_CASE("http server: a body still incomplete at its deadline is closed", "[api]") {
+  TestServer server;
+  server.server.set_timeouts({.header = 5s, .body = 500ms, .idle = 5s, .write = 5s});
+  server.start();
+  Client client(server.server.port());
+  client.send("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n");
+  const auto started = std::chrono::steady_clock::now();
+  error_code write_error;
+  std::optional<std::chrono::milliseconds> closed_after;
+  for (int i = 0; i < 100 && !closed_after; ++i) {
+    asio::write(client.stream().socket(), asio::buffer("x", 1), write_error);
+    if (write_error || closed_by_server(client)) {
+      closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - started);
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(closed_after.has_value());
+  CHECK(*closed_after >= 450ms);
+  CHECK(*closed_after < 1500ms);
+  CHECK(server.calls == 0);
+  CHECK(stats_of(server).timed_out == 1);
+}
+
+TEST_CASE("http server: a flood of evictions is logged as a sum, not a line each", "[api]") {
+  CapturedLog log;
+  auto server = std::make_unique<TestServer>();
+  server->server.set_max_connections(1);
+  server->start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(std::make_unique<Client>(server->server.port()));
+    clients.back()->send("GET /healthz HTTP/1.1\r\n");
+  }
+  REQUIRE(wait_for_stats(*server, [](const auto& s) { return s.evicted == 19; }));
+  CHECK(server->stop_and_join());  // the last sum is logged at stop
+  server.reset();
+
+  const std::string text = log.text();
+  INFO(text);
+  const std::regex line(R"((\d+) connection\(s\) closed at the cap of 1 )");
+  int lines = 0;
+  int evicted = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), line); it != std::sregex_iterator();
+       ++it) {
+    ++lines;
+    evicted += std::stoi((*it)[1]);
+  }
+  CHECK(lines >= 1);
+  CHECK(lines <= 2);  // the first at once, the rest summed up
+  CHECK(evicted == 19);
+}
+
+TEST_CASE("http server: request targets split into a decoded path and query", "[api]") {
+  using driftwatch::api::parse_request_target;
+  const auto report = parse_request_target("/v1/report?launch=L%2D1&name=a+b%20c&flag&&x=1&x=2");
+  REQUIRE(report.has_value());
+  CHECK(report->path == "/v1/report");
+  CHECK(report->query == std::map<std::string, std::string>{
+                             {"launch", "L-1"}, {"name", "a b c"}, {"flag", ""}, {"x", "2"}});
+
+  const auto path_only = parse_request_target("/v1/sandboxes/a%20b+c%2Fd");
+  REQUIRE(path_only.has_value());
+  CHECK(path_only->path == "/v1/sandboxes/a b+c/d");  // '+' is a space only in a query
+  CHECK(path_only->query.empty());
+  const auto empty_query = parse_request_target("/healthz?");
+  REQUIRE(empty_query.has_value());
+  CHECK(empty_query->path == "/healthz");
+  CHECK(empty_query->query.empty());
+
+  for (const char* bad : {"", "*", "healthz", "http://127.0.0.1/healthz", "?a=1"}) {
+    INFO(bad);
+    const auto parsed = parse_request_target(bad);
+    REQUIRE_FALSE(parsed.has_value());
+    CHECK_THAT(parsed.error().message, Contains("starting with '/'"));
+  }
+  for (const char* bad : {"/a%", "/a%4", "/a%zz", "/a?b=%", "/a?%G1=1", "/a?b=1%2"}) {
+    INFO(bad);
+    const auto parsed = parse_request_target(bad);
+    REQUIRE_FALSE(parsed.has_value());
+    CHECK_THAT(parsed.error().message, Contains("percent-encoding"));
+  }
+  // Every byte value decodes, NUL included; the result is the bytes.
+  const auto bytes = parse_request_target("/%00%ff?k=%00");
+  REQUIRE(bytes.has_value());
+  CHECK(bytes->path == std::string("/\0\xff", 3));
+  CHECK(bytes->query.at("k") == std::string(1, '\0'));
 }
 
 TEST_CASE("http server: listen names the address it cannot use", "[api]") {

@@ -1,11 +1,18 @@
 #include "app/node_config.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
+#include <type_traits>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -231,4 +238,65 @@ TEST_CASE("node config: load reads a file, and names a file it cannot read", "[a
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message.starts_with("config " + (dir.path / "bad.json").string() +
                                         ": unknown key 'discovery.runc_root'"));
+}
+
+namespace {
+
+// Runs `call` on a thread and waits up to 5 s for it. A call still running
+// then is blocked in open(2) on `fifo`, waiting for a writer (the defect
+// under test): the FIFO is opened for writing, which lets that open return,
+// so the test fails instead of hanging. nullopt when it had to.
+template <class Call>
+std::optional<std::invoke_result_t<Call>> within_deadline(Call call,
+                                                          const std::filesystem::path& fifo) {
+  using namespace std::chrono_literals;
+  std::packaged_task<std::invoke_result_t<Call>()> task(std::move(call));
+  auto future = task.get_future();
+  std::thread thread(std::move(task));
+  if (future.wait_for(5s) == std::future_status::ready) {
+    thread.join();
+    return future.get();
+  }
+  for (int i = 0; i < 100 && future.wait_for(100ms) != std::future_status::ready; ++i) {
+    const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+  }
+  if (future.wait_for(1s) == std::future_status::ready) {
+    thread.join();
+  } else {
+    thread.detach();  // still stuck: let process exit end it
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("node config: load refuses a FIFO at once, a link and a directory, naming them",
+          "[app]") {
+  TempDir dir;
+  const auto fifo = dir.path / "fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  const auto from_fifo = within_deadline([&] { return load_node_config(fifo); }, fifo);
+  INFO("load_node_config blocked in open(2) on the FIFO until a writer came");
+  REQUIRE(from_fifo.has_value());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  REQUIRE_FALSE(from_fifo->has_value());
+  CHECK(from_fifo->error().message == "config " + fifo.string() + " is a FIFO, not a regular file");
+
+  // A link to a valid config: refused all the same, not followed.
+  const auto real = dir.path / "real.json";
+  std::ofstream(real) << R"({"probes": false})";
+  REQUIRE(load_node_config(real).has_value());
+  const auto link = dir.path / "dw.json";
+  std::filesystem::create_symlink(real, link);
+  const auto linked = load_node_config(link);
+  REQUIRE_FALSE(linked.has_value());
+  CHECK(linked.error().message ==
+        "config " + link.string() + " is a symbolic link; name the file itself");
+
+  const auto directory = load_node_config(dir.path);
+  REQUIRE_FALSE(directory.has_value());
+  CHECK(directory.error().message ==
+        "config " + dir.path.string() + " is a directory, not a regular file");
 }

@@ -1,10 +1,17 @@
 #include "ingest/trust.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <optional>
 #include <string>
+#include <thread>
+#include <type_traits>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -136,4 +143,75 @@ TEST_CASE("trust: load reads a file and names it when it cannot", "[ingest]") {
   REQUIRE_FALSE(missing);
   CHECK_THAT(missing.error().message, Catch::Contains((dir / "absent.json").string()));
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// Runs `call` on a thread and waits up to 5 s for it. A call still running
+// then is blocked in open(2) on `fifo`, waiting for a writer (the defect
+// under test): the FIFO is opened for writing, which lets that open return,
+// so the test fails instead of hanging. nullopt when it had to.
+template <class Call>
+std::optional<std::invoke_result_t<Call>> within_deadline(Call call,
+                                                          const std::filesystem::path& fifo) {
+  using namespace std::chrono_literals;
+  std::packaged_task<std::invoke_result_t<Call>()> task(std::move(call));
+  auto future = task.get_future();
+  std::thread thread(std::move(task));
+  if (future.wait_for(5s) == std::future_status::ready) {
+    thread.join();
+    return future.get();
+  }
+  for (int i = 0; i < 100 && future.wait_for(100ms) != std::future_status::ready; ++i) {
+    const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+  }
+  if (future.wait_for(1s) == std::future_status::ready) {
+    thread.join();
+  } else {
+    thread.detach();  // still stuck: let process exit end it
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("trust: load refuses a FIFO at once, a link and a directory, naming them", "[ingest]") {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("driftwatch-trust-types-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{dir};
+
+  const auto fifo = dir / "fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  const auto from_fifo = within_deadline([&] { return TrustStore::load(fifo); }, fifo);
+  INFO("TrustStore::load blocked in open(2) on the FIFO until a writer came");
+  REQUIRE(from_fifo.has_value());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  REQUIRE_FALSE(from_fifo->has_value());
+  CHECK(from_fifo->error().message ==
+        "trust file " + fifo.string() + " is a FIFO, not a regular file");
+
+  // A link to a valid trust file: refused all the same, not followed.
+  const auto real = dir / "real.json";
+  std::ofstream(real) << json{{"control_plane", {entry("cp-1", new_public_key())}}}.dump();
+  REQUIRE(TrustStore::load(real).has_value());
+  const auto link = dir / "trust.json";
+  std::filesystem::create_symlink(real, link);
+  const auto linked = TrustStore::load(link);
+  REQUIRE_FALSE(linked.has_value());
+  CHECK(linked.error().message ==
+        "trust file " + link.string() + " is a symbolic link; name the file itself");
+
+  const auto directory = TrustStore::load(dir);
+  REQUIRE_FALSE(directory.has_value());
+  CHECK(directory.error().message ==
+        "trust file " + dir.string() + " is a directory, not a regular file");
 }

@@ -1,0 +1,50 @@
+// libFuzzer target: the node configuration of `driftwatch run --config FILE`
+// (parse_node_config).
+//
+// Checks, for any input bytes:
+//   - parse gives a config or an error that says something;
+//   - a config's effective document (to_json, whose hash is
+//     driftwatch_config_info) canonicalises, parses as a config again and
+//     gives the same document: the effective config is a fixed point;
+//   - the listen address parses, the intervals are positive.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "api/http_server.hpp"
+#include "app/node_config.hpp"
+#include "common/canonical_json.hpp"
+#include "fuzz_support.hpp"
+
+namespace {
+
+[[noreturn]] void report(const char* what, std::string_view detail = {}) {
+  driftwatch::fuzz::report("node_config_fuzz", what, detail);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto config = driftwatch::app::parse_node_config(text, "config fuzz.json");
+  if (!config) {
+    if (config.error().message.empty()) report("parse failed without a message", text);
+    return 0;
+  }
+  if (!driftwatch::api::parse_listen_address(config->listen))
+    report("an unparsable listen address was accepted", config->listen);
+  if (config->sweep_interval_seconds <= 0 || config->checkpoint_interval_seconds <= 0)
+    report("a non-positive interval was accepted", text);
+
+  const auto effective = driftwatch::app::to_json(*config);
+  auto canonical = driftwatch::canonical_json(effective);
+  if (!canonical) report("the effective config does not canonicalise", canonical.error().message);
+  auto again = driftwatch::app::parse_node_config(*canonical, "effective config");
+  if (!again) report("the effective config does not parse as a config", again.error().message);
+  auto canonical_again = driftwatch::canonical_json(driftwatch::app::to_json(*again));
+  if (!canonical_again || *canonical_again != *canonical)
+    report("the effective config is not a fixed point", *canonical);
+  return 0;
+}

@@ -1,0 +1,356 @@
+#include "sandbox/sampler.hpp"
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "support/temp_dir.hpp"
+
+// The sampler on fixture trees: a /proc and a cgroupfs (v2) written into a
+// temporary directory, so that membership, the per-member reads, the
+// vanished-member rule and the path checks are exercised without root. The
+// real thing (runc, crun, bwrap on the real /proc) is in tests/integration/.
+
+using namespace driftwatch;
+using driftwatch::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+template <class T>
+T ok(Result<T> result) {
+  INFO((result ? std::string() : result.error().message));
+  REQUIRE(result.has_value());
+  return std::move(*result);
+}
+
+// Namespace inodes: the host's (PID 1's) and a sandbox's private ones.
+const std::map<std::string, uint64_t> kHostNamespaces = {
+    {"cgroup", 4026531835}, {"ipc", 4026531839},  {"mnt", 4026531832},  {"net", 4026531833},
+    {"pid", 4026531836},    {"time", 4026531834}, {"user", 4026531837}, {"uts", 4026531838}};
+
+std::map<std::string, uint64_t> sandbox_namespaces() {
+  auto ns = kHostNamespaces;
+  // runc's default spec: every namespace private but user and time.
+  for (const char* kind : {"cgroup", "ipc", "mnt", "net", "pid", "uts"}) ns[kind] += 1000;
+  return ns;
+}
+
+struct FakeProcess {
+  pid_t pid = 0;
+  pid_t ppid = 1;
+  uint64_t start_time = 1000;
+  uint32_t euid = 0;
+  uint64_t cap_effective = 0;
+  bool no_new_privs = false;
+  int seccomp = 0;
+  std::map<std::string, uint64_t> namespaces = kHostNamespaces;
+  std::string cgroup = "/user.slice";  // v2 path
+  std::vector<pid_t> children;         // task/<pid>/children
+  std::string comm = "sleep";
+};
+
+std::string hex(uint64_t value) {
+  char buffer[17];
+  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(value));
+  return buffer;
+}
+
+// A host: /proc with PID 1 and whatever is added, and a unified cgroupfs.
+class FixtureHost {
+ public:
+  FixtureHost() {
+    FakeProcess init;
+    init.pid = 1;
+    init.ppid = 0;
+    init.start_time = 1;
+    init.cgroup = "/init.scope";
+    init.cap_effective = 0x1ffffffffff;
+    init.comm = "systemd";
+    add(init);
+    cgroup("/init.scope", {1});
+  }
+
+  void add(const FakeProcess& p) const {
+    const fs::path dir = fs::path("proc") / std::to_string(p.pid);
+    dir_.write(dir / "stat",
+               std::to_string(p.pid) + " (" + p.comm + ") S " + std::to_string(p.ppid) +
+                   " 1 1 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(p.start_time) +
+                   " 2252800 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 "
+                   "0 0 0 0 0 0 0 0 0 0 0 0 0\n");
+    const std::string uid = std::to_string(p.euid);
+    dir_.write(dir / "status",
+               "Name:\t" + p.comm + "\nTgid:\t" + std::to_string(p.pid) + "\nPPid:\t" +
+                   std::to_string(p.ppid) + "\nUid:\t" + uid + "\t" + uid + "\t" + uid + "\t" +
+                   uid + "\nGid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid +
+                   "\nGroups:\t\nNSpid:\t" + std::to_string(p.pid) +
+                   "\nCapInh:\t0000000000000000\nCapPrm:\t" + hex(p.cap_effective) + "\nCapEff:\t" +
+                   hex(p.cap_effective) + "\nCapBnd:\t" + hex(p.cap_effective) +
+                   "\nCapAmb:\t0000000000000000\nNoNewPrivs:\t" + (p.no_new_privs ? "1" : "0") +
+                   "\nSeccomp:\t" + std::to_string(p.seccomp) + "\n");
+    dir_.write(dir / "limits",
+               "Limit                     Soft Limit           Hard Limit           Units     \n"
+               "Max open files            1024                 4096                 files     \n"
+               "Max processes             unlimited            unlimited            processes \n");
+    dir_.write(dir / "cgroup", "0::" + p.cgroup + "\n");
+    dir_.write(dir / "cmdline", p.comm + std::string("\0"
+                                                     "100000"
+                                                     "\0",
+                                                     8));
+    dir_.symlink(dir / "exe", "/usr/bin/" + p.comm);
+    for (const auto& [kind, inode] : p.namespaces)
+      dir_.symlink(dir / "ns" / kind, kind + ":[" + std::to_string(inode) + "]");
+    std::string children;
+    for (pid_t child : p.children) children += std::to_string(child) + " ";
+    dir_.write(dir / "task" / std::to_string(p.pid) / "children", children);
+    dir_.mkdir(dir / "root");
+  }
+
+  void cgroup(const std::string& path, const std::vector<pid_t>& pids,
+              const std::string& memory_max = "max", const std::string& pids_max = "max",
+              const std::string& cpu_max = "max 100000") const {
+    const fs::path dir = fs::path("cgroup") / path.substr(1);
+    std::string procs;
+    for (pid_t pid : pids) procs += std::to_string(pid) + "\n";
+    dir_.write(dir / "cgroup.procs", procs);
+    dir_.write(dir / "memory.max", memory_max + "\n");
+    dir_.write(dir / "pids.max", pids_max + "\n");
+    dir_.write(dir / "cpu.max", cpu_max + "\n");
+  }
+
+  // The root a member's path checks go through (/proc/PID/root).
+  fs::path root_of(pid_t pid) const { return dir_ / "proc" / std::to_string(pid) / "root"; }
+  const TempDir& dir() const { return dir_; }
+
+  sandbox::Sampler sampler() const {
+    return sandbox::Sampler(observe::ProcReader(dir_ / "proc"),
+                            observe::CgroupReader(dir_ / "cgroup", observe::CgroupLayout::unified));
+  }
+
+ private:
+  TempDir dir_{"sampler-test"};
+};
+
+sandbox::SandboxRef runc_sandbox(pid_t first, uint64_t start_time, const std::string& cgroup) {
+  sandbox::SandboxRef ref;
+  ref.sandbox_id = "agent-7";
+  ref.runtime = "runc";
+  ref.first_process = {first, start_time};
+  ref.membership = sandbox::Membership::cgroup;
+  ref.cgroups.unified = cgroup;
+  return ref;
+}
+
+// The runc container of most tests: init 100 and a second process 101 in
+// cgroup /sandbox with private namespaces; 300 entered its PID namespace
+// from the host (nsenter) without moving cgroup; 200 is an unrelated host
+// process.
+void add_runc_container(const FixtureHost& host) {
+  FakeProcess init{.pid = 100,
+                   .start_time = 5000,
+                   .euid = 0,
+                   .cap_effective = 0x20000420,
+                   .no_new_privs = true,
+                   .seccomp = 2,
+                   .namespaces = sandbox_namespaces(),
+                   .cgroup = "/sandbox"};
+  FakeProcess second = init;
+  second.pid = 101;
+  second.ppid = 100;
+  second.start_time = 5100;
+  second.euid = 1000;
+  second.cap_effective = 0;
+  FakeProcess entered = init;
+  entered.pid = 300;
+  entered.ppid = 250;
+  entered.start_time = 9000;
+  entered.cgroup = "/user.slice";
+  entered.cap_effective = 0x200000;  // CAP_SYS_ADMIN
+  FakeProcess unrelated{.pid = 200, .start_time = 700, .euid = 0, .cap_effective = 0x1ffffffffff};
+  for (const auto& p : {init, second, entered, unrelated}) host.add(p);
+  host.cgroup("/sandbox", {100, 101}, "134217728", "64", "50000 100000");
+  host.cgroup("/user.slice", {200, 300});
+}
+
+}  // namespace
+
+TEST_CASE("sampler: a runc sandbox's members are its cgroup's processes and its PID namespace's",
+          "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  const auto sampler = host.sampler();
+  const auto members = ok(sampler.members(runc_sandbox(100, 5000, "/sandbox"), nullptr));
+  // 300 is in the sandbox's PID namespace but not its cgroup; 200 in neither.
+  CHECK(members == std::vector<pid_t>{100, 101, 300});
+
+  SECTION("a shared process table gives the same members") {
+    const auto table = sandbox::ProcessTable::scan(sampler.proc());
+    CHECK(table.by_pid_namespace.at(sandbox_namespaces().at("pid")) ==
+          std::vector<pid_t>{100, 101, 300});
+    CHECK(ok(sampler.members(runc_sandbox(100, 5000, "/sandbox"), &table)) == members);
+  }
+}
+
+TEST_CASE("sampler: a cgroup the sandbox shares with PID 1 does not make host processes members",
+          "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  host.cgroup("/init.scope", {1, 200});
+  // A runtime that left the sandbox in PID 1's cgroup (the root, or
+  // init.scope here) must not make every process there a member.
+  const auto sampler = host.sampler();
+  CHECK(ok(sampler.members(runc_sandbox(100, 5000, "/init.scope"), nullptr)) ==
+        std::vector<pid_t>{100, 101, 300});
+  CHECK(ok(sampler.members(runc_sandbox(100, 5000, "/"), nullptr)) ==
+        std::vector<pid_t>{100, 101, 300});
+}
+
+TEST_CASE("sampler: a process sandbox's members are the process and its descendants", "[sandbox]") {
+  FixtureHost host;
+  // 500 on the host's namespaces, with a child 501 and a grandchild 502; 503
+  // is its sibling, not its descendant.
+  host.add({.pid = 500, .start_time = 100, .children = {501}});
+  host.add({.pid = 501, .ppid = 500, .start_time = 101, .children = {502}});
+  host.add({.pid = 502, .ppid = 501, .start_time = 102});
+  host.add({.pid = 503, .start_time = 103});
+  const auto sampler = host.sampler();
+  sandbox::SandboxRef ref;
+  ref.sandbox_id = "pid-500";
+  ref.runtime = "process";
+  ref.first_process = {500, 100};
+  ref.membership = sandbox::Membership::descendants;
+  // In the host's PID namespace, the namespace adds no one.
+  CHECK(ok(sampler.members(ref, nullptr)) == std::vector<pid_t>{500, 501, 502});
+}
+
+TEST_CASE("sampler: a sample reads every member, with PID 1's namespaces as the host's",
+          "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  const auto obs =
+      ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  CHECK(obs.sandbox_id == "agent-7");
+  CHECK(obs.runtime == "runc");
+  CHECK(obs.host_namespaces == kHostNamespaces);
+  CHECK(obs.vanished.empty());
+  REQUIRE(obs.members.size() == 3);
+  const auto& init = obs.members[0];
+  CHECK(init.pid == 100);
+  CHECK(init.start_time_ticks == 5000);
+  CHECK(init.status.cap_effective == 0x20000420);
+  CHECK(init.status.no_new_privs);
+  CHECK(init.status.seccomp == 2);
+  CHECK(init.namespaces == sandbox_namespaces());
+  CHECK(init.cgroup_limits.memory_max == 134217728);
+  CHECK(init.cgroup_limits.pids_max == 64);
+  CHECK(init.cgroup_limits.cpu_max == "50000 100000");
+  CHECK(init.argv == std::vector<std::string>{"sleep", "100000"});
+  CHECK(init.exe == "/usr/bin/sleep");
+  CHECK_FALSE(init.lsm_label.has_value());
+  CHECK(obs.members[1].pid == 101);
+  CHECK(obs.members[1].status.uid[1] == 1000);
+  // The process that entered from the host is read with its own cgroup.
+  CHECK(obs.members[2].pid == 300);
+  CHECK(obs.members[2].status.cap_effective == 0x200000);
+  CHECK_FALSE(obs.members[2].cgroup_limits.memory_max.has_value());
+
+  SECTION("and the most privileged member decides the projection") {
+    const auto p = ok(projection::observed_projection(obs, projection::default_scope()));
+    CHECK(p.capabilities.effective == (0x20000420 | 0x200000));
+    CHECK(p.uid == 0);
+    CHECK(p.seccomp == "filter");
+    CHECK(p.namespaces.at("network") == "private");
+    CHECK(p.namespaces.at("user") == "host");
+    CHECK_FALSE(p.memory_max.has_value());  // 300's cgroup has no limit
+  }
+}
+
+TEST_CASE("sampler: a member that exits mid-sample is dropped whole, the others are sampled",
+          "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  // 101 is still listed in cgroup.procs, but its /proc directory is gone.
+  fs::remove_all(host.dir() / "proc" / "101");
+  const auto obs =
+      ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  CHECK(obs.vanished == std::vector<pid_t>{101});
+  std::vector<pid_t> sampled;
+  for (const auto& m : obs.members) sampled.push_back(m.pid);
+  CHECK(sampled == std::vector<pid_t>{100, 300});
+}
+
+TEST_CASE("sampler: a sandbox whose first PID was reused is gone, not sampled", "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  // The container's init started at tick 4000; PID 100 now is another process.
+  auto sample =
+      host.sampler().sample(runc_sandbox(100, 4000, "/sandbox"), projection::default_scope());
+  REQUIRE_FALSE(sample.has_value());
+  CHECK(sample.error().vanished);
+  CHECK_THAT(sample.error().message, Catch::Contains("agent-7") && Catch::Contains("reused"));
+
+  fs::remove_all(host.dir() / "proc" / "100");
+  auto gone =
+      host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope());
+  REQUIRE_FALSE(gone.has_value());
+  CHECK(gone.error().vanished);
+}
+
+TEST_CASE("sampler: a member in a user namespace of its own is marked nested", "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  FakeProcess nested{.pid = 102,
+                     .ppid = 101,
+                     .start_time = 5200,
+                     .euid = 0,
+                     .cap_effective = 0x1ffffffffff,
+                     .namespaces = sandbox_namespaces(),
+                     .cgroup = "/sandbox"};
+  nested.namespaces["user"] += 5000;  // `unshare -U -r` inside the sandbox
+  host.add(nested);
+  host.cgroup("/sandbox", {100, 101, 102}, "134217728", "64", "50000 100000");
+  const auto obs =
+      ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  std::map<pid_t, bool> nested_by_pid;
+  for (const auto& m : obs.members) nested_by_pid[m.pid] = m.nested_user_namespace;
+  CHECK(nested_by_pid ==
+        std::map<pid_t, bool>{{100, false}, {101, false}, {102, true}, {300, false}});
+  CHECK(projection::nested_namespace_capabilities(obs).effective ==
+        (0x1ffffffffffull & ~(0x20000420ull | 0x200000ull)));
+}
+
+TEST_CASE(
+    "sampler: paths are checked inside the member's root, where a planted link cannot "
+    "point the check at the host",
+    "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  const fs::path root = host.root_of(100);
+  // A readable file where a masked path should be, and a link the sandbox
+  // planted: /sneaky -> /dev, so that /sneaky/null would be the host's
+  // /dev/null (what a masked file looks like) if the link were followed on
+  // the host's side. Inside the sandbox's root, /dev/null does not exist.
+  host.dir().write(root.lexically_relative(host.dir().path()) / "visible" / "secret", "data");
+  host.dir().symlink(root.lexically_relative(host.dir().path()) / "sneaky", "/dev");
+  projection::ObservationScope scope;
+  scope.masked_candidates = {"/proc/kcore", "/visible/secret", "/sneaky/null"};
+  scope.declared_masked = {"/proc/kcore"};
+  scope.readonly_candidates = {"/proc/sys", "/visible"};
+  scope.declared_readonly = {"/proc/sys"};
+  const auto obs = ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), scope));
+  // 100, 101 and 300 share one mount namespace: one view, through 100.
+  REQUIRE(obs.mount_views.size() == 1);
+  const auto& view = obs.mount_views[0];
+  CHECK(view.seen_through == 100);
+  CHECK(view.mount_namespace == sandbox_namespaces().at("mnt"));
+  // Absent and declared masked counts as masked (runc and crun skip it);
+  // a plain readable file is not masked; the planted link resolves inside.
+  CHECK(view.masked == std::set<std::string>{"/proc/kcore"});
+  CHECK(view.readonly == std::set<std::string>{"/proc/sys"});
+  CHECK_FALSE(view.root_readonly);
+}
