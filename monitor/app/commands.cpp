@@ -17,6 +17,7 @@
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
+#include "correlate/sweep.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
 #include "projection/declared.hpp"
@@ -126,29 +127,16 @@ int cmd_inspect(const Target& target) {
     std::cout << dump(inspect_document(*sampled)) << "\n";
     return kExitOk;
   }
-  // No selector: every runc and crun container on the node, one line each.
-  observe::ProcReader proc("/proc");
-  observe::CgroupReader cgroups("/sys/fs/cgroup");
-  std::vector<Error> problems;
-  auto containers = sandbox::list_containers(roots_of(target), proc, &problems);
-  for (const auto& problem : problems)
-    std::cerr << "driftwatch: skipped: " << problem.message << "\n";
-  sandbox::Sampler sampler(proc, cgroups);
-  auto table = sandbox::ProcessTable::scan(proc);
+  // No selector: every runc and crun container on the node, one line each,
+  // through the daemon's own sweep.
+  correlate::SweepOptions options;
+  options.roots = roots_of(target);
+  options.hash_bundle_config = false;
+  auto swept = correlate::sweep(options, {});
+  for (const auto& problem : swept.problems) std::cerr << "driftwatch: skipped: " << problem << "\n";
   std::vector<std::string> lines;
-  for (const auto& ref : containers) {
-    auto observation = sampler.sample(ref, scope, &table);
-    if (!observation) {
-      std::cerr << "driftwatch: skipped: " << observation.error().message << "\n";
-      continue;
-    }
-    auto observed = projection::observed_projection(*observation, scope);
-    if (!observed) {
-      std::cerr << "driftwatch: skipped: " << observed.error().message << "\n";
-      continue;
-    }
-    lines.push_back(dump(inspect_document({std::move(*observation), std::move(*observed)})));
-  }
+  for (auto& item : swept.items)
+    lines.push_back(dump(inspect_document({std::move(item.observation), std::move(item.observed)})));
   if (lines.empty()) {
     std::string roots;
     for (const auto& r : target.runc_roots) roots += " " + r;

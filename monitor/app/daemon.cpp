@@ -24,6 +24,7 @@
 #include <boost/asio.hpp>
 
 #include "api/http_server.hpp"
+#include "api/routes.hpp"
 #include "app/confine.hpp"
 #include "app/node_config.hpp"
 #include "common/build_info.hpp"
@@ -32,6 +33,7 @@
 #include "common/file_io.hpp"
 #include "common/sha256.hpp"
 #include "correlate/correlator.hpp"
+#include "correlate/sweep.hpp"
 #include "ingest/ingestor.hpp"
 #include "ingest/journal.hpp"
 #include "metrics/metrics.hpp"
@@ -103,69 +105,13 @@ struct Daemon {
 
 // ---- the sweep: discovery and sampling on the pool, results on the loop.
 
-std::vector<correlate::SweepItem> run_sweep(
-    const NodeConfig& config, const std::map<std::string, projection::Projection>& declared,
-    int64_t boot) {
-  observe::ProcReader proc("/proc");
-  observe::CgroupReader cgroups("/sys/fs/cgroup");
-  sandbox::Sampler sampler(proc, cgroups);
-  sandbox::DiscoveryRoots roots;
-  roots.runc_roots.assign(config.runc_roots.begin(), config.runc_roots.end());
-  roots.crun_roots.assign(config.crun_roots.begin(), config.crun_roots.end());
-  auto refs = sandbox::list_containers(roots, proc);
-  for (const auto& pattern : config.cgroup_globs) {
-    glob_t matches{};
-    if (glob(pattern.c_str(), GLOB_ONLYDIR | GLOB_NOSORT, nullptr, &matches) == 0) {
-      for (size_t i = 0; i < matches.gl_pathc; ++i) {
-        auto ref = sandbox::sandbox_for_cgroup(proc, cgroups, matches.gl_pathv[i]);
-        if (ref) refs.push_back(std::move(*ref));
-      }
-    }
-    globfree(&matches);
-  }
-  auto table = sandbox::ProcessTable::scan(proc);
-  const long ticks = sysconf(_SC_CLK_TCK);
-  std::vector<correlate::SweepItem> items;
-  for (const auto& ref : refs) {
-    // One sandbox's sample must never stop the sweep of the others: every
-    // error is a Result, and an exception (a bug) costs only this sandbox.
-    try {
-    auto it = declared.find(ref.sandbox_id);
-    auto scope =
-        it != declared.end() ? projection::scope_for(it->second) : projection::default_scope();
-    auto sample_start = std::chrono::steady_clock::now();
-    auto observation = sampler.sample(ref, scope, &table);
-    if (!observation) {
-      if (!observation.error().vanished)
-        spdlog::warn("sandbox {}: not sampled: {}", ref.sandbox_id, observation.error().message);
-      continue;
-    }
-    auto observed = projection::observed_projection(*observation, scope);
-    if (!observed) continue;
-    correlate::SweepItem item;
-    item.ref = ref;
-    item.observation = std::move(*observation);
-    item.observed = std::move(*observed);
-    item.started_at = boot + static_cast<int64_t>(ref.first_process.start_time_ticks / ticks);
-    item.sampled_at = unix_now();
-    item.sample_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
-    if (ref.bundle) {
-      // The bundle is written by the runtime's caller on the host, never by
-      // the sandbox; still, it is outside input: bounded and strictly parsed.
-      auto text = read_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
-      auto doc = text ? parse_json(*text, "config.json") : std::unexpected(text.error());
-      if (doc) {
-        auto bytes = canonical_json(*doc);
-        if (bytes) item.consumed_config_sha256 = sha256_hex(*bytes);
-      }
-    }
-    items.push_back(std::move(item));
-    } catch (const std::exception& e) {
-      spdlog::error("sandbox {}: not sampled: internal error: {}", ref.sandbox_id, e.what());
-    }
-  }
-  return items;
+correlate::SweepOptions sweep_options(const Daemon& d) {
+  correlate::SweepOptions options;
+  options.roots.runc_roots.assign(d.config.runc_roots.begin(), d.config.runc_roots.end());
+  options.roots.crun_roots.assign(d.config.crun_roots.begin(), d.config.crun_roots.end());
+  options.cgroup_globs = d.config.cgroup_globs;
+  options.boot_time = d.boot;
+  return options;
 }
 
 // Each verdict change is one log line (and, with the evidence log, one entry).
@@ -182,6 +128,7 @@ void log_changes(const std::vector<correlate::VerdictChange>& changes) {
 }
 
 void schedule_sweep(Daemon& d, std::chrono::milliseconds delay);
+void start_sweep(Daemon& d);
 
 void start_sweep(Daemon& d) {
   if (d.stopping) return;
@@ -190,26 +137,19 @@ void start_sweep(Daemon& d) {
     return;
   }
   d.sweep_running = true;
-  std::map<std::string, projection::Projection> declared;
+  correlate::DeclaredBySandbox declared;
   for (const auto& [id, status] : d.correlator.statuses()) {
     if (auto p = correlate::declared_for(*d.ingestor, id)) declared.emplace(id, std::move(*p));
   }
   // Sandboxes not yet seen may already have launches: their ids come from
   // discovery, so declared projections are looked up again per sandbox id.
-  asio::post(*d.pool, [&d, declared = std::move(declared)]() mutable {
-    std::vector<correlate::SweepItem> items;
-    bool swept = true;
-    try {
-      items = run_sweep(d.config, declared, d.boot);
-    } catch (const std::exception& e) {
-      // Results are posted whatever happens, so sweep_running is reset and
-      // the next sweep runs.
-      spdlog::error("sweep failed: internal error: {}", e.what());
-      swept = false;
-    }
-    asio::post(d.io, [&d, items = std::move(items), swept]() mutable {
+  asio::post(*d.pool, [&d, options = sweep_options(d), declared = std::move(declared)]() mutable {
+    // sweep() never throws: a sandbox that cannot be sampled is a problem
+    // line, and the others are still swept.
+    auto result = correlate::sweep(options, declared);
+    for (const auto& problem : result.problems) spdlog::warn("{}", problem);
+    asio::post(d.io, [&d, items = std::move(result.items)]() mutable {
       d.sweep_running = false;
-      if (!swept) return;
       // A sandbox seen for the first time was sampled with the default scope;
       // if it has a launch, sample it again right away with the right one.
       bool rescope = false;
@@ -226,12 +166,57 @@ void start_sweep(Daemon& d) {
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
       }
+      // Memory stays bounded by what is live: launches of sandboxes that
+      // are not running and that are older than the replay window leave
+      // memory (never the store).
+      const size_t forgotten = d.ingestor->forget(
+          now - d.config.event_max_age_seconds, [&d](std::string_view sandbox_id) {
+            const auto* status = d.correlator.find(sandbox_id);
+            return status && status->verdict != "gone";
+          });
+      if (forgotten > 0)
+        spdlog::info("dropped {} launches of sandboxes gone for longer than {} s from memory",
+                     forgotten, d.config.event_max_age_seconds);
       d.last_sweep = now;
       for (const auto& item : items) d.metrics->observe_sample_duration(item.sample_seconds);
       d.metrics->set_last_sweep(now);
       if (d.sweep_requested || rescope) {
         d.sweep_requested = false;
         start_sweep(d);
+      }
+    });
+  });
+}
+
+// Samples one sandbox now, outside the sweep: after a launch or grant for
+// it is accepted (and, with the probes, on a privilege-relevant event in
+// it). `trigger` names why, for the log. One that is gone or not found is
+// left to the next full sweep, which is started at once.
+void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
+  if (d.stopping) return;
+  correlate::DeclaredBySandbox declared;
+  if (auto p = correlate::declared_for(*d.ingestor, sandbox_id)) declared.emplace(sandbox_id, *p);
+  asio::post(*d.pool, [&d, options = sweep_options(d), declared = std::move(declared), sandbox_id,
+                       trigger = std::move(trigger)]() mutable {
+    auto item = correlate::sample_one(options, sandbox_id, declared);
+    asio::post(d.io, [&d, item = std::move(item), sandbox_id, trigger]() mutable {
+      if (d.stopping) return;
+      if (!item) {
+        spdlog::info("sandbox {}: resample ({}) found nothing to sample: {}; sweeping", sandbox_id,
+                     trigger, item.error().message);
+        start_sweep(d);
+        return;
+      }
+      const int64_t now = unix_now();
+      auto previous = d.correlator.statuses();
+      try {
+        log_changes(d.correlator.apply_sample(*item, *d.ingestor, d.policy, now,
+                                              d.config.unattested_grace_seconds));
+        d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
+        d.metrics->observe_sample_duration(item->sample_seconds);
+      } catch (const std::exception& e) {
+        spdlog::error("sandbox {}: resample not applied: internal error: {}", sandbox_id,
+                      e.what());
       }
     });
   });
@@ -251,7 +236,7 @@ void schedule_sweep(Daemon& d, std::chrono::milliseconds delay) {
 // commit), and the answer waits for it, so nothing is acknowledged before
 // it is durable and the loop never waits on the disk.
 
-using IngestDone = std::function<void(const ingest::IngestOutcome&)>;
+using api::IngestDone;
 
 void report_outcome(Daemon& d, const ingest::IngestOutcome& outcome,
                     std::optional<ingest::EnvelopeKind> kind, const std::string& source) {
@@ -259,7 +244,18 @@ void report_outcome(Daemon& d, const ingest::IngestOutcome& outcome,
                           outcome.result);
   if (outcome.result == ingest::IngestResult::accepted) {
     spdlog::info("{}: accepted {}", source, outcome.id);
-    start_sweep(d);
+    // The sandbox it is about is judged again now, not at the next sweep.
+    const ingest::LaunchRecord* launch = nullptr;
+    if (outcome.kind == ingest::EnvelopeKind::grant) {
+      if (const auto* grant = d.ingestor->grant(outcome.id))
+        launch = d.ingestor->launch(grant->launch_id);
+    } else {
+      launch = d.ingestor->launch(outcome.id);
+    }
+    if (launch)
+      resample(d, launch->sandbox_id, "accepted " + outcome.id);
+    else
+      start_sweep(d);
   } else if (outcome.result == ingest::IngestResult::duplicate) {
     spdlog::info("{}: duplicate {}", source, outcome.id);
   } else if (outcome.result == ingest::IngestResult::unavailable) {
@@ -286,18 +282,6 @@ void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::En
     report_outcome(d, outcome, kind, source);
     done(outcome);
   });
-}
-
-api::HttpResponse ingest_response(const ingest::IngestOutcome& outcome) {
-  json body{{"result", ingest::to_string(outcome.result)}};
-  if (outcome.result == ingest::IngestResult::accepted) body["id"] = outcome.id;
-  if (outcome.result != ingest::IngestResult::accepted &&
-      outcome.result != ingest::IngestResult::duplicate)
-    body["reason"] = outcome.reason;
-  // Reasons quote only printable text, but an answer must never fail to
-  // serialise: replace, do not throw.
-  return {ingest::http_status(outcome.result), "application/json",
-          body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
 void schedule_journals(Daemon& d);
@@ -420,6 +404,8 @@ json healthz(const Daemon& d) {
               {"revision", build_revision()},
               {"config_sha256", d.config_sha256},
               {"trust_keys", d.ingestor->trust().size()},
+              {"held", {{"launches", d.ingestor->launches_held()},
+                        {"grants", d.ingestor->grants_held()}}},
               {"policy", d.policy.name},
               {"last_sweep", d.last_sweep ? json(ingest::format_rfc3339(d.last_sweep)) : json()},
               {"sandboxes", verdicts},
@@ -427,53 +413,32 @@ json healthz(const Daemon& d) {
               {"capabilities", d.kept_capabilities}};
 }
 
-void add_routes(Daemon& d) {
-  auto& http = *d.http;
-  http.route("GET", "/healthz", [&d](const api::HttpRequest&) {
-    return api::HttpResponse{200, "application/json", healthz(d).dump()};
-  });
-  http.route("GET", "/metrics", [&d](const api::HttpRequest&) {
-    return api::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                             d.metrics->serialize()};
-  });
-  http.route("GET", "/v1/sandboxes", [&d](const api::HttpRequest&) {
+api::DaemonView daemon_view(Daemon& d) {
+  api::DaemonView view;
+  view.health = [&d] { return healthz(d); };
+  view.metrics = [&d] { return d.metrics->serialize(); };
+  view.sandboxes = [&d] {
     json list = json::array();
     for (const auto& [id, status] : d.correlator.statuses())
       list.push_back(correlate::to_json(status));
-    return api::HttpResponse{200, "application/json",
-                             list.dump(-1, ' ', false, json::error_handler_t::replace)};
-  });
-  http.route("GET", "/v1/sandboxes/", [&d](const api::HttpRequest& request) {
-    std::string id = request.path.substr(std::string("/v1/sandboxes/").size());
-    const auto* status = d.correlator.find(id);
-    if (!status)
-      return api::HttpResponse{404, "application/json",
-                               json{{"error", "no sandbox '" + id + "' on this node"}}.dump(
-                                   -1, ' ', false, json::error_handler_t::replace)};
-    return api::HttpResponse{
-        200, "application/json",
-        correlate::to_json(*status).dump(-1, ' ', false, json::error_handler_t::replace)};
-  });
-  // Answered once the outcome is final: for an accept, once it is durable.
-  auto ingest_route = [&d](ingest::EnvelopeKind kind, std::string source) {
-    return [&d, kind, source](const api::HttpRequest& request, api::Respond respond) {
-      if (request.body_too_large) {
-        auto outcome = d.ingestor->reject_too_large(kind, request.declared_length);
-        d.metrics->count_ingest(kind, outcome.result);
-        spdlog::warn("{}: too_large: {}", source, outcome.reason);
-        respond(ingest_response(outcome));
-        return;
-      }
-      ingest_envelope(d, request.body, kind, source,
-                      [respond](const ingest::IngestOutcome& outcome) {
-                        respond(ingest_response(outcome));
-                      });
-    };
+    return list;
   };
-  http.route_async("POST", "/v1/launch-events",
-                   ingest_route(ingest::EnvelopeKind::launch, "POST /v1/launch-events"));
-  http.route_async("POST", "/v1/grants",
-                   ingest_route(ingest::EnvelopeKind::grant, "POST /v1/grants"));
+  view.sandbox = [&d](std::string_view id) -> std::optional<json> {
+    const auto* status = d.correlator.find(id);
+    if (!status) return std::nullopt;
+    return correlate::to_json(*status);
+  };
+  view.ingest = [&d](ingest::EnvelopeKind kind, std::string_view body, std::string source,
+                     api::IngestDone done) {
+    ingest_envelope(d, body, kind, std::move(source), std::move(done));
+  };
+  view.reject_too_large = [&d](ingest::EnvelopeKind kind, std::optional<uint64_t> length) {
+    auto outcome = d.ingestor->reject_too_large(kind, length);
+    d.metrics->count_ingest(kind, outcome.result);
+    spdlog::warn("POST {}: too_large: {}", ingest::to_string(kind), outcome.reason);
+    return outcome;
+  };
+  return view;
 }
 
 // ---- startup steps, in order. Each depends on the ones above it: the
@@ -567,7 +532,7 @@ Result<void> open_journals(Daemon& d) {
 
 Result<void> start_http(Daemon& d) {
   d.http = std::make_unique<api::HttpServer>(d.io);
-  add_routes(d);
+  api::add_routes(*d.http, daemon_view(d));
   if (auto listening = d.http->listen(d.config.listen); !listening)
     return std::unexpected(listening.error());
   spdlog::info("listening on {} (port {})", d.config.listen, d.http->port());

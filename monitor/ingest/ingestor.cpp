@@ -741,6 +741,53 @@ const LaunchRecord* Ingestor::launch(std::string_view launch_id) const {
   return it == launches_.end() ? nullptr : &it->second;
 }
 
+const GrantRecord* Ingestor::grant(std::string_view grant_id) const {
+  const auto it = grants_.find(grant_id);
+  return it == grants_.end() ? nullptr : &it->second;
+}
+
+size_t Ingestor::forget(int64_t cutoff,
+                        const std::function<bool(std::string_view sandbox_id)>& is_live) {
+  std::vector<std::string> old_launches;
+  for (const auto& [id, launch] : launches_)
+    if (launch.issued_at_unix < cutoff && !is_live(launch.sandbox_id)) old_launches.push_back(id);
+  if (old_launches.empty()) return 0;
+  const auto erase_hashes = [this](const std::string& kind, const std::string& id,
+                                   const std::string& envelope_sha256) {
+    seen_envelopes_.erase(envelope_sha256);
+    std::erase_if(seen_payloads_, [&](const auto& entry) {
+      return entry.second == id && entry.first.starts_with(kind + ":");
+    });
+  };
+  for (const auto& id : old_launches) {
+    const auto launch = launches_.find(id);
+    const std::string sandbox = launch->second.sandbox_id;
+    erase_hashes("launch", id, launch->second.envelope_sha256);
+    for (auto grant = grants_.begin(); grant != grants_.end();) {
+      if (grant->second.launch_id != id) {
+        ++grant;
+        continue;
+      }
+      erase_hashes("grant", grant->first, grant->second.envelope_sha256);
+      grant = grants_.erase(grant);
+    }
+    grant_by_launch_.erase(id);
+    launches_.erase(launch);
+    if (const auto current = launch_by_sandbox_.find(sandbox);
+        current != launch_by_sandbox_.end() && current->second == id) {
+      // Another (newer) launch of the same sandbox may still be held.
+      launch_by_sandbox_.erase(current);
+      const LaunchRecord* newest = nullptr;
+      for (const auto& [other_id, other] : launches_)
+        if (other.sandbox_id == sandbox &&
+            (!newest || newest->issued_at_unix <= other.issued_at_unix))
+          newest = &other;
+      if (newest) launch_by_sandbox_[sandbox] = newest->launch_id;
+    }
+  }
+  return old_launches.size();
+}
+
 const GrantRecord* Ingestor::latest_grant(std::string_view launch_id) const {
   const auto it = grant_by_launch_.find(launch_id);
   if (it == grant_by_launch_.end()) return nullptr;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -127,6 +128,17 @@ class Ingestor {
   /// for a sandbox.
   const LaunchRecord* launch_for_sandbox(std::string_view sandbox_id) const;
   const LaunchRecord* launch(std::string_view launch_id) const;
+  const GrantRecord* grant(std::string_view grant_id) const;
+
+  /// Bounded memory: drops launches issued before `cutoff` whose sandbox
+  /// `is_live` says is not running, with their grants and replay hashes,
+  /// from memory only (the store keeps them; a restart reads them back and
+  /// drops them again). A replay of one would be `stale` anyway when
+  /// `cutoff` is now minus event_max_age_seconds. Returns how many launches.
+  size_t forget(int64_t cutoff, const std::function<bool(std::string_view sandbox_id)>& is_live);
+  /// Accepted launches and grants held in memory.
+  size_t launches_held() const { return launches_.size(); }
+  size_t grants_held() const { return grants_.size(); }
   /// The latest accepted grant (by issued_at) for a launch.
   const GrantRecord* latest_grant(std::string_view launch_id) const;
 

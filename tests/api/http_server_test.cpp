@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -218,12 +219,14 @@ bool wait_for_stats(TestServer& server, Predicate ready, std::chrono::millisecon
 // Connections the server holds open on `port`, as the kernel sees them:
 // /proc/net/tcp entries with that local port, other than the listener, that
 // belong to a socket file (inode not 0). Connections still in the accept
-// queue and closed ones (FIN_WAIT, TIME_WAIT) have no inode.
+// queue and closed ones (FIN_WAIT, TIME_WAIT) have no inode. Counted by
+// inode: the table is not read atomically, and while other sockets come and
+// go an entry can be listed twice.
 int server_side_connections(uint16_t port) {
   std::ifstream table("/proc/net/tcp");
   std::string line;
   std::getline(table, line);  // the column names
-  int count = 0;
+  std::set<std::string> inodes;
   while (std::getline(table, line)) {
     std::istringstream fields(line);
     std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
@@ -235,9 +238,9 @@ int server_side_connections(uint16_t port) {
     if (colon == std::string::npos) continue;
     if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
     if (state == "0A" || inode == "0") continue;  // 0A: LISTEN
-    ++count;
+    inodes.insert(inode);
   }
-  return count;
+  return static_cast<int>(inodes.size());
 }
 
 // Samples server_side_connections() every few milliseconds and keeps the

@@ -452,7 +452,7 @@ TEST_CASE(
       r.record("write, fsync and rename in the state dir", ok, ok ? 0 : error);
     }
     for (const std::string& file :
-         {"/proc/1/status", victim_proc + "/status", victim_proc + "/limits",
+         {std::string("/proc/1/status"), victim_proc + "/status", victim_proc + "/limits",
           victim_proc + "/cgroup", victim_proc + "/cmdline", std::string("/sys/fs/cgroup")}) {
       std::error_code ec;
       bool ok = fs::is_directory(file, ec)
@@ -460,7 +460,7 @@ TEST_CASE(
                     : driftwatch::read_file(file, 1 << 20).has_value();
       r.record("read " + file, ok, ok ? 0 : errno);
     }
-    for (const std::string& link : {"/proc/1/ns/mnt", victim_proc + "/ns/pid",
+    for (const std::string& link : {std::string("/proc/1/ns/mnt"), victim_proc + "/ns/pid",
                                     victim_proc + "/ns/mnt", victim_proc + "/exe"}) {
       char target[256];
       ATTEMPT(r, "readlink " + link, ::readlink(link.c_str(), target, sizeof target));

@@ -310,3 +310,39 @@ TEST_CASE("parse json: rejects numbers too large for a double", "[common]") {
   // Underflow is not an error: the nearest double is 0.
   CHECK(canonical(parsed("1e-400")) == "0");
 }
+
+TEST_CASE("parse json: rejects a leading UTF-8 byte order mark, naming the input", "[common]") {
+  // nlohmann alone skips it; Python's json.loads and JavaScript's JSON.parse
+  // refuse it: two readers of one signed document must agree.
+  const std::string bom = "\xEF\xBB\xBF";
+  CHECK_THAT(parse_error(bom + R"({"a":1})", "launch event"),
+             Contains("launch event") && Contains("byte order mark"));
+  CHECK_THAT(parse_error(bom), Contains("byte order mark"));
+  CHECK_THAT(parse_error(bom + bom + "1"), Contains("byte order mark"));
+  // U+FEFF inside a string is an ordinary character.
+  CHECK(parsed("[\"" + bom + "\"]")[0] == bom);
+}
+
+TEST_CASE("parse json: rejects invalid UTF-8 with a reason that is itself valid UTF-8",
+          "[common]") {
+  const std::vector<std::pair<std::string, std::size_t>> invalid = {
+      {"[\"\xff\"]", 3},              // a byte that never occurs
+      {"\xc3(", 1},                   // a lead byte without its continuation, outside strings
+      {"{\"a\":\"ok\xe2\x82\"}", 9},  // truncated euro sign
+      {"[\"\xed\xa0\x80\"]", 3},      // UTF-8 encoded surrogate
+      {"[\"\xc0\xaf\"]", 3},          // overlong '/'
+      {"[1] \x80", 5},                // after the value
+  };
+  for (const auto& [text, byte] : invalid) {
+    INFO("input: " << json(text).dump(-1, ' ', true, json::error_handler_t::replace));
+    const std::string message = parse_error(text, "the envelope");
+    CHECK_THAT(message, Contains("the envelope") && Contains("not valid UTF-8") &&
+                            Contains("at byte " + std::to_string(byte)));
+    // Strict serialisation (no replacement) of the reason must work: it goes
+    // into JSON answers and the evidence log.
+    CHECK_NOTHROW(json(message).dump());
+    CHECK(canonical_json(json(message)).has_value());
+  }
+  // Valid multi-byte text is fine, in strings and keys.
+  CHECK(parsed("{\"\xe2\x82\xac\":\"\xf0\x9f\x98\x80\"}").size() == 1);
+}

@@ -149,6 +149,53 @@ TEST_CASE("crypto: PEM input that is not an Ed25519 key is refused with a reason
   CHECK_THAT(encrypted.error().message, Catch::Contains("unencrypted"));
 }
 
+TEST_CASE("crypto: a PEM key is exactly one block, with nothing but whitespace around it",
+          "[common]") {
+  auto key = Ed25519PrivateKey::generate();
+  REQUIRE(key);
+  auto other = Ed25519PrivateKey::generate();
+  REQUIRE(other);
+  const std::string public_pem = key->public_key().pem();
+  const std::string private_pem = key->pem();
+
+  // Whitespace around the block is fine.
+  CHECK(Ed25519PublicKey::from_pem("\n  " + public_pem + "\n\n"));
+  CHECK(Ed25519PrivateKey::from_pem("\r\n" + private_pem + " \t\n"));
+
+  // OpenSSL alone would read the first block and ignore the rest: a trust
+  // entry with two keys would silently mean its first one.
+  const auto refused = [](const driftwatch::Result<Ed25519PublicKey>& parsed,
+                          const std::string& named) {
+    REQUIRE_FALSE(parsed);
+    CHECK_THAT(parsed.error().message,
+               Catch::Contains("not an Ed25519 public key") && Catch::Contains(named));
+  };
+  refused(Ed25519PublicKey::from_pem(public_pem + other->public_key().pem()), "more than one");
+  refused(Ed25519PublicKey::from_pem(public_pem + "trailing junk\n"), "text after it");
+  refused(Ed25519PublicKey::from_pem("comment: cp-1\n" + public_pem), "text before it");
+  refused(Ed25519PublicKey::from_pem(public_pem + "\n" + other->pem()), "more than one");
+
+  auto two_private = Ed25519PrivateKey::from_pem(private_pem + other->pem());
+  REQUIRE_FALSE(two_private);
+  CHECK_THAT(two_private.error().message, Catch::Contains("more than one"));
+  auto private_junk = Ed25519PrivateKey::from_pem(private_pem + "junk");
+  REQUIRE_FALSE(private_junk);
+  CHECK_THAT(private_junk.error().message, Catch::Contains("text after it"));
+  CHECK_FALSE(Ed25519PrivateKey::from_pem("junk\n" + private_pem));
+}
+
+TEST_CASE("crypto: text after the END line is refused even when it ends like a PEM block",
+          "[common]") {
+  auto key = Ed25519PrivateKey::generate();
+  REQUIRE(key);
+  const std::string pem = key->public_key().pem();
+  // Ends with the END line, holds one BEGIN: still junk after the first END.
+  auto parsed = Ed25519PublicKey::from_pem(pem + "junk\n-----END PUBLIC KEY-----\n");
+  CHECK_FALSE(parsed);
+  auto doubled = Ed25519PrivateKey::from_pem(key->pem() + "-----END PRIVATE KEY-----\n");
+  CHECK_FALSE(doubled);
+}
+
 TEST_CASE("crypto: an empty key verifies nothing", "[common]") {
   Ed25519PublicKey empty;
   CHECK_FALSE(empty.verify("", std::string(64, '\0')));

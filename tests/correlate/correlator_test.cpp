@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <filesystem>
+#include <iterator>
+#include <string_view>
 
 #include <catch2/catch.hpp>
 
@@ -34,17 +37,69 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE(
-    "correlator: an unlaunched sandbox has no verdict within the grace period, then is "
-    "unattested",
-    "[correlate]") {
+TEST_CASE("correlator: an unlaunched sandbox is pending within the grace period, then unattested",
+          "[correlate]") {
   Fixture f;
   auto within = correlate::evaluate(item("a", 1000), f.ingestor, f.policy, 1010, 30);
-  CHECK_FALSE(within.verdict);
+  CHECK(within.verdict == "pending");
+  CHECK_FALSE(within.launch_id);
+  // The last second of the grace period is still inside it.
+  CHECK(correlate::evaluate(item("a", 1000), f.ingestor, f.policy, 1029, 30).verdict == "pending");
   auto after = correlate::evaluate(item("a", 1000), f.ingestor, f.policy, 1031, 30);
   CHECK(after.verdict == "unattested");
   CHECK_FALSE(after.launch_id);
   CHECK(after.observed_sha256->size() == 64);
+  CHECK(std::find(std::begin(correlate::kVerdicts), std::end(correlate::kVerdicts),
+                  std::string_view("pending")) != std::end(correlate::kVerdicts));
+}
+
+TEST_CASE("correlator: the verdict changes of a sweep say pending, then unattested",
+          "[correlate]") {
+  Fixture f;
+  correlate::Correlator c;
+  auto changes = c.apply_sweep({item("a", 1000)}, f.ingestor, f.policy, 1010, 30);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].sandbox_id == "a");
+  CHECK_FALSE(changes[0].from);  // first seen
+  CHECK(changes[0].to == "pending");
+  REQUIRE(changes[0].observed_sha256);
+  CHECK(changes[0].observed_sha256->size() == 64);
+  CHECK(changes[0].findings == 0);
+  REQUIRE(c.find("a"));
+  CHECK(c.find("a")->verdict == "pending");
+
+  // Still inside the grace period, nothing changed: no change reported.
+  CHECK(c.apply_sweep({item("a", 1000)}, f.ingestor, f.policy, 1020, 30).empty());
+
+  changes = c.apply_sweep({item("a", 1000)}, f.ingestor, f.policy, 1031, 30);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].sandbox_id == "a");
+  CHECK(changes[0].from == "pending");
+  CHECK(changes[0].to == "unattested");
+  CHECK(c.find("a")->verdict == "unattested");
+
+  // Gone is a change too.
+  changes = c.apply_sweep({}, f.ingestor, f.policy, 1040, 30);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].from == "unattested");
+  CHECK(changes[0].to == "gone");
+}
+
+TEST_CASE("correlator: one sandbox's sample changes only that sandbox", "[correlate]") {
+  Fixture f;
+  correlate::Correlator c;
+  c.apply_sweep({item("a", 1000), item("b", 1000)}, f.ingestor, f.policy, 1010, 30);
+  // b gains CAP_SYS_MODULE: a node policy violation, seen by a resample.
+  auto changes = c.apply_sample(item("b", 1000, 1ull << 16), f.ingestor, f.policy, 1015, 30);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].sandbox_id == "b");
+  CHECK(changes[0].from == "pending");
+  CHECK(changes[0].to == "violating");
+  CHECK(changes[0].findings == 1);
+  CHECK(c.find("b")->verdict == "violating");
+  CHECK(c.find("a")->verdict == "pending");
+  // The same sample again changes nothing.
+  CHECK(c.apply_sample(item("b", 1000, 1ull << 16), f.ingestor, f.policy, 1016, 30).empty());
 }
 
 TEST_CASE("correlator: a node policy violation makes a sandbox violating even without a launch",

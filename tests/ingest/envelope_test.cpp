@@ -48,6 +48,8 @@ TEST_CASE("envelope: every result has its contract name and HTTP status", "[inge
       {IngestResult::stale, {"stale", 422}},
       {IngestResult::future, {"future", 422}},
       {IngestResult::too_large, {"too_large", 413}},
+      {IngestResult::orphan_grant, {"orphan_grant", 422}},
+      {IngestResult::unavailable, {"unavailable", 503}},
   };
   std::set<std::string> names;
   for (const auto& [result, name_and_status] : expected) {
@@ -55,7 +57,9 @@ TEST_CASE("envelope: every result has its contract name and HTTP status", "[inge
     CHECK(http_status(result) == name_and_status.second);
     names.insert(to_string(result));
   }
+  CHECK(names.size() == std::size(expected));
   CHECK(names.size() == std::size(kAllIngestResults));
+  for (const IngestResult result : kAllIngestResults) CHECK(names.contains(to_string(result)));
 }
 
 TEST_CASE("envelope: PAE is the DSSE v1 pre-authentication encoding", "[ingest]") {
@@ -134,6 +138,29 @@ TEST_CASE("envelope: shape errors are refused naming what is wrong", "[ingest]")
   doc = envelope_doc();
   doc["signatures"][0] = "abc";
   require_malformed(doc.dump(), "signatures[0] is not an object");
+}
+
+TEST_CASE("envelope: a byte order mark or invalid UTF-8 is refused, and the reason is UTF-8",
+          "[ingest]") {
+  const std::string text = envelope_doc().dump();
+  require_malformed("\xEF\xBB\xBF" + text, "byte order mark");
+  // A BOM after leading whitespace is no BOM but a stray character.
+  CHECK_FALSE(parse_envelope(" \xEF\xBB\xBF" + text));
+  for (const std::string& bad :
+       {std::string("{\"payloadType\":\"\xff\"}"), text.substr(0, text.size() - 1) + ",\"\xc3\":1}",
+        text + "\xe2\x82"}) {
+    auto parsed = parse_envelope(bad);
+    REQUIRE_FALSE(parsed);
+    CHECK_THAT(parsed.error().message, Catch::Contains("UTF-8"));
+    CHECK_NOTHROW(json(parsed.error().message).dump());
+  }
+  // The payload's own bytes are the payload parser's to judge: the envelope
+  // carries any base64.
+  json doc = envelope_doc();
+  doc["payload"] = base64_encode("\xEF\xBB\xBF{}");
+  auto envelope = parse_envelope(doc.dump());
+  REQUIRE(envelope);
+  CHECK(envelope->payload == "\xEF\xBB\xBF{}");
 }
 
 TEST_CASE("envelope: fields DSSE does not define are refused, not ignored", "[ingest]") {

@@ -122,6 +122,14 @@ std::string visible_state(const Ingestor& ingestor) {
   return out;
 }
 
+// restore(), which must succeed.
+RestoreReport restore_ok(Ingestor& ingestor) {
+  auto report = ingestor.restore();
+  INFO((report ? std::string() : report.error().message));
+  REQUIRE(report);
+  return *report;
+}
+
 uint64_t total_count(const Ingestor& ingestor) {
   uint64_t total = 0;
   for (const auto kind : {EnvelopeKind::launch, EnvelopeKind::grant})
@@ -156,6 +164,15 @@ struct Fixture {
   fs::path accepted() const { return state.path() / "ingest" / "accepted.jsonl"; }
 };
 
+// The files in state_dir/ingest/quarantine/ (none when it does not exist).
+std::vector<fs::path> quarantine_files(const Fixture& f) {
+  std::vector<fs::path> files;
+  const fs::path dir = f.accepted().parent_path() / "quarantine";
+  if (!fs::exists(dir)) return files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path());
+  return files;
+}
+
 // Ingests an envelope that must be rejected with `result`, and checks that
 // nothing but that one counter changed.
 IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::string& envelope,
@@ -171,7 +188,6 @@ IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::
   CHECK(to_string(outcome.result) == to_string(result));
   CHECK_FALSE(outcome.reason.empty());
   CHECK(outcome.reason.find('\n') == std::string::npos);
-  CHECK_FALSE(outcome.not_durable);
   CHECK(visible_state(ingestor) == before);
   CHECK((fs::exists(f.accepted()) ? read_file(f.accepted()) : "") == file_before);
   CHECK(total_count(ingestor) == total_before + 1);
@@ -227,8 +243,10 @@ TEST_CASE("ingestor: a grant signed by an operator key is accepted, the latest o
           "[ingest]") {
   Fixture f;
   Ingestor ingestor = f.ingestor();
-  REQUIRE(ingestor.ingest(sign(launch_payload(), f.cp1), std::nullopt, kNow).result ==
-          IngestResult::accepted);
+  // Issued before both grants: a grant can only change a launch that exists.
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1), std::nullopt, kNow)
+          .result == IngestResult::accepted);
   const auto outcome =
       ingestor.ingest(sign_grant(grant_payload("G-2", "L-1", kNow), f.alice), std::nullopt, kNow);
   INFO(outcome.reason);
@@ -395,24 +413,15 @@ TEST_CASE("ingestor: signatures by unknown keys, bad signatures and wrong roles 
   CHECK(http_status(outcome.result) == 403);
 }
 
-TEST_CASE("ingestor: the first signature by a trusted key decides", "[ingest]") {
+TEST_CASE("ingestor: an envelope signed by several trusted keys of the right role is accepted",
+          "[ingest]") {
   Fixture f;
   Ingestor ingestor = f.ingestor();
-  const json by_stranger = json::parse(sign(launch_payload(), f.stranger));
   const json by_cp1 = json::parse(sign(launch_payload(), f.cp1));
   const json by_cp2 = json::parse(sign(launch_payload(), f.cp2));
-
-  // An unknown key's signature first: skipped, the trusted one decides.
-  json envelope = by_cp1;
-  envelope["signatures"] = {by_stranger["signatures"][0], by_cp1["signatures"][0]};
-  // A trusted key's bad signature first: refused, although a good one follows.
-  json bad_first = by_cp1;
-  json broken = by_cp1["signatures"][0];
-  broken["sig"] = by_stranger["signatures"][0]["sig"];
-  bad_first["signatures"] = {broken, by_cp2["signatures"][0]};
-  require_rejected(ingestor, f, bad_first.dump(), std::nullopt, IngestResult::bad_signature,
-                   EnvelopeKind::launch);
-  const auto outcome = ingestor.ingest(envelope.dump(), std::nullopt, kNow);
+  json both = by_cp1;
+  both["signatures"] = {by_cp1["signatures"][0], by_cp2["signatures"][0]};
+  const auto outcome = ingestor.ingest(both.dump(), std::nullopt, kNow);
   INFO(outcome.reason);
   CHECK(outcome.result == IngestResult::accepted);
   REQUIRE(ingestor.launch("L-1") != nullptr);
@@ -492,7 +501,12 @@ TEST_CASE("ingestor: issued_at outside the window is stale or future", "[ingest]
                              std::nullopt, IngestResult::future, EnvelopeKind::launch);
   CHECK_THAT(outcome.reason, Catch::Contains("301 seconds in the future"));
   CHECK(http_status(outcome.result) == 422);
-  require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-1", kNow - 7200), f.alice),
+  // A grant is judged by the same window. Its launch was accepted two hours
+  // ago (when it was fresh), so the grant is not an orphan_grant, only old.
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-0", "agent-9", kNow - 7300), f.cp1), {}, kNow - 7000)
+          .result == IngestResult::accepted);
+  require_rejected(ingestor, f, sign_grant(grant_payload("G-0", "L-0", kNow - 7200), f.alice),
                    std::nullopt, IngestResult::stale, EnvelopeKind::grant);
 
   // The edges of the window are inside it.
@@ -522,19 +536,380 @@ TEST_CASE("ingestor: every call counts exactly one result", "[ingest]") {
   CHECK(ingestor.count(EnvelopeKind::grant, IngestResult::unknown_key) == 1);
 }
 
-TEST_CASE("ingestor: an accept that cannot be stored changes nothing and says so", "[ingest]") {
+TEST_CASE(
+    "ingestor: an accept that cannot be stored is unavailable, changes nothing, and can be "
+    "retried",
+    "[ingest]") {
   Fixture f;
-  // A file where the ingest directory belongs.
+  // A file where the ingest directory belongs: every append fails, as on a
+  // full disk.
   std::ofstream(f.state.path() / "ingest") << "in the way";
   Ingestor ingestor = f.ingestor();
-  const auto outcome = ingestor.ingest(sign(launch_payload(), f.cp1), std::nullopt, kNow);
-  CHECK(outcome.result == IngestResult::malformed);
-  CHECK(outcome.not_durable);
-  CHECK_THAT(outcome.reason, Catch::Contains("not stored") && Catch::Contains("nothing changed"));
+  const std::string envelope = sign(launch_payload(), f.cp1);
+  const auto outcome = ingestor.ingest(envelope, std::nullopt, kNow);
+  INFO(outcome.reason);
+  CHECK(to_string(outcome.result) == "unavailable");
+  CHECK(http_status(outcome.result) == 503);
+  CHECK(outcome.id == "L-1");
+  CHECK(outcome.kind == EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("launch L-1") &&
+                                 Catch::Contains("could not be stored") &&
+                                 Catch::Contains("retry later"));
   CHECK(ingestor.launch("L-1") == nullptr);
   CHECK(ingestor.launch_for_sandbox("agent-7") == nullptr);
-  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::malformed) == 1);
+  // Counted as unavailable, never as a rejection of the sender.
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::unavailable) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::malformed) == 0);
   CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 0);
+  CHECK(total_count(ingestor) == 1);
+
+  // Nothing of the failed attempt is remembered: once the disk is back, the
+  // same envelope is accepted (not a duplicate, not still "being stored").
+  fs::remove(f.state.path() / "ingest");
+  const auto retried = ingestor.ingest(envelope, std::nullopt, kNow);
+  INFO(retried.reason);
+  CHECK(retried.result == IngestResult::accepted);
+  CHECK(ingestor.launch("L-1") != nullptr);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::unavailable) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 1);
+}
+
+TEST_CASE("ingestor: a config whose declared projection cannot be computed is malformed",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  // A signed config like this one used to throw out of declared_projection
+  // (an id mapping that is a number) and take the daemon down at its sweep.
+  const json throwing = json::parse(
+      R"({"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],"uidMappings":[5]}})");
+  json payload = launch_payload();
+  payload["config"] = throwing;
+  payload["config_sha256"] = sha256_of_config(throwing);
+  auto outcome = require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt,
+                                  IngestResult::malformed, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("launch L-1") &&
+                                 Catch::Contains("declared projection cannot be computed") &&
+                                 Catch::Contains("uidMappings"));
+  CHECK(outcome.id == "L-1");
+  CHECK(http_status(outcome.result) == 400);
+  CHECK_FALSE(fs::exists(f.accepted()));
+
+  // An rlimit the kernel does not have.
+  json config = oci_config();
+  config["process"]["rlimits"] = {{{"type", "RLIMIT_FLY"}, {"soft", 1}, {"hard", 1}}};
+  payload = launch_payload("L-2");
+  payload["config"] = config;
+  payload["config_sha256"] = sha256_of_config(config);
+  outcome = require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt,
+                             IngestResult::malformed, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("declared projection cannot be computed") &&
+                                 Catch::Contains("rlimit"));
+
+  // A grant is held to the same rule, with its launch accepted.
+  REQUIRE(ingestor.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  json grant = grant_payload("G-1", "L-3");
+  grant["config"] = throwing;
+  grant["config_sha256"] = sha256_of_config(throwing);
+  outcome = require_rejected(ingestor, f, sign_grant(grant, f.alice), std::nullopt,
+                             IngestResult::malformed, EnvelopeKind::grant);
+  CHECK_THAT(outcome.reason,
+             Catch::Contains("grant G-1") && Catch::Contains("declared projection cannot be"));
+  CHECK(ingestor.latest_grant("L-3") == nullptr);
+}
+
+TEST_CASE("ingestor: the reason for a config that cannot be projected is one line", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  // Reasons go to logs line by line and into JSON answers: text quoted from
+  // a signed config must not start a new log line.
+  json config = oci_config();
+  config["process"]["capabilities"] = {{"bounding", {"CAP_KILL\nlaunch L-9 accepted"}}};
+  json payload = launch_payload();
+  payload["config"] = config;
+  payload["config_sha256"] = sha256_of_config(config);
+  // require_rejected checks that the reason holds no '\n'.
+  require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt, IngestResult::malformed,
+                   EnvelopeKind::launch);
+}
+
+TEST_CASE("ingestor: an envelope that is not valid UTF-8 is malformed with a UTF-8 reason",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string good = sign(launch_payload(), f.cp1);
+  const std::string type = std::string("\"") + kLaunchPayloadType + "\"";
+  REQUIRE(good.find(type) != std::string::npos);
+
+  std::vector<std::pair<std::string, std::string>> cases;
+  // Inside a string of the envelope.
+  std::string in_type = good;
+  in_type.replace(in_type.find(type), type.size(), "\"application/\xc3\x28json\"");
+  cases.emplace_back("in payloadType", in_type);
+  // A lone byte where a value belongs.
+  std::string bare = good;
+  bare.insert(bare.size() - 1, ",\"x\":\xff");
+  cases.emplace_back("outside a string", bare);
+  // A truncated sequence at the very end.
+  cases.emplace_back("at the end", good + "\xe2\x82");
+  // Inside the payload (the base64 decodes to bytes that are not UTF-8).
+  json payload = launch_payload();
+  auto body = canonical_json(payload);
+  REQUIRE(body);
+  std::string bad_body = *body;
+  bad_body.replace(bad_body.find("agent-7"), 7, "agent-\xed\xa0\x80");  // a UTF-8 surrogate
+  cases.emplace_back("in the payload", sign_envelope(kLaunchPayloadType, bad_body, f.cp1));
+
+  for (const auto& [where, envelope] : cases) {
+    INFO("invalid UTF-8 " << where);
+    const auto outcome = require_rejected(ingestor, f, envelope, std::nullopt,
+                                          IngestResult::malformed, EnvelopeKind::launch);
+    CHECK_THAT(outcome.reason, Catch::Contains("UTF-8"));
+    // The reason goes into a JSON answer and the evidence log: serialising
+    // it strictly (no replacement) must work.
+    std::string answer;
+    CHECK_NOTHROW(answer = json{{"result", "malformed"}, {"reason", outcome.reason}}.dump());
+    CHECK(canonical_json(json{{"reason", outcome.reason}}).has_value());
+  }
+}
+
+TEST_CASE("ingestor: a byte order mark before the envelope or the payload is malformed",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string bom = "\xEF\xBB\xBF";
+
+  // Before the envelope: nlohmann alone would skip it and accept.
+  auto outcome = require_rejected(ingestor, f, bom + sign(launch_payload(), f.cp1), std::nullopt,
+                                  IngestResult::malformed, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("envelope") && Catch::Contains("byte order mark"));
+
+  // Before the payload, inside the base64, correctly signed.
+  auto body = canonical_json(launch_payload());
+  REQUIRE(body);
+  outcome = require_rejected(ingestor, f, sign_envelope(kLaunchPayloadType, bom + *body, f.cp1),
+                             std::nullopt, IngestResult::malformed, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("payload") && Catch::Contains("byte order mark"));
+
+  // A U+FEFF inside a string is an ordinary character.
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-1", "agent-7\xEF\xBB\xBF"), f.cp1), std::nullopt, kNow)
+          .result == IngestResult::accepted);
+}
+
+TEST_CASE("ingestor: a corrupted signature next to a valid one is bad_signature, in any position",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const json by_cp1 = json::parse(sign(launch_payload(), f.cp1));
+  const json by_cp2 = json::parse(sign(launch_payload(), f.cp2));
+  json corrupted = by_cp2["signatures"][0];
+  auto sig = driftwatch::base64_decode(corrupted["sig"].get<std::string>());
+  REQUIRE(sig);
+  (*sig)[17] = static_cast<char>((*sig)[17] ^ 0x20);
+  corrupted["sig"] = driftwatch::base64_encode(*sig);
+  const json valid = by_cp1["signatures"][0];
+
+  json valid_first = by_cp1;
+  valid_first["signatures"] = {valid, corrupted};
+  auto outcome = require_rejected(ingestor, f, valid_first.dump(), std::nullopt,
+                                  IngestResult::bad_signature, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("signatures[1]") && Catch::Contains("(cp-2)") &&
+                                 Catch::Contains("does not verify"));
+  CHECK(http_status(outcome.result) == 403);
+  CHECK_FALSE(fs::exists(f.accepted()));
+
+  json corrupted_first = by_cp1;
+  corrupted_first["signatures"] = {corrupted, valid};
+  outcome = require_rejected(ingestor, f, corrupted_first.dump(), std::nullopt,
+                             IngestResult::bad_signature, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("signatures[0]") && Catch::Contains("(cp-2)"));
+
+  // The same key's valid signature and a corrupted copy of it.
+  json same_key = by_cp1;
+  json copy = valid;
+  auto raw = driftwatch::base64_decode(copy["sig"].get<std::string>());
+  REQUIRE(raw);
+  (*raw)[0] = static_cast<char>((*raw)[0] ^ 0x01);
+  copy["sig"] = driftwatch::base64_encode(*raw);
+  same_key["signatures"] = {valid, copy};
+  require_rejected(ingestor, f, same_key.dump(), std::nullopt, IngestResult::bad_signature,
+                   EnvelopeKind::launch);
+  CHECK_FALSE(fs::exists(f.accepted()));
+  CHECK(ingestor.launch("L-1") == nullptr);
+}
+
+TEST_CASE("ingestor: a signature by an unknown key next to a valid one is unknown_key",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const json by_cp1 = json::parse(sign(launch_payload(), f.cp1));
+  const json by_stranger = json::parse(sign(launch_payload(), f.stranger));
+  const json valid = by_cp1["signatures"][0];
+  const json unknown = by_stranger["signatures"][0];
+  const std::string stranger_id = f.stranger.public_key().keyid().substr(0, 12);
+
+  for (const bool valid_first : {true, false}) {
+    INFO("valid signature first: " << valid_first);
+    json envelope = by_cp1;
+    envelope["signatures"] =
+        valid_first ? json::array({valid, unknown}) : json::array({unknown, valid});
+    const auto outcome = require_rejected(ingestor, f, envelope.dump(), std::nullopt,
+                                          IngestResult::unknown_key, EnvelopeKind::launch);
+    CHECK_THAT(outcome.reason, Catch::Contains(stranger_id) &&
+                                   Catch::Contains("every signature must be by a trusted key"));
+  }
+
+  // A forged signature by a trusted key outranks an unknown key, whatever
+  // the order.
+  json forged = valid;
+  forged["sig"] = unknown["sig"];
+  for (const bool forged_first : {true, false}) {
+    INFO("forged signature first: " << forged_first);
+    json envelope = by_cp1;
+    envelope["signatures"] =
+        forged_first ? json::array({forged, unknown}) : json::array({unknown, forged});
+    require_rejected(ingestor, f, envelope.dump(), std::nullopt, IngestResult::bad_signature,
+                     EnvelopeKind::launch);
+  }
+  CHECK_FALSE(fs::exists(f.accepted()));
+}
+
+TEST_CASE("ingestor: every signer must have the role, even next to one that has it", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const json by_cp1 = json::parse(sign(launch_payload(), f.cp1));
+  const json by_alice = json::parse(sign(launch_payload(), f.alice));
+  json envelope = by_cp1;
+  envelope["signatures"] = {by_cp1["signatures"][0], by_alice["signatures"][0]};
+  const auto outcome = require_rejected(ingestor, f, envelope.dump(), std::nullopt,
+                                        IngestResult::wrong_role, EnvelopeKind::launch);
+  CHECK_THAT(outcome.reason, Catch::Contains("(alice) is valid but role operator"));
+}
+
+TEST_CASE("ingestor: a grant whose launch is not accepted is an orphan_grant", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  auto outcome = require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-1"), f.alice),
+                                  std::nullopt, IngestResult::orphan_grant, EnvelopeKind::grant);
+  CHECK(to_string(outcome.result) == "orphan_grant");
+  CHECK(http_status(outcome.result) == 422);
+  CHECK(outcome.id == "G-1");
+  CHECK_THAT(outcome.reason, Catch::Contains("grant G-1") && Catch::Contains("launch L-1") &&
+                                 Catch::Contains("not an accepted launch"));
+  // A rejected launch is no launch either.
+  require_rejected(ingestor, f, sign(launch_payload("L-1"), f.stranger), std::nullopt,
+                   IngestResult::unknown_key, EnvelopeKind::launch);
+  require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-1"), f.alice), std::nullopt,
+                   IngestResult::orphan_grant, EnvelopeKind::grant);
+
+  // Once the launch is accepted, the same grant is.
+  REQUIRE(ingestor.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  const auto accepted =
+      ingestor.ingest(sign_grant(grant_payload("G-1", "L-1"), f.alice), std::nullopt, kNow);
+  INFO(accepted.reason);
+  CHECK(accepted.result == IngestResult::accepted);
+  REQUIRE(ingestor.latest_grant("L-1") != nullptr);
+  CHECK(ingestor.latest_grant("L-1")->grant_id == "G-1");
+}
+
+TEST_CASE("ingestor: a grant issued before its launch is an orphan_grant", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  REQUIRE(
+      ingestor.ingest(sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1), {}, kNow).result ==
+      IngestResult::accepted);
+  auto outcome =
+      require_rejected(ingestor, f, sign_grant(grant_payload("G-1", "L-1", kNow - 101), f.alice),
+                       std::nullopt, IngestResult::orphan_grant, EnvelopeKind::grant);
+  CHECK_THAT(outcome.reason, Catch::Contains("before its launch L-1"));
+  CHECK(ingestor.latest_grant("L-1") == nullptr);
+
+  // Issued at the same second as its launch, or after it: accepted.
+  auto same_second =
+      ingestor.ingest(sign_grant(grant_payload("G-2", "L-1", kNow - 100), f.alice), {}, kNow);
+  INFO(same_second.reason);
+  CHECK(same_second.result == IngestResult::accepted);
+  auto later =
+      ingestor.ingest(sign_grant(grant_payload("G-3", "L-1", kNow - 50), f.alice), {}, kNow);
+  INFO(later.reason);
+  CHECK(later.result == IngestResult::accepted);
+  REQUIRE(ingestor.latest_grant("L-1") != nullptr);
+  CHECK(ingestor.latest_grant("L-1")->grant_id == "G-3");
+}
+
+TEST_CASE("ingestor: an event being stored is unavailable when it comes again, then a duplicate",
+          "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string envelope = sign(launch_payload(), f.cp1);
+
+  auto first = ingestor.begin(envelope, std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<PendingAccept>(first));
+  PendingAccept pending = std::get<PendingAccept>(std::move(first));
+  CHECK(pending.kind == EnvelopeKind::launch);
+  CHECK(pending.id == "L-1");
+  CHECK(pending.store_line.back() == '\n');
+  // Not visible, not counted, not stored until finish().
+  CHECK(ingestor.launch("L-1") == nullptr);
+  CHECK(total_count(ingestor) == 0);
+  CHECK_FALSE(fs::exists(f.accepted()));
+
+  // The same bytes, the same payload signed by another key, and another
+  // event with the same id, while the first is pending.
+  for (const std::string& again :
+       {envelope, sign(launch_payload(), f.cp2), sign(launch_payload("L-1", "agent-8"), f.cp1)}) {
+    auto second = ingestor.begin(again, std::nullopt, kNow);
+    REQUIRE(std::holds_alternative<IngestOutcome>(second));
+    const auto& outcome = std::get<IngestOutcome>(second);
+    INFO(outcome.reason);
+    CHECK(to_string(outcome.result) == "unavailable");
+    CHECK_THAT(outcome.reason, Catch::Contains("being stored right now"));
+  }
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::unavailable) == 3);
+  CHECK(total_count(ingestor) == 3);
+
+  REQUIRE(ingestor.append_to_store(pending.store_line));
+  const auto finished = ingestor.finish(std::move(pending), driftwatch::Result<void>{});
+  INFO(finished.reason);
+  CHECK(finished.result == IngestResult::accepted);
+  CHECK(finished.id == "L-1");
+  REQUIRE(ingestor.launch("L-1") != nullptr);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::accepted) == 1);
+
+  auto replay = ingestor.begin(envelope, std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<IngestOutcome>(replay));
+  CHECK(std::get<IngestOutcome>(replay).result == IngestResult::duplicate);
+  auto other = ingestor.begin(sign(launch_payload("L-1", "agent-8"), f.cp1), std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<IngestOutcome>(other));
+  CHECK(std::get<IngestOutcome>(other).result == IngestResult::conflict);
+
+  // What finish() accepted is what restore() gives back.
+  Ingestor restarted = f.ingestor();
+  CHECK(restore_ok(restarted).restored == 1);
+  CHECK(restarted.launch("L-1") != nullptr);
+}
+
+TEST_CASE("ingestor: a pending accept whose write failed leaves nothing reserved", "[ingest]") {
+  Fixture f;
+  Ingestor ingestor = f.ingestor();
+  const std::string envelope = sign(launch_payload(), f.cp1);
+  auto begun = ingestor.begin(envelope, std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<PendingAccept>(begun));
+  const auto failed = ingestor.finish(std::get<PendingAccept>(std::move(begun)),
+                                      driftwatch::fail("no space left on device"));
+  INFO(failed.reason);
+  CHECK(to_string(failed.result) == "unavailable");
+  CHECK_THAT(failed.reason,
+             Catch::Contains("no space left on device") && Catch::Contains("retry later"));
+  CHECK(ingestor.launch("L-1") == nullptr);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::unavailable) == 1);
+  CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::malformed) == 0);
+
+  // The retry is a fresh accept, not "being stored" and not a duplicate.
+  auto retry = ingestor.begin(envelope, std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<PendingAccept>(retry));
 }
 
 TEST_CASE("ingestor: restore after a restart gives back every accepted launch and grant",
@@ -543,7 +918,10 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   std::string before;
   {
     Ingestor first = f.ingestor();
-    CHECK(first.restore() == size_t{0});  // no file yet
+    const RestoreReport empty = restore_ok(first);  // no file yet
+    CHECK(empty.restored == 0);
+    CHECK(empty.clean());
+    CHECK(empty.quarantine.empty());
     REQUIRE(
         first.ingest(sign(launch_payload("L-1", "agent-7", kNow - 10), f.cp1), {}, kNow).result ==
         IngestResult::accepted);
@@ -561,11 +939,13 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   IngestOptions options;
   options.event_max_age_seconds = 1;
   Ingestor second(f.trust(), options, f.state.path());
-  auto restored = second.restore();
-  REQUIRE(restored);
-  CHECK(*restored == 4);
-  CHECK(second.restore_skipped().empty());
-  CHECK(second.restore_truncated_bytes() == 0);
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 4);
+  CHECK(report.skipped.empty());
+  CHECK(report.truncated_bytes == 0);
+  CHECK(report.clean());
+  CHECK(report.quarantine.empty());
+  CHECK(quarantine_files(f).empty());
   CHECK(visible_state(second) == before);
   CHECK(total_count(second) == 0);
   const LaunchRecord* l2 = second.launch("L-2");
@@ -580,11 +960,12 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   CHECK(second.ingest(sign(launch_payload("L-3", "agent-9"), f.cp1), {}, kNow).result ==
         IngestResult::conflict);
   // Restoring twice is the same as once.
-  CHECK(second.restore() == size_t{4});
+  CHECK(restore_ok(second).restored == 4);
   CHECK(visible_state(second) == before);
 }
 
-TEST_CASE("ingestor: restore cuts off a torn last line and carries on appending", "[ingest]") {
+TEST_CASE("ingestor: restore cuts off a torn last line, quarantines it and carries on appending",
+          "[ingest]") {
   Fixture f;
   {
     Ingestor first = f.ingestor();
@@ -593,41 +974,158 @@ TEST_CASE("ingestor: restore cuts off a torn last line and carries on appending"
   }
   const std::string intact = read_file(f.accepted());
 
+  std::string torn;
+  size_t skipped_lines = 0;
   SECTION("a last line without its newline") {
-    std::ofstream(f.accepted(), std::ios::app) << R"({"accepted_at":1,"envelope":"{\"pay)";
+    torn = R"({"accepted_at":1,"envelope":"{\"pay)";
+    std::ofstream(f.accepted(), std::ios::app) << torn;
   }
-  SECTION("a last line that is not JSON") {
-    std::ofstream(f.accepted(), std::ios::app) << std::string(40, '\0') << "\n";
-  }
-  SECTION("a whole line and then a torn one") {
+  SECTION("a whole line that does not verify and then a torn one") {
+    // The whole line is kept (and skipped); only the torn one is cut.
+    torn = "{\"acc";
     std::ofstream(f.accepted(), std::ios::app)
         << R"({"accepted_at":1,"envelope":"{}","kind":"launch"})"
-        << "\n{\"acc";
+        << "\n"
+        << torn;
+    skipped_lines = 1;
   }
   const uint64_t torn_size = fs::file_size(f.accepted());
 
   Ingestor second = f.ingestor();
-  auto restored = second.restore();
-  REQUIRE(restored);
-  CHECK(*restored == 1);
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 1);
+  CHECK(report.skipped.size() == skipped_lines);
+  CHECK_FALSE(report.clean());
   CHECK(second.launch("L-1") != nullptr);
   const std::string after = read_file(f.accepted());
   CHECK(after.starts_with(intact));
   CHECK(after.back() == '\n');
-  CHECK(second.restore_truncated_bytes() == torn_size - after.size());
-  CHECK(second.restore_truncated_bytes() > 0);
+  CHECK(after.find(torn) == std::string::npos);
+  CHECK(report.truncated_bytes == torn.size());
+  CHECK(report.truncated_bytes == torn_size - after.size());
+  // The cut bytes are not lost: they are in the quarantine the report names.
+  REQUIRE_FALSE(report.quarantine.empty());
+  REQUIRE(fs::is_regular_file(report.quarantine));
+  CHECK(fs::path(report.quarantine).parent_path() == f.accepted().parent_path() / "quarantine");
+  CHECK_THAT(read_file(report.quarantine), Catch::Contains(torn));
 
   REQUIRE(second.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
           IngestResult::accepted);
   Ingestor third = f.ingestor();
-  auto again = third.restore();
-  REQUIRE(again);
-  CHECK(third.restore_truncated_bytes() == 0);
+  const RestoreReport again = restore_ok(third);
+  CHECK(again.truncated_bytes == 0);
+  CHECK(again.restored == 2);
+  CHECK(again.skipped.size() == skipped_lines);
   CHECK(third.launch("L-1") != nullptr);
   CHECK(third.launch("L-2") != nullptr);
 }
 
-TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, saying why",
+TEST_CASE(
+    "ingestor: restore keeps a complete last line that is not JSON, skipping and reporting it",
+    "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  // Complete (it has its newline), so it may have been acknowledged: cutting
+  // it would lose it for good.
+  const std::string garbage = "this is not json";
+  std::ofstream(f.accepted(), std::ios::app) << garbage << "\n";
+  const std::string stored = read_file(f.accepted());
+
+  Ingestor second = f.ingestor();
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 1);
+  CHECK(report.truncated_bytes == 0);
+  REQUIRE(report.skipped.size() == 1);
+  CHECK_THAT(report.skipped[0], Catch::Contains("line 2 skipped"));
+  CHECK(read_file(f.accepted()) == stored);
+  REQUIRE_FALSE(report.quarantine.empty());
+  CHECK_THAT(read_file(report.quarantine), Catch::Contains(garbage));
+  CHECK(second.launch("L-1") != nullptr);
+}
+
+TEST_CASE("ingestor: restore skips a bad middle line, keeps it in the store and quarantines a copy",
+          "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-1", "agent-7"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  // A line in the middle that is JSON but not a stored envelope, then two
+  // more good lines after it.
+  const std::string bad = R"({"accepted_at":1,"envelope":"not an envelope","kind":"launch"})";
+  std::ofstream(f.accepted(), std::ios::app) << bad << "\n";
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+    REQUIRE(first.ingest(sign_grant(grant_payload("G-1", "L-2"), f.alice), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  const std::string stored = read_file(f.accepted());
+  REQUIRE(std::count(stored.begin(), stored.end(), '\n') == 4);
+
+  Ingestor second = f.ingestor();
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 3);
+  CHECK(report.truncated_bytes == 0);
+  CHECK_FALSE(report.clean());
+  REQUIRE(report.skipped.size() == 1);
+  CHECK_THAT(report.skipped[0], Catch::Contains(f.accepted().string() + " line 2 skipped"));
+  // Still in the file, byte for byte.
+  CHECK(read_file(f.accepted()) == stored);
+  // And copied to the quarantine the report names.
+  REQUIRE_FALSE(report.quarantine.empty());
+  CHECK(quarantine_files(f) == std::vector<fs::path>{fs::path(report.quarantine)});
+  CHECK_THAT(read_file(report.quarantine), Catch::Contains(bad));
+  // The lines around it are back.
+  CHECK(second.launch("L-1") != nullptr);
+  CHECK(second.launch("L-2") != nullptr);
+  REQUIRE(second.latest_grant("L-2") != nullptr);
+  CHECK(second.latest_grant("L-2")->grant_id == "G-1");
+}
+
+TEST_CASE("ingestor: a recovered line appended to the store is ignored by the next restore",
+          "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+            IngestResult::accepted);
+  }
+  std::ofstream(f.accepted(), std::ios::app) << "{\"torn";
+
+  Ingestor second = f.ingestor();
+  const RestoreReport report = restore_ok(second);
+  REQUIRE(report.truncated_bytes > 0);
+  const std::string line = Ingestor::recovered_line(report, kNow);
+  CHECK(line.back() == '\n');
+  const json recorded = json::parse(line);
+  CHECK(recorded["kind"] == "recovered");
+  CHECK(recorded["truncated_bytes"] == report.truncated_bytes);
+  CHECK(recorded["quarantine"] == report.quarantine);
+  REQUIRE(second.append_to_store(line));
+  // Accepting goes on after the recovered line.
+  REQUIRE(second.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
+          IngestResult::accepted);
+  const std::string stored = read_file(f.accepted());
+
+  Ingestor third = f.ingestor();
+  const RestoreReport again = restore_ok(third);
+  CHECK(again.clean());
+  CHECK(again.skipped.empty());
+  CHECK(again.restored == 2);
+  CHECK(again.quarantine.empty());
+  CHECK(read_file(f.accepted()) == stored);
+  CHECK(third.launch("L-1") != nullptr);
+  CHECK(third.launch("L-2") != nullptr);
+}
+
+TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, and their grants",
           "[ingest]") {
   Fixture f;
   {
@@ -638,18 +1136,49 @@ TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, sayin
             IngestResult::accepted);
   }
   // The control-plane keys were removed from trust.json before the restart.
+  // The grant's own key is still trusted, but the launch it changes is gone:
+  // it would otherwise raise the privileges of a launch nobody vouches for.
   Ingestor second(f.trust(/*with_control_plane=*/false), {}, f.state.path());
-  auto restored = second.restore();
-  REQUIRE(restored);
-  CHECK(*restored == 1);
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 0);
   CHECK(second.launch("L-1") == nullptr);
   CHECK(second.launch_for_sandbox("agent-7") == nullptr);
-  REQUIRE(second.latest_grant("L-1") != nullptr);
-  REQUIRE(second.restore_skipped().size() == 1);
-  CHECK_THAT(second.restore_skipped()[0], Catch::Contains("line 1 skipped") &&
-                                              Catch::Contains("launch L-1") &&
-                                              Catch::Contains("not in the trust store"));
+  CHECK(second.latest_grant("L-1") == nullptr);
+  REQUIRE(report.skipped.size() == 2);
+  CHECK_THAT(report.skipped[0], Catch::Contains("line 1 skipped") &&
+                                    Catch::Contains("launch L-1") &&
+                                    Catch::Contains("not in the trust store"));
+  CHECK_THAT(report.skipped[1], Catch::Contains("line 2 skipped") && Catch::Contains("grant G-1") &&
+                                    Catch::Contains("not an accepted launch"));
   // A skipped entry stays in the file: trusting the key again brings it back.
   Ingestor third = f.ingestor();
-  CHECK(third.restore() == size_t{2});
+  const RestoreReport again = restore_ok(third);
+  CHECK(again.restored == 2);
+  CHECK(again.clean());
+  REQUIRE(third.latest_grant("L-1") != nullptr);
+  CHECK(third.latest_grant("L-1")->grant_id == "G-1");
+}
+
+TEST_CASE("ingestor: restore skips a stored grant issued before its launch", "[ingest]") {
+  Fixture f;
+  {
+    Ingestor first = f.ingestor();
+    REQUIRE(
+        first.ingest(sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1), {}, kNow).result ==
+        IngestResult::accepted);
+  }
+  // A grant that no ingest would accept, written into the store directly
+  // (an older monitor, a hand edit).
+  const std::string early = sign_grant(grant_payload("G-1", "L-1", kNow - 200), f.alice);
+  const json line = {{"kind", "grant"}, {"envelope", early}, {"accepted_at", kNow}};
+  std::ofstream(f.accepted(), std::ios::app) << line.dump() << "\n";
+
+  Ingestor second = f.ingestor();
+  const RestoreReport report = restore_ok(second);
+  CHECK(report.restored == 1);
+  REQUIRE(report.skipped.size() == 1);
+  CHECK_THAT(report.skipped[0], Catch::Contains("line 2 skipped") && Catch::Contains("grant G-1") &&
+                                    Catch::Contains("before its launch"));
+  CHECK(second.launch("L-1") != nullptr);
+  CHECK(second.latest_grant("L-1") == nullptr);
 }

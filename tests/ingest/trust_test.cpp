@@ -215,3 +215,51 @@ TEST_CASE("trust: load refuses a FIFO at once, a link and a directory, naming th
   CHECK(directory.error().message ==
         "trust file " + dir.string() + " is a directory, not a regular file");
 }
+
+TEST_CASE("trust: an entry holding two PEM keys or text around its key is refused", "[ingest]") {
+  const auto key = new_public_key();
+  const auto other = new_public_key();
+  // OpenSSL alone reads the first block and ignores the rest: the entry
+  // would silently trust only its first key.
+  require_refused(
+      {{"control_plane", {json{{"name", "cp-1"}, {"public_key_pem", key.pem() + other.pem()}}}}},
+      "control_plane[0] (cp-1): not an Ed25519 public key");
+  require_refused(
+      {{"operator", {json{{"name", "alice"}, {"public_key_pem", key.pem() + "trailing junk\n"}}}}},
+      "operator[0] (alice): not an Ed25519 public key");
+  require_refused(
+      {{"operator", {json{{"name", "alice"}, {"public_key_pem", "# alice\n" + key.pem()}}}}},
+      "operator[0] (alice): not an Ed25519 public key");
+  // The same key with only whitespace around it is fine.
+  auto store = TrustStore::parse(
+      json{{"operator", {json{{"name", "alice"}, {"public_key_pem", "\n" + key.pem() + "\n\n"}}}}}
+          .dump(),
+      "trust.json");
+  REQUIRE(store);
+  CHECK(store->find(key.keyid()) != nullptr);
+}
+
+TEST_CASE("trust: load refuses a trust file whose entry holds two keys", "[ingest]") {
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "driftwatch-trust-two-XXXXXX").string();
+  REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+  const std::filesystem::path dir = pattern;
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{dir};
+  const auto key = new_public_key();
+  const auto other = new_public_key();
+  const auto path = dir / "trust.json";
+  std::ofstream(path) << json{{"control_plane",
+                               {json{{"name", "cp-1"},
+                                     {"public_key_pem", key.pem() + other.pem()}}}}}
+                             .dump();
+  auto store = TrustStore::load(path);
+  REQUIRE_FALSE(store);
+  CHECK_THAT(store.error().message,
+             Catch::Contains(path.string()) && Catch::Contains("more than one"));
+}

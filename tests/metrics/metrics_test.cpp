@@ -99,3 +99,66 @@ TEST_CASE("metrics: policy findings count under their rule, ingest results under
   CHECK(has_line(text, "driftwatch_grants_total{result=\"wrong_role\"} 1"));
   CHECK(has_line(text, "driftwatch_launch_events_total{result=\"wrong_role\"} 0"));
 }
+
+TEST_CASE("metrics: every fixed findings series is exported at 0 before the first finding",
+          "[metrics]") {
+  metrics::Metrics m("0.1.0", "abc123", "c");
+  const auto text = m.serialize();
+  CHECK(has_line(text,
+                 "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
+                 "effective\",severity=\"critical\"} 0"));
+  CHECK(has_line(text,
+                 "driftwatch_drift_findings_total{direction=\"narrowing\",field=\"resources."
+                 "memory_max\",severity=\"low\"} 0"));
+  CHECK(has_line(text,
+                 "driftwatch_drift_findings_total{direction=\"change\",field=\"consumed_config\","
+                 "severity=\"high\"} 0"));
+  CHECK(has_line(text,
+                 "driftwatch_drift_findings_total{direction=\"change\",field=\"declared\","
+                 "severity=\"high\"} 0"));
+  // Every label set diff() can produce, and nothing counted yet.
+  for (const auto& labels : projection::finding_label_sets()) {
+    const std::string line = "driftwatch_drift_findings_total{direction=\"" +
+                             projection::to_string(labels.direction) + "\",field=\"" +
+                             labels.field + "\",severity=\"" + labels.severity + "\"} 0";
+    INFO(line);
+    CHECK(has_line(text, line));
+  }
+  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"pending\"} 0"));
+  CHECK(has_line(text, "driftwatch_launch_events_total{result=\"orphan_grant\"} 0"));
+  CHECK(has_line(text, "driftwatch_grants_total{result=\"unavailable\"} 0"));
+
+  // The first finding moves its own series from 0 to 1, and only that one.
+  std::map<std::string, correlate::SandboxStatus> none, now;
+  now["a"] = status("a", "drifted", {escalation("capabilities.effective")});
+  m.update_sandboxes(none, now, 1000);
+  const auto after = m.serialize();
+  CHECK(has_line(after,
+                 "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
+                 "effective\",severity=\"critical\"} 1"));
+  CHECK(has_line(after,
+                 "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
+                 "bounding\",severity=\"critical\"} 0"));
+}
+
+TEST_CASE("metrics: the rules of the node policy are exported at 0 once set", "[metrics]") {
+  metrics::Metrics m("0.1.0", "abc123", "c");
+  const std::string rule_line = "driftwatch_policy_violations_total{rule=\"no-cap-sys-module\"} 0";
+  CHECK_FALSE(has_line(m.serialize(), rule_line));
+
+  m.set_policy_rules({"no-cap-sys-module", "no-host-pid"});
+  auto text = m.serialize();
+  CHECK(text.find("# TYPE driftwatch_policy_violations_total counter") != std::string::npos);
+  CHECK(has_line(text, rule_line));
+  CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-host-pid\"} 0"));
+
+  // A violation counts on the exported series; setting the rules again
+  // does not reset it.
+  std::map<std::string, correlate::SandboxStatus> none, now;
+  now["v"] = status("v", "violating", {escalation("policy.no-cap-sys-module")});
+  m.update_sandboxes(none, now, 1000);
+  m.set_policy_rules({"no-cap-sys-module", "no-host-pid"});
+  text = m.serialize();
+  CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-cap-sys-module\"} 1"));
+  CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-host-pid\"} 0"));
+}

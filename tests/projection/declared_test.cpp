@@ -143,3 +143,110 @@ TEST_CASE("declared projection: documents that are not OCI configs are refused b
   config["linux"]["namespaces"].push_back({{"type", "moon"}});
   CHECK_FALSE(declared_projection(config));
 }
+
+TEST_CASE("declared projection: id mappings that are not objects are an error, not an exception",
+          "[projection]") {
+  // This config used to throw out of declared_projection (nlohmann's
+  // value() on a number) and take the daemon down.
+  const json crashing = json::parse(
+      R"({"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],"uidMappings":[5]}})");
+  driftwatch::Result<driftwatch::projection::Projection> p;
+  REQUIRE_NOTHROW(p = declared_projection(crashing));
+  REQUIRE_FALSE(p);
+  CHECK_THAT(p.error().message, Catch::Contains("uidMappings") && Catch::Contains("number"));
+
+  auto config = runc_spec_config();
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+  for (const json& entry :
+       {json("0 100000 65536"), json::array({0, 100000, 65536}), json(nullptr), json(true)}) {
+    INFO("gidMappings entry: " << entry.dump());
+    config["linux"]["gidMappings"] = json::array({entry});
+    REQUIRE_NOTHROW(p = declared_projection(config));
+    REQUIRE_FALSE(p);
+    CHECK_THAT(p.error().message, Catch::Contains("gidMappings"));
+  }
+  // Fields of the wrong type inside an object entry.
+  config["linux"]["gidMappings"] = {{{"containerID", "0"}, {"hostID", 200000}, {"size", 65536}}};
+  REQUIRE_NOTHROW(p = declared_projection(config));
+  REQUIRE_FALSE(p);
+  CHECK_THAT(p.error().message, Catch::Contains("gidMappings[].containerID"));
+  config["linux"]["gidMappings"] = {{{"hostID", 200000}, {"size", 65536}}};
+  REQUIRE_NOTHROW(p = declared_projection(config));
+  CHECK_FALSE(p);
+}
+
+TEST_CASE("declared projection: an rlimit type the kernel does not have is refused",
+          "[projection]") {
+  auto config = runc_spec_config();
+  for (const char* type : {"RLIMIT_FLY", "rlimit_nofile", "NOFILE", "", "RLIMIT_NOFILE "}) {
+    INFO("rlimit type: \"" << type << "\"");
+    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024}, {"soft", 1024}}};
+    auto p = declared_projection(config);
+    REQUIRE_FALSE(p);
+    CHECK_THAT(p.error().message, Catch::Contains("process.rlimits") && Catch::Contains("RLIMIT_"));
+  }
+  // Every kernel name is accepted.
+  for (const char* type :
+       {"RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
+        "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
+        "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK"}) {
+    INFO("rlimit type: " << type);
+    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024}, {"soft", 512}}};
+    auto p = declared_projection(config);
+    REQUIRE(p);
+    CHECK(to_json(*p)["rlimits"][type] == json({512, 1024}));
+  }
+}
+
+TEST_CASE("declared projection: never throws, whatever the types in the config", "[projection]") {
+  // Every field the projection reads, set to each JSON type in turn.
+  const std::vector<std::vector<std::string>> paths = {
+      {"ociVersion"},
+      {"process"},
+      {"process", "user"},
+      {"process", "user", "uid"},
+      {"process", "user", "gid"},
+      {"process", "user", "additionalGids"},
+      {"process", "capabilities"},
+      {"process", "capabilities", "bounding"},
+      {"process", "capabilities", "ambient"},
+      {"process", "noNewPrivileges"},
+      {"process", "rlimits"},
+      {"process", "apparmorProfile"},
+      {"process", "selinuxLabel"},
+      {"root"},
+      {"root", "readonly"},
+      {"linux"},
+      {"linux", "namespaces"},
+      {"linux", "uidMappings"},
+      {"linux", "gidMappings"},
+      {"linux", "seccomp"},
+      {"linux", "maskedPaths"},
+      {"linux", "readonlyPaths"},
+      {"linux", "resources"},
+      {"linux", "resources", "memory"},
+      {"linux", "resources", "memory", "limit"},
+      {"linux", "resources", "pids", "limit"},
+      {"linux", "resources", "cpu", "quota"},
+      {"linux", "resources", "cpu", "period"},
+  };
+  const std::vector<json> values = {json(nullptr),      json(true),
+                                    json(-1),           json(uint64_t{18446744073709551615ull}),
+                                    json(1.5),          json("x"),
+                                    json::array(),      json::array({5}),
+                                    json::array({"x"}), json::array({json::object()}),
+                                    json::object(),     json{{"type", 5}}};
+  auto base = runc_spec_config();
+  base["linux"]["namespaces"].push_back({{"type", "user"}});
+  for (const auto& path : paths) {
+    for (const auto& value : values) {
+      json config = base;
+      json* at = &config;
+      for (const auto& key : path) at = &(*at)[key];
+      *at = value;
+      INFO("config: " << config.dump());
+      CHECK_NOTHROW(declared_projection(config));
+    }
+  }
+}

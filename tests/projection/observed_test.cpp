@@ -255,7 +255,8 @@ TEST_CASE("observed projection: a path is masked or read-only only if it is in e
   MountView second = obs.mount_views.front();
   second.mount_namespace += 1;
   second.seen_through = 11;
-  second.masked = {"/proc/kcore", "/proc/keys"};
+  // /proc/keys is masked in both views, /proc/timer_list in one only.
+  second.masked = {"/proc/kcore", "/proc/keys", "/proc/timer_list"};
   second.readonly = {};
   second.root_readonly = false;
   obs.mount_views.front().masked.insert("/proc/keys");
@@ -264,6 +265,13 @@ TEST_CASE("observed projection: a path is masked or read-only only if it is in e
   CHECK(p.masked_paths == std::set<std::string>{"/proc/kcore", "/proc/keys"});
   CHECK(p.readonly_paths.empty());
   CHECK_FALSE(p.root_readonly);
+
+  SECTION("a masked path is never also listed read-only") {
+    for (auto& view : obs.mount_views) view.readonly = {"/proc/kcore", "/proc/sys"};
+    const auto q = project(obs);
+    CHECK(q.masked_paths.contains("/proc/kcore"));
+    CHECK(q.readonly_paths == std::set<std::string>{"/proc/sys"});
+  }
 
   SECTION("no mount view at all: the root is not known to be read-only") {
     obs.mount_views.clear();

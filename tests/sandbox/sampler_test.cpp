@@ -127,9 +127,17 @@ class FixtureHost {
   fs::path root_of(pid_t pid) const { return dir_ / "proc" / std::to_string(pid) / "root"; }
   const TempDir& dir() const { return dir_; }
 
-  sandbox::Sampler sampler() const {
+  // A v1 hierarchy's cgroup (hybrid and legacy hosts): cgroup/<controller>/<path>.
+  void v1_cgroup(const std::string& controller, const std::string& path,
+                 const std::vector<pid_t>& pids) const {
+    std::string procs;
+    for (pid_t pid : pids) procs += std::to_string(pid) + "\n";
+    dir_.write(fs::path("cgroup") / controller / path.substr(1) / "cgroup.procs", procs);
+  }
+
+  sandbox::Sampler sampler(observe::CgroupLayout layout = observe::CgroupLayout::unified) const {
     return sandbox::Sampler(observe::ProcReader(dir_ / "proc"),
-                            observe::CgroupReader(dir_ / "cgroup", observe::CgroupLayout::unified));
+                            observe::CgroupReader(dir_ / "cgroup", layout));
   }
 
  private:
@@ -207,6 +215,24 @@ TEST_CASE("sampler: a cgroup the sandbox shares with PID 1 does not make host pr
   CHECK(ok(sampler.members(runc_sandbox(100, 5000, "/init.scope"), nullptr)) ==
         std::vector<pid_t>{100, 101, 300});
   CHECK(ok(sampler.members(runc_sandbox(100, 5000, "/"), nullptr)) ==
+        std::vector<pid_t>{100, 101, 300});
+}
+
+TEST_CASE(
+    "sampler: on a hybrid host, a v1 hierarchy where the sandbox stayed in PID 1's cgroup "
+    "adds no members",
+    "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  host.dir().write("proc/1/cgroup", "5:memory:/init.scope\n4:pids:/init.scope\n0::/init.scope\n");
+  // The runtime moved the container into its own pids and v2 cgroups, but
+  // left it in PID 1's memory cgroup, which holds host processes.
+  host.v1_cgroup("memory", "/init.scope", {1, 200});
+  host.v1_cgroup("pids", "/sandbox", {100, 101});
+  host.v1_cgroup("unified", "/sandbox", {100, 101});
+  auto ref = runc_sandbox(100, 5000, "/sandbox");
+  ref.cgroups.v1 = {{"memory", "/init.scope"}, {"pids", "/sandbox"}};
+  CHECK(ok(host.sampler(observe::CgroupLayout::hybrid).members(ref, nullptr)) ==
         std::vector<pid_t>{100, 101, 300});
 }
 

@@ -5,10 +5,33 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 namespace driftwatch::testing {
+namespace {
+
+constexpr int kTimeoutSeconds = 30;
+
+// The Content-Length header's value, if the headers have one.
+std::optional<size_t> content_length(const std::string& headers) {
+  std::string lower = headers;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const auto at = lower.find("\r\ncontent-length:");
+  if (at == std::string::npos) return std::nullopt;
+  try {
+    return std::stoul(lower.substr(at + 17));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
 
 HttpReply http_request(uint16_t port, const std::string& method, const std::string& path,
                        const std::string& body) {
@@ -18,8 +41,11 @@ HttpReply http_request(uint16_t port, const std::string& method, const std::stri
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{30, 0};
+  // Every send and receive has a deadline, and running into it is an error,
+  // never a short answer.
+  timeval timeout{kTimeoutSeconds, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
     throw std::runtime_error("connect to port " + std::to_string(port) + ": " +
@@ -31,6 +57,13 @@ HttpReply http_request(uint16_t port, const std::string& method, const std::stri
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      close(fd);
+      throw std::runtime_error(method + " " + path + " to port " + std::to_string(port) +
+                               ": the server read nothing for " + std::to_string(kTimeoutSeconds) +
+                               " s");
+    }
     if (n <= 0) break;  // the server may answer (413) before reading it all
     sent += static_cast<size_t>(n);
   }
@@ -38,7 +71,15 @@ HttpReply http_request(uint16_t port, const std::string& method, const std::stri
   char buffer[65536];
   for (;;) {
     ssize_t n = recv(fd, buffer, sizeof buffer, 0);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      close(fd);
+      throw std::runtime_error(method + " " + path + " to port " + std::to_string(port) +
+                               ": no complete answer within " + std::to_string(kTimeoutSeconds) +
+                               " s; got " + std::to_string(response.size()) + " bytes: '" +
+                               response.substr(0, 200) + "'");
+    }
+    if (n <= 0) break;  // the server closed (Connection: close): the answer is complete
     response.append(buffer, static_cast<size_t>(n));
   }
   close(fd);
@@ -64,6 +105,10 @@ HttpReply http_request(uint16_t port, const std::string& method, const std::stri
         pos = line_end + 2 + size + 2;
       }
       reply.body = joined;
+    } else if (auto length = content_length(headers); length && reply.body.size() < *length) {
+      throw std::runtime_error("a cut-off answer from port " + std::to_string(port) + " to " +
+                               method + " " + path + ": Content-Length " + std::to_string(*length) +
+                               ", " + std::to_string(reply.body.size()) + " bytes of body");
     }
   }
   return reply;

@@ -1,0 +1,68 @@
+#include "api/routes.hpp"
+
+#include <memory>
+#include <utility>
+
+namespace driftwatch::api {
+namespace {
+
+using nlohmann::json;
+
+// Sandbox ids and reasons are printable, but an answer must never fail to
+// serialise: replace, do not throw.
+std::string dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+constexpr const char* kSandboxPrefix = "/v1/sandboxes/";
+
+}  // namespace
+
+HttpResponse ingest_response(const ingest::IngestOutcome& outcome) {
+  json body{{"result", ingest::to_string(outcome.result)}};
+  if (outcome.result == ingest::IngestResult::accepted) body["id"] = outcome.id;
+  if (outcome.result != ingest::IngestResult::accepted &&
+      outcome.result != ingest::IngestResult::duplicate)
+    body["reason"] = outcome.reason;
+  return {ingest::http_status(outcome.result), "application/json", dump(body)};
+}
+
+void add_routes(HttpServer& http, DaemonView view) {
+  auto shared = std::make_shared<DaemonView>(std::move(view));
+  http.route("GET", "/healthz", [shared](const HttpRequest&) {
+    return HttpResponse{200, "application/json", dump(shared->health())};
+  });
+  http.route("GET", "/metrics", [shared](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", shared->metrics()};
+  });
+  http.route("GET", "/v1/sandboxes", [shared](const HttpRequest&) {
+    return HttpResponse{200, "application/json", dump(shared->sandboxes())};
+  });
+  http.route("GET", kSandboxPrefix, [shared](const HttpRequest& request) {
+    const std::string id = request.path.substr(std::string_view(kSandboxPrefix).size());
+    auto sandbox = shared->sandbox(id);
+    if (!sandbox)
+      return HttpResponse{404, "application/json",
+                          dump(json{{"error", "no sandbox '" + id + "' on this node"}})};
+    return HttpResponse{200, "application/json", dump(*sandbox)};
+  });
+  // Answered once the outcome is final: for an accept, once it is durable.
+  const auto ingest_route = [shared](ingest::EnvelopeKind kind, std::string source) {
+    return [shared, kind, source](const HttpRequest& request, Respond respond) {
+      if (request.body_too_large) {
+        respond(ingest_response(shared->reject_too_large(kind, request.declared_length)));
+        return;
+      }
+      shared->ingest(kind, request.body, source,
+                     [respond](const ingest::IngestOutcome& outcome) {
+                       respond(ingest_response(outcome));
+                     });
+    };
+  };
+  http.route_async("POST", "/v1/launch-events",
+                   ingest_route(ingest::EnvelopeKind::launch, "POST /v1/launch-events"));
+  http.route_async("POST", "/v1/grants",
+                   ingest_route(ingest::EnvelopeKind::grant, "POST /v1/grants"));
+}
+
+}  // namespace driftwatch::api

@@ -1,0 +1,56 @@
+#pragma once
+// Discovery and sampling of every sandbox on the node, as one function that
+// the daemon (its sweep and its per-sandbox resample), `driftwatch inspect`
+// and the benchmarks share. Blocking (it reads /proc and cgroupfs): the
+// daemon runs it on its worker thread, never on the event loop.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "correlate/correlator.hpp"
+#include "observe/cgroupfs.hpp"
+#include "observe/proc_reader.hpp"
+#include "projection/projection.hpp"
+#include "sandbox/discovery.hpp"
+#include "sandbox/sampler.hpp"
+
+namespace driftwatch::correlate {
+
+struct SweepOptions {
+  sandbox::DiscoveryRoots roots;
+  /// Directory globs of cgroups that are sandboxes of their own.
+  std::vector<std::string> cgroup_globs;
+  /// Unix time of boot (btime), to date each sandbox's first process.
+  int64_t boot_time = 0;
+  std::filesystem::path proc_root = "/proc";
+  std::filesystem::path cgroup_root = "/sys/fs/cgroup";
+  /// Hash the bundle's config.json (consumed_config_sha256).
+  bool hash_bundle_config = true;
+};
+
+/// The declared projection each sandbox with a launch is held to: its scope
+/// (masked paths, rlimits) decides what is observed. Others get the
+/// runtime's default scope.
+using DeclaredBySandbox = std::map<std::string, projection::Projection, std::less<>>;
+
+struct SweepResult {
+  std::vector<SweepItem> items;
+  /// One sentence per sandbox that could not be sampled (not those that
+  /// exited meanwhile), and per runtime state that could not be read.
+  std::vector<std::string> problems;
+};
+
+/// Every sandbox under the roots and globs, sampled. Never throws: a sandbox
+/// whose sample fails (or throws, a bug) is a problem line, and the others
+/// are still sampled.
+SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared);
+
+/// One sandbox by id (a resample): found again under the roots and globs,
+/// then sampled. An error when it is gone or cannot be sampled.
+Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
+                             const DeclaredBySandbox& declared);
+
+}  // namespace driftwatch::correlate
