@@ -80,9 +80,13 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--requests")) requests = std::atoi(argv[i + 1]);
   }
   metrics::Metrics m("bench", "bench", std::string(64, 'c'));
-  std::map<std::string, correlate::SandboxStatus> none;
   auto statuses = fleet(sandboxes);
-  m.update_sandboxes(none, statuses, 1000);
+  // Every sandbox appears at once, as on the daemon's first sweep.
+  std::vector<correlate::VerdictChange> changes;
+  for (const auto& [id, status] : statuses)
+    changes.push_back({id, std::nullopt, status.verdict.value_or("pending"), status,
+                       status.findings, 0});
+  m.apply_changes(changes, statuses, 1000);
   for (int i = 0; i < sandboxes; ++i) m.observe_sample_duration(0.0002);
 
   std::string text = m.serialize();

@@ -2,7 +2,8 @@
 # Builds every libFuzzer target (tests/fuzz/*_fuzz.cpp) with clang and runs
 # each one briefly: first its regression inputs (tests/fuzz/regressions/NAME/,
 # crashes found before, which must stay fixed), then FUZZ_SECONDS of fuzzing
-# from a scratch copy of its seed corpus (tests/fuzz/corpus-NAME/). Prints
+# from a scratch copy of its seed corpus (tests/fuzz/corpus-NAME/), with its
+# dictionary (tests/fuzz/dict/NAME.dict) when it has one. Prints
 # one line per target (runs, runs per second, final coverage) and exits 1 if
 # any target crashed, leaked, timed out on an input or ran out of memory.
 #
@@ -86,6 +87,10 @@ for name in "${names[@]}"; do
     if ((${#regressions[@]} > 0)); then cp "${regressions[@]}" "$corpus/"; fi
   fi
 
+  # Tokens the inputs are made of, so that mutations reach past the syntax.
+  dict=()
+  if [[ -f tests/fuzz/dict/$name.dict ]]; then dict=(-dict="tests/fuzz/dict/$name.dict"); fi
+
   # The fuzzers keep their scratch files under TMPDIR.
   status=0
   if ((${#regressions[@]} > 0)); then
@@ -94,7 +99,7 @@ for name in "${names[@]}"; do
   fi
   if ((status == 0)); then
     TMPDIR=$scratch/$name/tmp timeout --kill-after=30 $((seconds + 120)) \
-      "$binary" "${options[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+      "$binary" "${options[@]}" "${dict[@]}" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$artifacts/" "$corpus" >>"$log" 2>&1 || status=$?
   fi
 

@@ -4,6 +4,24 @@
 # the README's commands and .ci/run can both call it every time.
 set -euo pipefail
 
+# The daemon's own system user and group: `driftwatch run` starts as root,
+# binds its port, then runs as this user (README, "The daemon"). Without it
+# the daemon falls back to nobody (65534), which other services share.
+ensure_daemon_user() {
+  if getent passwd driftwatch >/dev/null; then
+    return 0
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: no user driftwatch; run as root to create it" >&2
+    return 0
+  fi
+  getent group driftwatch >/dev/null || groupadd --system driftwatch
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --gid driftwatch driftwatch
+  echo "install-deps: created system user driftwatch ($(id driftwatch))"
+}
+ensure_daemon_user
+
 packages=(
   # build
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool

@@ -276,22 +276,37 @@ struct MountsOutcome {
   bool applied = false;
   std::string note;
   std::vector<std::string> hidden;
+  uint64_t original_namespace = 0;
 };
+
+// The inode of a /proc/PID/ns link ("mnt:[4026531841]"), 0 when unreadable.
+uint64_t namespace_inode(const char* link) {
+  std::error_code ec;
+  auto target = fs::read_symlink(link, ec).string();
+  auto open = target.find('[');
+  if (ec || open == std::string::npos) return 0;
+  try {
+    return std::stoull(target.substr(open + 1));
+  } catch (...) {
+    return 0;
+  }
+}
 
 // Step 2. Skipped (said in the note) where it cannot be done without harm.
 Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   MountsOutcome outcome;
+  outcome.original_namespace = namespace_inode("/proc/self/ns/mnt");
   // The sampler's "host" mount namespace is PID 1's, or the monitor's own
   // where PID 1's cannot be read; a private one would then make every
   // sandbox look private.
-  std::error_code ec;
-  (void)fs::read_symlink("/proc/1/ns/mnt", ec);
-  if (ec) {
-    outcome.note = "not applied: PID 1's mount namespace cannot be read (" + ec.message() +
-                   "), so the sampler compares against the monitor's own, which must stay the "
-                   "host's";
+  if (namespace_inode("/proc/1/ns/mnt") == 0 && !options.compares_with_original_mount_namespace) {
+    outcome.note =
+        "not applied: PID 1's mount namespace cannot be read, so the sampler compares against "
+        "the monitor's own, which must stay the host's (applied once the sampler uses "
+        "ConfineReport::original_mount_namespace)";
     return outcome;
   }
+  std::error_code ec;
   const fs::path state_dir = fs::canonical(options.state_dir, ec);
   if (ec) return fail("cannot resolve state_dir ", options.state_dir.string(), ": ", ec.message());
   std::vector<fs::path> kept{state_dir};
@@ -783,6 +798,7 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
     report.read_only_mounts = mounts.applied;
     report.mounts_note = mounts.note;
     report.hidden_paths = mounts.hidden;
+    report.original_mount_namespace = mounts.original_namespace;
     if (!mounts.applied)
       spdlog::warn("CONFINEMENT WEAKER: read-only mounts {}; the daemon can write wherever {} can",
                    mounts.note, options.user.name);
@@ -795,6 +811,7 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
     DW_TRY(self, user_to_run_as());
     report.user = std::move(self);
     report.mounts_note = "not applied: not started as root";
+    report.original_mount_namespace = namespace_inode("/proc/self/ns/mnt");
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fail("cannot set no_new_privs: ", errno_text());
@@ -826,6 +843,7 @@ json to_json(const ConfineReport& report) {
       {"read_only_mounts", report.read_only_mounts},
       {"mounts", report.mounts_note},
       {"hidden_paths", report.hidden_paths},
+      {"original_mount_namespace", report.original_mount_namespace},
       {"landlock_abi", report.landlock_abi},
       {"landlock", report.landlock},
   };

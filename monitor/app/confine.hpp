@@ -38,6 +38,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -104,6 +105,14 @@ struct ConfineOptions {
   /// to date. Every other bpf command (map create, program load, attach,
   /// pin, get-fd-by-id) stays denied. False: bpf(2) is denied outright.
   bool allow_bpf_map_ops = false;
+  /// Whether the caller, where PID 1's namespaces cannot be read, compares
+  /// sandboxes' mount namespaces with ConfineReport::original_mount_namespace
+  /// instead of the process's own. If not, confine() leaves the mount
+  /// namespace alone on such a host (the sampler would take the private one
+  /// for the host's, and every sandbox's mount namespace would look private)
+  /// and says so loudly. Where PID 1's can be read, the read-only mounts are
+  /// applied either way.
+  bool compares_with_original_mount_namespace = false;
 };
 
 /// The daemon's options: its state dir, the directories of its launch
@@ -123,6 +132,8 @@ struct ConfineReport {
   bool read_only_mounts = false;
   std::string mounts_note;
   std::vector<std::string> hidden_paths;
+  /// The inode of the mount namespace the process was in before confine().
+  uint64_t original_mount_namespace = 0;
   /// The Landlock ABI this kernel offers (0: none) and why it is not used.
   int landlock_abi = 0;
   std::string landlock;

@@ -117,13 +117,15 @@ correlate::SweepOptions sweep_options(const Daemon& d) {
 // Each verdict change is one log line (and, with the evidence log, one entry).
 void log_changes(const std::vector<correlate::VerdictChange>& changes) {
   for (const auto& change : changes) {
-    const std::string observed = change.observed_sha256 ? change.observed_sha256->substr(0, 12) : "-";
+    const auto& hash = change.status.observed_sha256;
+    const std::string observed = hash ? hash->substr(0, 12) : "-";
+    const size_t findings = change.status.findings.size();
     if (change.from)
       spdlog::info("sandbox {}: verdict {} -> {} (observed {}, {} findings)", change.sandbox_id,
-                   *change.from, change.to, observed, change.findings);
+                   *change.from, change.to, observed, findings);
     else
       spdlog::info("sandbox {}: discovered, verdict {} (observed {}, {} findings)",
-                   change.sandbox_id, change.to, observed, change.findings);
+                   change.sandbox_id, change.to, observed, findings);
   }
 }
 
@@ -158,11 +160,11 @@ void start_sweep(Daemon& d) {
             correlate::declared_for(*d.ingestor, item.ref.sandbox_id))
           rescope = true;
       int64_t now = unix_now();
-      auto previous = d.correlator.statuses();
       try {
-        log_changes(d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
-                                             d.config.unattested_grace_seconds));
-        d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
+        const auto changes = d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
+                                                      d.config.unattested_grace_seconds);
+        log_changes(changes);
+        d.metrics->apply_changes(changes, d.correlator.statuses(), now);
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
       }
@@ -208,11 +210,11 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
         return;
       }
       const int64_t now = unix_now();
-      auto previous = d.correlator.statuses();
       try {
-        log_changes(d.correlator.apply_sample(*item, *d.ingestor, d.policy, now,
-                                              d.config.unattested_grace_seconds));
-        d.metrics->update_sandboxes(previous, d.correlator.statuses(), now);
+        const auto changes = d.correlator.apply_sample(*item, *d.ingestor, d.policy, now,
+                                                       d.config.unattested_grace_seconds);
+        log_changes(changes);
+        d.metrics->apply_changes(changes, d.correlator.statuses(), now);
         d.metrics->observe_sample_duration(item->sample_seconds);
       } catch (const std::exception& e) {
         spdlog::error("sandbox {}: resample not applied: internal error: {}", sandbox_id,

@@ -45,15 +45,19 @@ using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
 Result<void> single_pem_block(std::string_view pem, std::string_view label) {
   const std::string begin = "-----BEGIN " + std::string(label) + "-----";
   const std::string end = "-----END " + std::string(label) + "-----";
+  // Without a block of this label at all, OpenSSL's own refusal says best
+  // what was expected (and an encrypted key is told apart there).
+  if (pem.find(begin) == std::string_view::npos) return {};
   const size_t first = pem.find_first_not_of(" \t\r\n");
   const size_t last = pem.find_last_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return fail("the PEM text is empty");
   const std::string_view body = pem.substr(first, last - first + 1);
   if (!body.starts_with(begin))
     return fail("the PEM text does not start with \"", begin, "\" (text before it is refused)");
   if (!body.ends_with(end))
     return fail("the PEM text does not end with \"", end, "\" (text after it is refused)");
-  if (body.find("-----BEGIN", begin.size()) != std::string_view::npos)
+  // Between the two lines only the base64 body: no second block, and no
+  // END line followed by more text that happens to end like a block.
+  if (body.find("-----", begin.size()) != body.size() - end.size())
     return fail("the PEM text holds more than one block; give exactly one key");
   return {};
 }

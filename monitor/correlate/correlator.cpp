@@ -1,6 +1,7 @@
 #include "correlate/correlator.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "projection/declared.hpp"
 
@@ -121,14 +122,27 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
 
 namespace {
 
+std::string finding_key(const Finding& f) {
+  return f.field + "\n" + projection::to_string(f.direction);
+}
+
 void note_change(std::vector<VerdictChange>& changes, const SandboxStatus* before,
                  const SandboxStatus& after) {
-  if (before && before->verdict == after.verdict &&
-      before->observed_sha256 == after.observed_sha256)
-    return;
+  std::vector<Finding> fresh;
+  std::set<std::string> known;
+  if (before)
+    for (const auto& f : before->findings) known.insert(finding_key(f));
+  for (const auto& f : after.findings)
+    if (!known.contains(finding_key(f))) fresh.push_back(f);
+  const bool same = before && before->verdict == after.verdict &&
+                    before->observed_sha256 == after.observed_sha256 &&
+                    before->declared_sha256 == after.declared_sha256 &&
+                    before->launch_id == after.launch_id &&
+                    before->findings.size() == after.findings.size() && fresh.empty();
+  if (same) return;
   changes.push_back(VerdictChange{after.sandbox_id, before ? before->verdict : std::nullopt,
-                                  after.verdict.value_or("pending"), after.observed_sha256,
-                                  after.findings.size()});
+                                  after.verdict.value_or("pending"), after, std::move(fresh),
+                                  before ? before->last_observed : 0});
 }
 
 }  // namespace

@@ -64,14 +64,19 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
 std::optional<projection::Projection> declared_for(const ingest::Ingestor& ingestor,
                                                    std::string_view sandbox_id);
 
-/// One sandbox whose verdict or observed hash changed: the stream that
-/// logs (and, next, the evidence log) consume.
+/// One sandbox whose status changed (verdict, hashes, launch, findings): the
+/// stream that logs and metrics consume (and, next, the evidence log), so
+/// none of them has to diff status maps.
 struct VerdictChange {
   std::string sandbox_id;
-  std::optional<std::string> from;  // nullopt: first seen
+  std::optional<std::string> from;  // the verdict before; nullopt: first seen
   std::string to;
-  std::optional<std::string> observed_sha256;
-  size_t findings = 0;
+  SandboxStatus status;  // as it is now
+  /// Findings the sandbox did not have before (by field and direction).
+  std::vector<projection::Finding> new_findings;
+  /// When the sandbox was observed before this change (0: never): drift
+  /// found now happened at most this long ago.
+  int64_t previous_observed_at = 0;
 };
 
 /// The verdicts of every sandbox seen, live and gone.

@@ -54,9 +54,28 @@ std::string event_name(EnvelopeKind kind, std::string_view id) {
   return (kind == EnvelopeKind::launch ? "launch " : "grant ") + std::string(id);
 }
 
+// A reason goes into logs and JSON answers, and quotes text from the
+// envelope (field names, capability names from its config): it is kept on
+// one line (control characters become '?', so a sender cannot forge log
+// lines) and bounded, cut at a UTF-8 character boundary.
+std::string one_line(std::string text) {
+  constexpr size_t kMaxReason = 1000;
+  for (char& c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7F) c = '?';
+  }
+  if (text.size() > kMaxReason) {
+    size_t cut = kMaxReason;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text.resize(cut);
+    text += "...";
+  }
+  return text;
+}
+
 IngestOutcome rejection(IngestResult result, std::string reason, std::string id = {},
                         std::optional<EnvelopeKind> kind = std::nullopt) {
-  return IngestOutcome{result, std::move(reason), std::move(id), kind};
+  return IngestOutcome{result, one_line(std::move(reason)), std::move(id), kind};
 }
 
 IngestOutcome too_large(std::optional<uint64_t> size) {
@@ -251,7 +270,7 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
     const Signature& candidate = envelope->signatures[i];
     const TrustedKey* key = trust.find(candidate.keyid);
     if (key == nullptr) {
-      unknown_keyids += (unknown_keyids.empty() ? "" : ", ") + printable(short_hex(candidate.keyid));
+      unknown_keyids += (unknown_keyids.empty() ? "" : ", ") + short_hex(printable(candidate.keyid));
       continue;
     }
     if (!key->key.verify(pae_bytes, candidate.sig)) {
@@ -385,9 +404,9 @@ IngestOutcome Ingestor::finish(PendingAccept pending, const Result<void>& stored
     // Valid, but not durable: nothing changes, and the sender is told to
     // retry (503), not that it sent something wrong.
     outcome.result = IngestResult::unavailable;
-    outcome.reason = event_name(pending.kind, pending.id) +
-                     " passed every check but could not be stored (" + stored.error().message +
-                     "); nothing changed, retry later";
+    outcome.reason = one_line(event_name(pending.kind, pending.id) +
+                              " passed every check but could not be stored (" +
+                              stored.error().message + "); nothing changed, retry later");
   } else {
     outcome.result = IngestResult::accepted;
     outcome.reason = std::move(pending.reason);
@@ -626,7 +645,7 @@ Result<RestoreReport> Ingestor::restore() {
     ++line_number;
     const std::string where = path + " line " + std::to_string(line_number);
     const auto skip = [&](const std::string& why) {
-      report.skipped.push_back(where + " skipped: " + why);
+      report.skipped.push_back(one_line(where + " skipped: " + why));
       quarantined += "line " + std::to_string(line_number) + ":\n" + std::string(line) + "\n";
     };
 

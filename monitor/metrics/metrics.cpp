@@ -19,9 +19,6 @@ const prometheus::Histogram::BucketBoundaries kSampleBuckets{
 const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                                               1,     2.5,   5,    10,   30,  60};
 
-std::string finding_key(const projection::Finding& f) {
-  return f.field + "\n" + projection::to_string(f.direction);
-}
 
 }  // namespace
 
@@ -147,36 +144,33 @@ void Metrics::count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult resul
   family.Add({{"result", ingest::to_string(result)}}).Increment();
 }
 
-void Metrics::update_sandboxes(const std::map<std::string, correlate::SandboxStatus>& previous,
-                               const std::map<std::string, correlate::SandboxStatus>& current,
-                               int64_t now) {
+void Metrics::apply_changes(const std::vector<correlate::VerdictChange>& changes,
+                            const std::map<std::string, correlate::SandboxStatus>& statuses,
+                            int64_t now) {
   std::map<std::string, double> by_verdict;
   for (const char* verdict : correlate::kVerdicts) by_verdict[verdict] = 0;
-  for (const auto& [id, status] : current)
+  for (const auto& [id, status] : statuses)
     if (status.verdict) by_verdict[*status.verdict] += 1;
   for (const auto& [verdict, count] : by_verdict) sandboxes_.Add({{"verdict", verdict}}).Set(count);
 
-  // Per-sandbox series: only live sandboxes with a verdict.
-  for (auto it = series_.begin(); it != series_.end();) {
-    auto status = current.find(it->first);
-    bool keep =
-        status != current.end() && status->second.verdict && status->second.verdict != "gone";
-    if (!keep) {
-      sandbox_drifted_.Remove(it->second.drifted);
-      sandbox_info_.Remove(it->second.info);
-      it = series_.erase(it);
-    } else {
-      ++it;
+  for (const auto& change : changes) {
+    const auto& id = change.sandbox_id;
+    const auto& status = change.status;
+    // Per-sandbox series: only live sandboxes.
+    if (change.to == "gone") {
+      if (auto it = series_.find(id); it != series_.end()) {
+        sandbox_drifted_.Remove(it->second.drifted);
+        sandbox_info_.Remove(it->second.info);
+        series_.erase(it);
+      }
+      continue;
     }
-  }
-  for (const auto& [id, status] : current) {
-    if (!status.verdict || status.verdict == "gone") continue;
     std::string launch_id = status.launch_id.value_or("");
     std::map<std::string, std::string> info_labels{
         {"sandbox", id},
         {"launch_id", launch_id},
         {"runtime", status.runtime},
-        {"verdict", *status.verdict},
+        {"verdict", change.to},
         {"declared_sha256", status.declared_sha256.value_or("")},
         {"observed_sha256", status.observed_sha256.value_or("")}};
     auto& series = series_[id];
@@ -187,7 +181,7 @@ void Metrics::update_sandboxes(const std::map<std::string, correlate::SandboxSta
     if (!series.drifted)
       series.drifted = &sandbox_drifted_.Add({{"sandbox", id}, {"launch_id", launch_id}});
     series.launch_id = launch_id;
-    series.drifted->Set(*status.verdict == "drifted" ? 1 : 0);
+    series.drifted->Set(change.to == "drifted" ? 1 : 0);
     if (series.info && series.info_labels != info_labels) {
       sandbox_info_.Remove(series.info);
       series.info = nullptr;
@@ -199,13 +193,8 @@ void Metrics::update_sandboxes(const std::map<std::string, correlate::SandboxSta
     }
 
     // Counters move only for findings that are new on this sandbox.
-    std::set<std::string> known;
-    auto before = previous.find(id);
-    if (before != previous.end())
-      for (const auto& f : before->second.findings) known.insert(finding_key(f));
     bool new_drift = false;
-    for (const auto& f : status.findings) {
-      if (known.contains(finding_key(f))) continue;
+    for (const auto& f : change.new_findings) {
       if (f.field.starts_with("policy.")) {
         policy_violations_.Add({{"rule", f.field.substr(7)}}).Increment();
       } else {
@@ -218,8 +207,8 @@ void Metrics::update_sandboxes(const std::map<std::string, correlate::SandboxSta
       }
     }
     // Drift found by a sweep happened at most one sample ago.
-    if (new_drift && before != previous.end() && before->second.last_observed > 0)
-      sweep_latency_->Observe(static_cast<double>(now - before->second.last_observed));
+    if (new_drift && change.from && change.previous_observed_at > 0)
+      sweep_latency_->Observe(static_cast<double>(now - change.previous_observed_at));
   }
 }
 

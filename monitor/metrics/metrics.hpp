@@ -38,12 +38,13 @@ class Metrics {
   /// One ingested envelope's result.
   void count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult result);
 
-  /// After a sweep: verdict counts, per-sandbox series (added, relabelled,
-  /// removed for gone sandboxes), counters for findings and policy violations
-  /// that are new since `previous`, and the detection latency of new drift.
-  void update_sandboxes(const std::map<std::string, correlate::SandboxStatus>& previous,
-                        const std::map<std::string, correlate::SandboxStatus>& current,
-                        int64_t now);
+  /// After a sweep or a resample, from the correlator's change stream:
+  /// verdict counts (from `statuses`), and for each changed sandbox its
+  /// series (added, relabelled, removed when gone), counters for its new
+  /// findings and policy violations, and the detection latency of new drift.
+  void apply_changes(const std::vector<correlate::VerdictChange>& changes,
+                     const std::map<std::string, correlate::SandboxStatus>& statuses,
+                     int64_t now);
   void observe_sample_duration(double seconds);
   void set_last_sweep(int64_t unix_seconds);
   void set_probe_attached(const std::string& probe, bool attached);

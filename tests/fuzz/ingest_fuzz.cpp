@@ -27,9 +27,12 @@
 // accepted envelope's record is there and the same bytes again are a
 // `duplicate`; a rejected one leaves accepted.jsonl as it was; a restart
 // restores exactly what was accepted (and stored), nothing more or less.
+// DRIFTWATCH_FUZZ_VERBOSE=1 in the environment prints every outcome.
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -104,6 +107,12 @@ std::string with_config_hash(std::string_view text) {
   return doc->dump();
 }
 
+// DRIFTWATCH_FUZZ_VERBOSE=1: print every outcome (to see what a corpus reaches).
+bool verbose() {
+  static const bool on = std::getenv("DRIFTWATCH_FUZZ_VERBOSE") != nullptr;
+  return on;
+}
+
 uint64_t total_count(const ingest::Ingestor& ingestor) {
   uint64_t total = 0;
   for (auto kind : {ingest::EnvelopeKind::launch, ingest::EnvelopeKind::grant})
@@ -157,6 +166,9 @@ class Run {
     const uint64_t before = total_count(*ingestor_);
     const uintmax_t stored_before = size_of(ingestor_->accepted_path());
     const ingest::IngestOutcome outcome = ingestor_->ingest(envelope, std::nullopt, kNow);
+    if (verbose())
+      std::fprintf(stderr, "ingest_fuzz: %s: %s\n", ingest::to_string(outcome.result).c_str(),
+                   outcome.reason.c_str());
     if (outcome.reason.empty()) report("an outcome without a reason", envelope);
     if (total_count(*ingestor_) != before + 1)
       report("an ingest not counted exactly once", envelope);

@@ -603,7 +603,7 @@ TEST_CASE("ingestor: a config whose declared projection cannot be computed is ma
   outcome = require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt,
                              IngestResult::malformed, EnvelopeKind::launch);
   CHECK_THAT(outcome.reason, Catch::Contains("declared projection cannot be computed") &&
-                                 Catch::Contains("rlimit"));
+                                 Catch::Contains("process.rlimits has an unknown type"));
 
   // A grant is held to the same rule, with its launch accepted.
   REQUIRE(ingestor.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
@@ -618,19 +618,46 @@ TEST_CASE("ingestor: a config whose declared projection cannot be computed is ma
   CHECK(ingestor.latest_grant("L-3") == nullptr);
 }
 
-TEST_CASE("ingestor: the reason for a config that cannot be projected is one line", "[ingest]") {
+TEST_CASE("ingestor: a reason quoting text from the envelope stays on one line", "[ingest]") {
   Fixture f;
   Ingestor ingestor = f.ingestor();
-  // Reasons go to logs line by line and into JSON answers: text quoted from
-  // a signed config must not start a new log line.
+  // Reasons go to logs line by line and into the evidence log: text quoted
+  // from a signed envelope must not start a line of its own (a forged
+  // "accepted" log line).
+  const std::string forged = "x\nlaunch L-9 accepted, signed by key 3fa2 (cp-1)";
+  std::vector<std::pair<std::string, std::string>> cases;
+
   json config = oci_config();
-  config["process"]["capabilities"] = {{"bounding", {"CAP_KILL\nlaunch L-9 accepted"}}};
+  config["process"]["capabilities"] = {{"bounding", {forged}}};
   json payload = launch_payload();
   payload["config"] = config;
   payload["config_sha256"] = sha256_of_config(config);
-  // require_rejected checks that the reason holds no '\n'.
-  require_rejected(ingestor, f, sign(payload, f.cp1), std::nullopt, IngestResult::malformed,
-                   EnvelopeKind::launch);
+  cases.emplace_back("a capability name", sign(payload, f.cp1));
+
+  config = oci_config();
+  config["linux"] = {{"namespaces", {{{"type", forged}}}}};
+  payload["config"] = config;
+  payload["config_sha256"] = sha256_of_config(config);
+  cases.emplace_back("a namespace type", sign(payload, f.cp1));
+
+  payload = launch_payload();
+  payload[forged] = 1;
+  cases.emplace_back("an unknown payload field", sign(payload, f.cp1));
+
+  json envelope = json::parse(sign(launch_payload(), f.cp1));
+  envelope[forged] = 1;
+  cases.emplace_back("an unknown envelope field", envelope.dump());
+
+  envelope = json::parse(sign(launch_payload(), f.cp1));
+  envelope["signatures"][0][forged] = 1;
+  cases.emplace_back("an unknown signature field", envelope.dump());
+
+  for (const auto& [what, bytes] : cases) {
+    INFO("newline in " << what);
+    // require_rejected checks that the reason holds no '\n'.
+    require_rejected(ingestor, f, bytes, std::nullopt, IngestResult::malformed,
+                     EnvelopeKind::launch);
+  }
 }
 
 TEST_CASE("ingestor: an envelope that is not valid UTF-8 is malformed with a UTF-8 reason",
@@ -982,7 +1009,7 @@ TEST_CASE("ingestor: restore cuts off a torn last line, quarantines it and carri
   }
   SECTION("a whole line that does not verify and then a torn one") {
     // The whole line is kept (and skipped); only the torn one is cut.
-    torn = "{\"acc";
+    torn = "{\"torn";
     std::ofstream(f.accepted(), std::ios::app)
         << R"({"accepted_at":1,"envelope":"{}","kind":"launch"})"
         << "\n"

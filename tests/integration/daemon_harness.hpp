@@ -124,8 +124,8 @@ class DaemonUnderTest {
     return http_request(port_, "POST", path, body);
   }
 
-  /// Polls /v1/sandboxes/ID until its verdict is `verdict` (or the time is
-  /// up: then the last state is returned for the test to report).
+  /// Polls /v1/sandboxes/ID until its verdict is `verdict`; fails the test
+  /// (with the last state seen) when the time is up.
   nlohmann::json wait_for_verdict(const std::string& id, const std::string& verdict,
                                   std::chrono::seconds timeout = std::chrono::seconds(20)) const {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -138,15 +138,22 @@ class DaemonUnderTest {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    FAIL("sandbox " << id << " did not become " << verdict << " within " << timeout.count()
+                    << " s; last seen: " << last.dump() << "\ndaemon log:\n"
+                    << log());
     return last;
   }
 
-  /// Waits until two more sweeps have completed.
+  /// Waits until `count` more sweeps have completed; fails the test when a
+  /// sweep does not complete within 10 s.
   void wait_sweeps(int count = 2) const {
     for (int i = 0; i < count; ++i) {
       auto before = get("/healthz")["last_sweep"];
-      for (int j = 0; j < 100 && get("/healthz")["last_sweep"] == before; ++j)
+      int polls = 0;
+      while (get("/healthz")["last_sweep"] == before) {
+        if (++polls > 100) FAIL("no sweep completed within 10 s\ndaemon log:\n" << log());
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
     }
   }
 

@@ -28,6 +28,13 @@ projection::Finding escalation(const std::string& field) {
   return f;
 }
 
+// What the correlator's change stream says of `s`: every finding new.
+correlate::VerdictChange change(const correlate::SandboxStatus& s,
+                                std::optional<std::string> from = std::nullopt,
+                                int64_t previous_observed_at = 0) {
+  return {s.sandbox_id, std::move(from), *s.verdict, s, s.findings, previous_observed_at};
+}
+
 bool has_line(const std::string& text, const std::string& line) {
   return text.find("\n" + line + "\n") != std::string::npos;
 }
@@ -57,10 +64,10 @@ TEST_CASE("metrics: every family of the contract is exposed from the start", "[m
 
 TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone", "[metrics]") {
   metrics::Metrics m("0.1.0", "abc123", "c");
-  std::map<std::string, correlate::SandboxStatus> none, first, second;
+  std::map<std::string, correlate::SandboxStatus> first, second;
   first["a"] = status("a", "attested");
   first["b"] = status("b", "unattested");
-  m.update_sandboxes(none, first, 1000);
+  m.apply_changes({change(first["a"]), change(first["b"])}, first, 1000);
   auto text = m.serialize();
   CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 0"));
   CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"attested\"} 1"));
@@ -69,7 +76,8 @@ TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone
 
   second["a"] = status("a", "drifted", {escalation("capabilities.effective")});
   second["b"] = status("b", "gone");
-  m.update_sandboxes(first, second, 1010);
+  m.apply_changes({change(second["a"], "attested", 1000), change(second["b"], "unattested", 1000)},
+                  second, 1010);
   text = m.serialize();
   CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 1"));
   CHECK(text.find("sandbox=\"b\"") == std::string::npos);
@@ -80,8 +88,9 @@ TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone
                  "effective\",severity=\"critical\"} 1"));
   CHECK(has_line(text, "driftwatch_detection_latency_seconds_count{trigger=\"sweep\"} 1"));
 
-  // The same finding on the next sweep is not counted again.
-  m.update_sandboxes(second, second, 1020);
+  // A sweep that changes nothing (the correlator reports no change) counts
+  // nothing and keeps the series.
+  m.apply_changes({}, second, 1020);
   CHECK(has_line(m.serialize(),
                  "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
                  "effective\",severity=\"critical\"} 1"));
@@ -90,9 +99,9 @@ TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone
 TEST_CASE("metrics: policy findings count under their rule, ingest results under theirs",
           "[metrics]") {
   metrics::Metrics m("0.1.0", "abc123", "c");
-  std::map<std::string, correlate::SandboxStatus> none, now;
+  std::map<std::string, correlate::SandboxStatus> now;
   now["v"] = status("v", "violating", {escalation("policy.no-cap-sys-module")});
-  m.update_sandboxes(none, now, 1000);
+  m.apply_changes({change(now["v"])}, now, 1000);
   m.count_ingest(ingest::EnvelopeKind::grant, ingest::IngestResult::wrong_role);
   auto text = m.serialize();
   CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-cap-sys-module\"} 1"));
@@ -129,9 +138,9 @@ TEST_CASE("metrics: every fixed findings series is exported at 0 before the firs
   CHECK(has_line(text, "driftwatch_grants_total{result=\"unavailable\"} 0"));
 
   // The first finding moves its own series from 0 to 1, and only that one.
-  std::map<std::string, correlate::SandboxStatus> none, now;
+  std::map<std::string, correlate::SandboxStatus> now;
   now["a"] = status("a", "drifted", {escalation("capabilities.effective")});
-  m.update_sandboxes(none, now, 1000);
+  m.apply_changes({change(now["a"])}, now, 1000);
   const auto after = m.serialize();
   CHECK(has_line(after,
                  "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
@@ -154,9 +163,9 @@ TEST_CASE("metrics: the rules of the node policy are exported at 0 once set", "[
 
   // A violation counts on the exported series; setting the rules again
   // does not reset it.
-  std::map<std::string, correlate::SandboxStatus> none, now;
+  std::map<std::string, correlate::SandboxStatus> now;
   now["v"] = status("v", "violating", {escalation("policy.no-cap-sys-module")});
-  m.update_sandboxes(none, now, 1000);
+  m.apply_changes({change(now["v"])}, now, 1000);
   m.set_policy_rules({"no-cap-sys-module", "no-host-pid"});
   text = m.serialize();
   CHECK(has_line(text, "driftwatch_policy_violations_total{rule=\"no-cap-sys-module\"} 1"));

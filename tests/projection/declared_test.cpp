@@ -181,10 +181,12 @@ TEST_CASE("declared projection: an rlimit type the kernel does not have is refus
   auto config = runc_spec_config();
   for (const char* type : {"RLIMIT_FLY", "rlimit_nofile", "NOFILE", "", "RLIMIT_NOFILE "}) {
     INFO("rlimit type: \"" << type << "\"");
-    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024}, {"soft", 1024}}};
+    // Unsigned, as parsed from JSON text.
+    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024u}, {"soft", 1024u}}};
     auto p = declared_projection(config);
     REQUIRE_FALSE(p);
-    CHECK_THAT(p.error().message, Catch::Contains("process.rlimits") && Catch::Contains("RLIMIT_"));
+    CHECK_THAT(p.error().message, Catch::Contains("process.rlimits has an unknown type") &&
+                                      Catch::Contains("RLIMIT_"));
   }
   // Every kernel name is accepted.
   for (const char* type :
@@ -192,7 +194,7 @@ TEST_CASE("declared projection: an rlimit type the kernel does not have is refus
         "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
         "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK"}) {
     INFO("rlimit type: " << type);
-    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024}, {"soft", 512}}};
+    config["process"]["rlimits"] = {{{"type", type}, {"hard", 1024u}, {"soft", 512u}}};
     auto p = declared_projection(config);
     REQUIRE(p);
     CHECK(to_json(*p)["rlimits"][type] == json({512, 1024}));
