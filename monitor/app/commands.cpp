@@ -71,7 +71,7 @@ Result<sandbox::SandboxRef> resolve_target(const Target& target, const observe::
 }
 
 Result<std::string> read_input_file(const std::string& path) {
-  return read_file(path, 4u << 20, "OCI config");
+  return read_regular_file(path, 4u << 20, "OCI config");
 }
 
 Result<projection::Projection> declared_from_file(const std::string& path) {

@@ -123,17 +123,26 @@ Result<void> check_existing_state_dir(const fs::path& dir, int dirfd, const stru
   if (st.st_uid == user.uid) return {};
   if (st.st_uid != 0 || geteuid() != 0)
     return fail(name, " belongs to ", user_name(st.st_uid), ", not to ", user_name(user.uid),
-                (geteuid() == 0 ? " or root" : ""), ": refusing to take it over");
-  // Root's: a state dir of an earlier version that ran as root is 0700
-  // (it made it so). Anything else that is not empty belongs to something
-  // else (/var, /srv/www), and handing it over would give it away.
-  if ((st.st_mode & 07777) == 0700) return {};
+                (geteuid() == 0 ? " or root" : ""),
+                ": refusing to take it over (if it is driftwatch's own, from a run as another "
+                "user: chown -R ",
+                user.name, ": ", dir.string(), ")");
+  // Root's. Empty: made for the daemon by an operator. A state dir of an
+  // earlier version that ran as root is 0700 and holds journals/ or ingest/
+  // (it made them). Anything else belongs to something else (/root is 0700
+  // too), and handing it over would give it away.
   DW_TRY(empty, directory_is_empty(dirfd, dir));
   if (empty) return {};
-  return fail(name, " belongs to root with mode ", mode,
-              " and is not empty: driftwatch makes its state dir 0700, so this is some other "
-              "directory; use a directory of its own (e.g. /var/lib/driftwatch) or chown -R it to ",
-              user.name, " yourself");
+  struct stat sub {};
+  const bool made_by_driftwatch =
+      (st.st_mode & 07777) == 0700 &&
+      ((::fstatat(dirfd, "journals", &sub, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sub.st_mode)) ||
+       (::fstatat(dirfd, "ingest", &sub, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sub.st_mode)));
+  if (made_by_driftwatch) return {};
+  return fail(name, " belongs to root (mode ", mode,
+              ") and is not a state dir driftwatch made (0700, with journals/ or ingest/): use "
+              "a directory of its own, e.g. /var/lib/driftwatch, or chown -R ",
+              user.name, ": ", dir.string(), " yourself");
 }
 
 Result<Fd> open_state_dir(const fs::path& dir) {
@@ -368,14 +377,19 @@ Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   if (mount_setattr_recursive(state_dir.c_str(), 0, kMountAttrRdonly) != 0)
     return fail("cannot make state_dir ", state_dir.string(), " writable: ", errno_text());
 
-  struct statvfs root {
-  }, state{};
+  struct statvfs root {};
+  struct statvfs state {};
   if (::statvfs("/", &root) != 0 || !(root.f_flag & ST_RDONLY))
     return fail("the monitor's root mount did not become read-only");
   if (::statvfs(state_dir.c_str(), &state) != 0 || (state.f_flag & ST_RDONLY))
     return fail("state_dir ", state_dir.string(), " did not stay writable");
   outcome.applied = true;
   outcome.note = "every mount read-only but state_dir " + state_dir.string();
+  if (!outcome.hidden.empty()) {
+    outcome.note += "; covered:";
+    for (const auto& path : outcome.hidden) outcome.note += " " + path;
+    outcome.note += " (a bundle there cannot be hashed)";
+  }
   return outcome;
 }
 
@@ -421,7 +435,8 @@ int last_capability() {
 }
 
 Result<void> drop_bounding_set(uint64_t keep) {
-  for (int cap = 0; cap <= last_capability() && cap < 64; ++cap) {
+  const int last = std::min(last_capability(), 63);
+  for (int cap = 0; cap <= last; ++cap) {
     if (keep & (uint64_t{1} << cap)) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
       return fail("cannot drop ", observe::capability_name(cap),

@@ -75,6 +75,9 @@ int64_t boot_time() {
 struct Journal {
   std::unique_ptr<ingest::JournalTail> tail;
   bool busy = false;
+  // The error of the last poll: a refused journal is logged once when it
+  // starts failing (and when it recovers), not every half second.
+  std::string last_error;
 };
 
 struct Daemon {
@@ -355,8 +358,15 @@ void poll_journal(Daemon& d, Journal& journal) {
   auto& tail = *journal.tail;
   auto polled = tail.poll_lines();
   if (!polled) {
-    spdlog::warn("journal {}: {}", tail.path().string(), polled.error().message);
+    if (polled.error().message != journal.last_error)
+      spdlog::warn("journal {}: {} (retried every poll; logged again when this changes)",
+                   tail.path().string(), polled.error().message);
+    journal.last_error = polled.error().message;
     return;
+  }
+  if (!journal.last_error.empty()) {
+    spdlog::info("journal {}: readable again", tail.path().string());
+    journal.last_error.clear();
   }
   if (polled->rewound) spdlog::warn("journal {}: {}", tail.path().string(), *polled->rewound);
   if (polled->lines.empty()) return;
@@ -463,7 +473,9 @@ Result<void> prepare_state_dir(Daemon& d) {
 Result<void> load_trust(Daemon& d) {
   ingest::TrustStore trust;
   std::error_code ec;
-  if (!fs::exists(d.config.trust, ec)) {
+  // symlink_status: a dangling link is not "no trust file" but an error
+  // (TrustStore::load refuses links, naming it).
+  if (!fs::exists(fs::symlink_status(d.config.trust, ec))) {
     spdlog::error(
         "NO TRUST FILE: {} does not exist. No launch event or grant can be accepted, and "
         "every sandbox on this node will end 'unattested'. Write the control-plane and operator "

@@ -90,7 +90,7 @@ int report(const std::string& message) {
 
 Result<std::string> read_small_file(const std::filesystem::path& path, size_t limit,
                                     std::string_view what) {
-  return read_file(path, limit, what);
+  return read_regular_file(path, limit, what);
 }
 
 // Creates `path` (which must not exist) with `mode` and the given content,

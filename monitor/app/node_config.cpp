@@ -1,4 +1,5 @@
 #include "app/node_config.hpp"
+#include "common/posix.hpp"
 
 #include "common/file_io.hpp"
 
@@ -26,10 +27,6 @@ constexpr size_t kMaxConfigRead = (size_t{4} << 20) + 1;
 // a std::chrono::nanoseconds without overflow.
 constexpr int64_t kMaxSeconds = int64_t{10} * 365 * 24 * 3600;
 constexpr size_t kMaxNodeName = 64;
-
-std::string describe_errno(int error) {
-  return std::generic_category().message(error);
-}
 
 bool is_valid_node_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNodeName) return false;

@@ -65,7 +65,7 @@ Result<SweepItem> sample_ref(const SweepOptions& options, const sandbox::Sandbox
   if (ref.bundle && options.hash_bundle_config) {
     // The bundle is written by the runtime's caller on the host, never by
     // the sandbox; still, it is outside input: bounded and strictly parsed.
-    auto text = read_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
+    auto text = read_regular_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
     auto doc = text ? parse_json(*text, "config.json") : std::unexpected(text.error());
     if (doc) {
       auto bytes = canonical_json(*doc);

@@ -1,5 +1,6 @@
 #include "ingest/ingestor.hpp"
 #include "common/file_io.hpp"
+#include "common/posix.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -347,17 +348,6 @@ Result<void> fsync_dir(const std::filesystem::path& dir) {
   const int err = errno;
   ::close(fd);
   if (rc != 0) return fail("cannot fsync directory ", dir.string(), ": ", std::strerror(err));
-  return {};
-}
-
-Result<void> write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(std::strerror(errno));
-    if (n == 0) return fail("write wrote nothing");
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
   return {};
 }
 

@@ -1,4 +1,5 @@
 #include "observe/cgroupfs.hpp"
+#include "common/posix.hpp"
 
 #include "common/text.hpp"
 
@@ -26,10 +27,6 @@ constexpr size_t kMaxCgroupFile = 16 << 20;
 // No real limit comes near either, so everything from the smaller is
 // unlimited.
 constexpr uint64_t kV1MemoryUnlimited = 0x7FFFFFFFFFFF0000ULL;
-
-std::string describe_errno(int error) {
-  return std::generic_category().message(error);
-}
 
 std::string_view trim(std::string_view s) {
   auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n'; };

@@ -1,4 +1,5 @@
 #include "observe/proc_reader.hpp"
+#include "common/posix.hpp"
 
 #include "common/file_io.hpp"
 
@@ -19,10 +20,6 @@ namespace {
 // the largest. Anything beyond this is refused rather than cut short, since a
 // truncated mount table would be a silent guess.
 constexpr size_t kMaxProcFile = 1 << 20;
-
-std::string describe_errno(int error) {
-  return std::generic_category().message(error);
-}
 
 // ENOENT: the /proc/PID directory is gone; ESRCH: the task exited between
 // open and read. Both are the benign race samplers drop.

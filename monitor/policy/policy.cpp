@@ -144,7 +144,7 @@ Result<Policy> parse_policy(std::string_view text, std::string_view what) {
 
 Result<Policy> load_policy(const std::optional<std::filesystem::path>& path) {
   if (!path) return parse_policy(embedded_default_policy(), "embedded default.json");
-  DW_TRY(text, read_file(*path, 1u << 20, "policy"));
+  DW_TRY(text, read_regular_file(*path, 1u << 20, "policy"));
   return parse_policy(text, path->string());
 }
 

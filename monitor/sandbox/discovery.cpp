@@ -101,11 +101,10 @@ Result<SandboxRef> find_container(const DiscoveryRoots& roots, std::string_view 
   if (!valid_container_id(id)) return fail("'", std::string(id), "' is not a valid container id");
   auto try_root = [&](const fs::path& root, bool is_runc) -> std::optional<Result<SandboxRef>> {
     fs::path file = root / std::string(id) / (is_runc ? "state.json" : "status");
-    std::error_code ec;
-    if (!fs::exists(file, ec)) return std::nullopt;
-    auto text = read_file(file, 4u << 20, "container state");
+    auto text = read_regular_file_if_exists(file, 4u << 20, "container state");
     if (!text) return std::unexpected(text.error());
-    auto ref = is_runc ? parse_runc_state(*text, id) : parse_crun_status(*text, id);
+    if (!*text) return std::nullopt;
+    auto ref = is_runc ? parse_runc_state(**text, id) : parse_crun_status(**text, id);
     if (!ref) return ref;
     return resolve(std::move(*ref), proc);
   };

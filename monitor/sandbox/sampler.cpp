@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/posix.hpp"
 #include "sandbox/identity.hpp"
 
 namespace driftwatch::sandbox {
@@ -27,21 +28,6 @@ using projection::MemberObservation;
 using projection::MountView;
 using projection::Observation;
 using projection::ObservationScope;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 // Opens `path` inside the root `root_fd` without following symlinks out of
 // it: RESOLVE_IN_ROOT makes an absolute symlink the sandbox planted resolve
@@ -62,7 +48,7 @@ enum class PathState { absent, masked, read_only, writable, unknown };
 // it; a directory gets a read-only tmpfs mounted on it.
 PathState path_state(int root_fd, const std::string& path) {
   Fd fd(open_in_root(root_fd, path));
-  if (!fd.ok()) return errno == ENOENT || errno == ENOTDIR ? PathState::absent : PathState::unknown;
+  if (!fd) return errno == ENOENT || errno == ENOTDIR ? PathState::absent : PathState::unknown;
   struct statx stx {};
   if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &stx) != 0)
     return PathState::unknown;
@@ -225,7 +211,7 @@ MountView Sampler::read_mount_view(pid_t pid, uint64_t mount_ns,
   view.seen_through = pid;
   std::string root = (proc_.root() / std::to_string(pid) / "root").string();
   Fd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd.ok()) return view;  // reported as a writable root with nothing masked
+  if (!root_fd) return view;  // reported as a writable root with nothing masked
   struct statfs fs {};
   view.root_readonly = fstatfs(root_fd.get(), &fs) == 0 && (fs.f_flags & ST_RDONLY);
   for (const auto& path : scope.masked_candidates) {

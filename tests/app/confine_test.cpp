@@ -301,6 +301,13 @@ void check_confined_daemon(bool reference_recorded) {
       fs::remove(b, ec);
     }
   } cleanup{etc_file, tmp_file};
+  struct CleanupVia {
+    fs::path a;
+    ~CleanupVia() {
+      std::error_code ec;
+      fs::remove(a, ec);
+    }
+  } cleanup_via{tmp_file.string() + "-via-root"};
 
   // A TCP listener the confined code must not reach.
   driftwatch::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -426,6 +433,11 @@ void check_confined_daemon(bool reference_recorded) {
 
     // ---- what stays possible, said here so that the README's list of
     // limits is checked too (reported, not asserted)
+    {
+      const std::string planted = victim_proc + "/root" + tmp_file.string() + "-via-root";
+      ATTEMPT(r, "gap: create a file in /tmp through a root process's /proc/PID/root",
+              ::open(planted.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    }
     ATTEMPT(r, "gap: read /etc/shadow through a root process's /proc/PID/root",
             ::open((victim_proc + "/root/etc/shadow").c_str(), O_RDONLY | O_CLOEXEC));
     {
@@ -666,7 +678,8 @@ void check_confined_daemon(bool reference_recorded) {
   CHECK(status["Seccomp"] == 2);
 
   // What confinement does not prevent (README, "The daemon"): reported.
-  for (const char* gap : {"gap: read /etc/shadow through a root process's /proc/PID/root",
+  for (const char* gap : {"gap: create a file in /tmp through a root process's /proc/PID/root",
+                          "gap: read /etc/shadow through a root process's /proc/PID/root",
                           "gap: read a root process's memory through /proc/PID/mem"})
     if (attempts[gap].ok) WARN("known limit, still open: " << describe(attempts, gap));
 }

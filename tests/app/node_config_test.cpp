@@ -1,4 +1,7 @@
 #include "app/node_config.hpp"
+#include "support/fifo_deadline.hpp"
+
+using driftwatch::testing::within_deadline;
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -241,33 +244,6 @@ TEST_CASE("node config: load reads a file, and names a file it cannot read", "[a
 }
 
 namespace {
-
-// Runs `call` on a thread and waits up to 5 s for it. A call still running
-// then is blocked in open(2) on `fifo`, waiting for a writer (the defect
-// under test): the FIFO is opened for writing, which lets that open return,
-// so the test fails instead of hanging. nullopt when it had to.
-template <class Call>
-std::optional<std::invoke_result_t<Call>> within_deadline(Call call,
-                                                          const std::filesystem::path& fifo) {
-  using namespace std::chrono_literals;
-  std::packaged_task<std::invoke_result_t<Call>()> task(std::move(call));
-  auto future = task.get_future();
-  std::thread thread(std::move(task));
-  if (future.wait_for(5s) == std::future_status::ready) {
-    thread.join();
-    return future.get();
-  }
-  for (int i = 0; i < 100 && future.wait_for(100ms) != std::future_status::ready; ++i) {
-    const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (writer >= 0) ::close(writer);
-  }
-  if (future.wait_for(1s) == std::future_status::ready) {
-    thread.join();
-  } else {
-    thread.detach();  // still stuck: let process exit end it
-  }
-  return std::nullopt;
-}
 
 }  // namespace
 

@@ -4,7 +4,8 @@
 //
 // Checks, for any input bytes:
 //   - parse_envelope gives an envelope or an error that says something;
-//   - a parsed envelope has at least one signature, and written back out
+//   - a parsed envelope has at least one signature and only DSSE's fields,
+//     its base64 is canonical (one text per byte string), and written back out
 //     (the same fields, base64 encoded) it parses to the same envelope;
 //   - re-signing its payload with a key of our own gives an envelope that
 //     parses back to the same type and payload and whose signature verifies
@@ -20,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/canonical_json.hpp"
 #include "common/crypto.hpp"
 #include "fuzz_support.hpp"
 #include "ingest/envelope.hpp"
@@ -67,6 +69,27 @@ void check_envelope(std::string_view text) {
   }
   if (envelope->signatures.empty()) report("an envelope without signatures was accepted", text);
   check_pae(*envelope);
+
+  // What the document says, read independently of parse_envelope: only
+  // DSSE's fields, and base64 that is canonical (strict decoding admits one
+  // text per byte string, so the envelope's hash names its content).
+  auto doc = driftwatch::parse_json(text, "envelope");
+  if (!doc || !doc->is_object()) report("parse_envelope accepted what is not a JSON object", text);
+  for (const auto& [key, value] : doc->items())
+    if (key != "payloadType" && key != "payload" && key != "signatures")
+      report("an envelope with an unknown field was accepted", key);
+  if ((*doc)["payload"] != driftwatch::base64_encode(envelope->payload))
+    report("a payload whose base64 is not canonical was accepted", text);
+  const auto& signatures = (*doc)["signatures"];
+  if (signatures.size() != envelope->signatures.size()) report("signatures were lost", text);
+  for (size_t i = 0; i < signatures.size(); ++i) {
+    for (const auto& [key, value] : signatures[i].items())
+      if (key != "keyid" && key != "sig")
+        report("a signature with an unknown field was accepted", key);
+    if (signatures[i]["keyid"] != envelope->signatures[i].keyid ||
+        signatures[i]["sig"] != driftwatch::base64_encode(envelope->signatures[i].sig))
+      report("a signature does not read as written", text);
+  }
 
   // Written back out field by field, it reads the same.
   nlohmann::json again = {{"payloadType", envelope->payload_type},

@@ -196,8 +196,10 @@ TEST_CASE(
   REQUIRE(reply.status == 202);
   CHECK(daemon.stop() == 0);
 
-  // What an earlier version, running as root, would have left.
+  // What an earlier version, running as root, would have left: all root's,
+  // with the journals/ it always made.
   const fs::path state = daemon.dir() / "state";
+  fs::create_directories(state / "journals");
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(state, ec); !ec && it != fs::end(it);
        it.increment(ec))
