@@ -616,12 +616,19 @@ void Core::flush_close_log() {
   const auto now = Clock::now();
   if (unlogged_evictions > 0 || unlogged_timeouts > 0) {
     const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
-    spdlog::warn(
-        "http: slow or idle clients: {} connection(s) closed at the cap of {} to admit new "
-        "clients, {} for a request not complete in time (header {:g} s, body {:g} s); "
-        "summed up at most every {} s",
-        unlogged_evictions, max_connections, unlogged_timeouts, seconds(timeouts.header),
-        seconds(timeouts.body), kCloseLogInterval.count());
+    std::string what;
+    if (unlogged_evictions > 0) {
+      what = fmt::format("{} connection(s) closed at the cap of {} to admit new clients",
+                         unlogged_evictions, max_connections);
+    }
+    if (unlogged_timeouts > 0) {
+      if (!what.empty()) what += "; ";
+      what +=
+          fmt::format("{} closed for a request not complete in time (header {:g} s, body {:g} s)",
+                      unlogged_timeouts, seconds(timeouts.header), seconds(timeouts.body));
+    }
+    spdlog::warn("http: slow or idle clients: {} (summed up at most every {} s)", what,
+                 kCloseLogInterval.count());
   }
   unlogged_evictions = 0;
   unlogged_timeouts = 0;

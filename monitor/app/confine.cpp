@@ -95,6 +95,7 @@ Result<bool> directory_is_empty(int dirfd, const fs::path& dir) {
   DIR* listing = ::fdopendir(copy.get());
   if (listing == nullptr) return fail("cannot read state_dir ", dir.string(), ": ", errno_text());
   copy.release();
+  ::rewinddir(listing);  // the descriptor's offset is shared with `dirfd`
   bool empty = true;
   while (const dirent* entry = ::readdir(listing)) {
     std::string_view name = entry->d_name;
@@ -184,6 +185,7 @@ Result<void> chown_tree(int dirfd, const fs::path& path, dev_t device, uid_t uid
   DIR* listing = ::fdopendir(copy.get());
   if (listing == nullptr) return fail("cannot read ", path.string(), ": ", errno_text());
   copy.release();
+  ::rewinddir(listing);  // the descriptor's offset is shared with `dirfd`
   std::vector<std::string> names;
   while (const dirent* entry = ::readdir(listing)) {
     std::string_view name = entry->d_name;

@@ -90,7 +90,10 @@ struct Daemon {
   policy::Policy policy;
   std::vector<Journal> journals;
   ingest::RestoreReport restore_report;
-  std::string host_namespaces = "pid1";
+  // Read once, before confinement gives the daemon a mount namespace of its
+  // own: every sample compares with these.
+  sandbox::Sampler::HostNamespaces host_namespaces;
+  std::optional<ConfineReport> confinement;
   correlate::Correlator correlator;
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<api::HttpServer> http;
@@ -114,6 +117,7 @@ correlate::SweepOptions sweep_options(const Daemon& d) {
   options.roots.crun_roots.assign(d.config.crun_roots.begin(), d.config.crun_roots.end());
   options.cgroup_globs = d.config.cgroup_globs;
   options.boot_time = d.boot;
+  options.host_namespaces = d.host_namespaces;
   return options;
 }
 
@@ -410,7 +414,12 @@ json healthz(const Daemon& d) {
                                    : json(d.restore_report.quarantine)}};
   return json{{"status", "ok"},
               {"node", d.config.node_name},
-              {"host_namespaces", d.host_namespaces},
+              {"host_namespaces", d.host_namespaces.source},
+              {"user", d.confinement ? json{{"name", d.confinement->user.name},
+                                            {"uid", d.confinement->user.uid},
+                                            {"gid", d.confinement->user.gid}}
+                                     : json()},
+              {"confinement", d.confinement ? to_json(*d.confinement) : json()},
               {"restore", recovery},
               {"version", build_version()},
               {"revision", build_revision()},
@@ -538,8 +547,10 @@ Result<void> open_journals(Daemon& d) {
     auto absolute = fs::absolute(journal, ec);
     if (ec) return fail("launch journal ", journal.string(), ": ", ec.message());
     std::string key = sha256_hex(absolute.lexically_normal().string()).substr(0, 16);
-    d.journals.push_back(Journal{std::make_unique<ingest::JournalTail>(
-        journal, d.config.state_dir / "journals" / (key + ".offset"))});
+    Journal tail;
+    tail.tail = std::make_unique<ingest::JournalTail>(
+        journal, d.config.state_dir / "journals" / (key + ".offset"));
+    d.journals.push_back(std::move(tail));
   }
   return {};
 }
@@ -556,11 +567,21 @@ Result<void> start_http(Daemon& d) {
 // Everything in app/confine.hpp: the daemon user, two capabilities, a
 // read-only mount namespace but for state_dir, no_new_privs, seccomp.
 Result<void> drop_privileges(Daemon& d) {
+  {
+    observe::ProcReader proc("/proc");
+    d.host_namespaces = sandbox::Sampler::read_host_namespaces(proc);
+    spdlog::info("host namespaces: {}'s",
+                 d.host_namespaces.source == "pid1" ? "PID 1" : "the monitor");
+  }
   DW_TRY(options, confine_options_for(d.config));
+  // The sampler compares with the namespaces read just now, so the daemon
+  // may enter a read-only mount namespace of its own.
+  options.compares_with_original_mount_namespace = true;
   DW_TRY(report, confine(options));
   if (!report.started_as_root)
     spdlog::warn("not running as root: other users' sandboxes cannot be sampled");
   d.kept_capabilities = report.kept_capabilities;
+  d.confinement = report;
   spdlog::info(
       "confined: running as {} (uid {}, gid {}) with capabilities [{}], no_new_privs, a seccomp "
       "filter denying {} syscalls; mounts: {}",
@@ -584,12 +605,6 @@ Result<void> start_loops(Daemon& d) {
     d.journal_timer->cancel();
     d.io.stop();
   });
-  {
-    observe::ProcReader proc("/proc");
-    observe::CgroupReader cgroups("/sys/fs/cgroup");
-    d.host_namespaces = sandbox::Sampler(proc, cgroups).host_namespaces_source();
-    spdlog::info("host namespaces: {}'s", d.host_namespaces == "pid1" ? "PID 1" : "the monitor");
-  }
   poll_journals(d);
   schedule_journals(d);
   schedule_sweep(d, std::chrono::milliseconds(0));

@@ -75,6 +75,12 @@ Result<SweepItem> sample_ref(const SweepOptions& options, const sandbox::Sandbox
   return item;
 }
 
+sandbox::Sampler make_sampler(const SweepOptions& options, const observe::ProcReader& proc,
+                              const observe::CgroupReader& cgroups) {
+  if (options.host_namespaces) return sandbox::Sampler(proc, cgroups, *options.host_namespaces);
+  return sandbox::Sampler(proc, cgroups);
+}
+
 }  // namespace
 
 SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared) {
@@ -82,7 +88,7 @@ SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared
   try {
     observe::ProcReader proc(options.proc_root);
     observe::CgroupReader cgroups(options.cgroup_root);
-    sandbox::Sampler sampler(proc, cgroups);
+    sandbox::Sampler sampler = make_sampler(options, proc, cgroups);
     const auto refs = discover(options, proc, cgroups, result.problems);
     const auto table = sandbox::ProcessTable::scan(proc);
     for (const auto& ref : refs) {
@@ -112,7 +118,7 @@ Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandb
   try {
     observe::ProcReader proc(options.proc_root);
     observe::CgroupReader cgroups(options.cgroup_root);
-    sandbox::Sampler sampler(proc, cgroups);
+    sandbox::Sampler sampler = make_sampler(options, proc, cgroups);
     auto ref = sandbox::find_container(options.roots, sandbox_id, proc);
     if (!ref) {
       // Not a container: one of the cgroup globs, found by discovery.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct SweepOptions {
   std::filesystem::path cgroup_root = "/sys/fs/cgroup";
   /// Hash the bundle's config.json (consumed_config_sha256).
   bool hash_bundle_config = true;
+  /// The host namespaces to compare with, read before the daemon confined
+  /// itself into a mount namespace of its own; nullopt: read them now.
+  std::optional<sandbox::Sampler::HostNamespaces> host_namespaces;
 };
 
 /// The declared projection each sandbox with a launch is held to: its scope

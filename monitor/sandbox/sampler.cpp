@@ -112,20 +112,28 @@ ProcessTable ProcessTable::scan(const observe::ProcReader& proc) {
   return table;
 }
 
-Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
-    : proc_(std::move(proc)), cgroups_(std::move(cgroups)) {
+Sampler::HostNamespaces Sampler::read_host_namespaces(const observe::ProcReader& proc) {
   // The host's namespaces are PID 1's. Where PID 1 cannot be read (the
   // monitor itself runs in a sandbox that hides it), the monitor's own stand
   // in: it runs on the host, in the namespaces it compares against.
-  pid_t reference = proc_.namespace_inode(1, "mnt") ? 1 : (proc_.root() == "/proc" ? getpid() : 1);
-  host_namespaces_source_ = reference == 1 ? "pid1" : "monitor";
+  HostNamespaces host;
+  pid_t reference = proc.namespace_inode(1, "mnt") ? 1 : (proc.root() == "/proc" ? getpid() : 1);
+  host.source = reference == 1 ? "pid1" : "monitor";
   for (const char* kind : observe::kNamespaceKinds) {
-    auto inode = proc_.namespace_inode(reference, kind);
-    if (inode) host_namespaces_[kind] = *inode;
+    auto inode = proc.namespace_inode(reference, kind);
+    if (inode) host.inodes[kind] = *inode;
   }
+  return host;
+}
+
+Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
+    : Sampler(proc, std::move(cgroups), read_host_namespaces(proc)) {}
+
+Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host)
+    : proc_(std::move(proc)), cgroups_(std::move(cgroups)), host_(std::move(host)) {
   // PID 1's cgroups, read once per sampler (one per sweep in the daemon)
   // rather than once per sandbox.
-  if (auto host = proc_.cgroup(1)) host_cgroups_ = std::move(*host);
+  if (auto pid1 = proc_.cgroup(1)) host_cgroups_ = std::move(*pid1);
 }
 
 Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
@@ -161,8 +169,8 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
                       std::to_string(first) + " has exited");
     return std::unexpected(pid_ns.error());
   }
-  auto host_pid_ns = host_namespaces_.find("pid");
-  if (host_pid_ns == host_namespaces_.end() || *pid_ns != host_pid_ns->second) {
+  auto host_pid_ns = host_.inodes.find("pid");
+  if (host_pid_ns == host_.inodes.end() || *pid_ns != host_pid_ns->second) {
     std::optional<ProcessTable> own_table;
     if (!table) table = &own_table.emplace(ProcessTable::scan(proc_));
     if (auto it = table->by_pid_namespace.find(*pid_ns); it != table->by_pid_namespace.end())
@@ -182,7 +190,7 @@ Result<MemberObservation> Sampler::read_member(pid_t pid) const {
     auto inode = proc_.namespace_inode(pid, kind);
     if (inode) {
       m.namespaces[kind] = *inode;
-    } else if (inode.error().vanished && !host_namespaces_.contains(kind)) {
+    } else if (inode.error().vanished && !host_.inodes.contains(kind)) {
       continue;  // this kernel has no such namespace kind
     } else {
       return std::unexpected(inode.error());
@@ -242,7 +250,7 @@ Result<Observation> Sampler::sample(const SandboxRef& sandbox, const Observation
   Observation obs;
   obs.sandbox_id = sandbox.sandbox_id;
   obs.runtime = sandbox.runtime;
-  obs.host_namespaces = host_namespaces_;
+  obs.host_namespaces = host_.inodes;
   for (pid_t pid : pids) {
     auto member = read_member(pid);
     if (member) {

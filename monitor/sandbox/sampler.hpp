@@ -28,7 +28,19 @@ struct ProcessTable {
 
 class Sampler {
  public:
+  /// The host's namespaces, which every member's are compared with:
+  /// PID 1's, or the monitor's own where PID 1's cannot be read.
+  struct HostNamespaces {
+    std::string source;  // "pid1" or "monitor"
+    std::map<std::string, uint64_t> inodes;
+  };
+  static HostNamespaces read_host_namespaces(const observe::ProcReader& proc);
+
+  /// Reads the host namespaces now (read_host_namespaces).
   Sampler(observe::ProcReader proc, observe::CgroupReader cgroups);
+  /// Compares with `host`, read earlier: the daemon reads them once before
+  /// it confines itself into a mount namespace of its own.
+  Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host);
 
   /// Samples `sandbox` now. `table` (optional) is a recent process table;
   /// without one, /proc is scanned. Fails if the sandbox's first process is
@@ -43,7 +55,7 @@ class Sampler {
   const observe::ProcReader& proc() const { return proc_; }
   /// Whose namespaces count as the host's: "pid1", or "monitor" where PID
   /// 1's cannot be read (the monitor runs in a sandbox that hides them).
-  const std::string& host_namespaces_source() const { return host_namespaces_source_; }
+  const std::string& host_namespaces_source() const { return host_.source; }
 
  private:
   Result<projection::MemberObservation> read_member(pid_t pid) const;
@@ -52,8 +64,7 @@ class Sampler {
 
   observe::ProcReader proc_;
   observe::CgroupReader cgroups_;
-  std::map<std::string, uint64_t> host_namespaces_;
-  std::string host_namespaces_source_;
+  HostNamespaces host_;
   observe::CgroupMembership host_cgroups_;  // PID 1's: never a sandbox's own
 };
 

@@ -1,4 +1,5 @@
 #include "api/http_server.hpp"
+#include "support/slow_clients.hpp"
 
 #include <sys/socket.h>
 
@@ -38,6 +39,11 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
+
+using driftwatch::testing::SlowClients;
+
+// What each slow client starts to send.
+constexpr const char* kSlowHealthz = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -290,99 +296,6 @@ bool closed_by_server(Client& client) {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-// Slowloris: clients that each send a request header one byte at a time and
-// never finish it. One that the server closes reconnects after
-// `reconnect_after`, so the flood keeps its size. They run on their own
-// thread until destroyed.
-class SlowClients {
- public:
-  SlowClients(uint16_t port, int count, std::chrono::milliseconds byte_interval,
-              std::chrono::milliseconds reconnect_after = 100ms)
-      : endpoint_(asio::ip::address_v4::loopback(), port),
-        interval_(byte_interval),
-        reconnect_after_(reconnect_after) {
-    for (int i = 0; i < count; ++i) clients_.push_back(std::make_unique<Slow>(io_));
-    for (auto& client : clients_) connect(*client);
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  SlowClients(const SlowClients&) = delete;
-  SlowClients& operator=(const SlowClients&) = delete;
-  ~SlowClients() {
-    io_.stop();
-    thread_.join();
-  }
-
-  int connects() const { return connects_; }
-  int closed_by_server() const { return closed_; }
-
- private:
-  struct Slow {
-    explicit Slow(asio::io_context& io) : socket(io), send_timer(io), reconnect_timer(io) {}
-    tcp::socket socket;
-    asio::steady_timer send_timer;
-    asio::steady_timer reconnect_timer;
-    std::array<char, 512> scratch{};
-    size_t sent = 0;
-    int generation = 0;  // one per connection, so stale completions do nothing
-  };
-
-  void connect(Slow& client) {
-    error_code ignored;
-    client.socket.close(ignored);
-    client.sent = 0;
-    const int generation = ++client.generation;
-    client.socket.async_connect(endpoint_, [this, &client, generation](const error_code& ec) {
-      if (generation != client.generation) return;
-      if (ec) return reconnect_later(client);
-      ++connects_;
-      read(client, generation);
-      send_next(client, generation);
-    });
-  }
-
-  void read(Slow& client, int generation) {
-    client.socket.async_read_some(asio::buffer(client.scratch),
-                                  [this, &client, generation](const error_code& ec, size_t) {
-                                    if (generation != client.generation) return;
-                                    if (!ec) return read(client, generation);
-                                    ++closed_;
-                                    reconnect_later(client);
-                                  });
-  }
-
-  void send_next(Slow& client, int generation) {
-    static constexpr std::string_view kStart =
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
-    const char* byte = client.sent < kStart.size() ? &kStart[client.sent] : "a";
-    ++client.sent;
-    asio::async_write(
-        client.socket, asio::buffer(byte, 1),
-        [this, &client, generation](const error_code& ec, size_t) {
-          if (ec || generation != client.generation) return;
-          client.send_timer.expires_after(interval_);
-          client.send_timer.async_wait([this, &client, generation](const error_code& error) {
-            if (error || generation != client.generation) return;
-            send_next(client, generation);
-          });
-        });
-  }
-
-  void reconnect_later(Slow& client) {
-    client.reconnect_timer.expires_after(reconnect_after_);
-    client.reconnect_timer.async_wait([this, &client](const error_code& ec) {
-      if (!ec) connect(client);
-    });
-  }
-
-  asio::io_context io_;
-  tcp::endpoint endpoint_;
-  std::chrono::milliseconds interval_;
-  std::chrono::milliseconds reconnect_after_;
-  std::vector<std::unique_ptr<Slow>> clients_;
-  std::atomic<int> connects_{0};
-  std::atomic<int> closed_{0};
-  std::thread thread_;
-};
 
 // Handlers that keep their Respond for the test to answer later (on the loop).
 struct HeldRequests {
@@ -716,7 +629,7 @@ TEST_CASE("http server: 64 slow clients against a cap of 16 lock out neither a G
   const uint16_t port = server.server.port();
 
   ConnectionSampler sampler(server);
-  SlowClients flood(port, 64, 300ms);
+  SlowClients flood(port, 64, 300ms, 100ms, kSlowHealthz);
   REQUIRE(wait_for_stats(server, [](const auto& s) { return s.open_connections == 16; }));
   std::this_thread::sleep_for(300ms);  // the other 48 queue up and start evicting
 
@@ -813,7 +726,7 @@ TEST_CASE(
   CHECK(stats_of(server).timed_out == 1);
   {
     // Slow clients pressing on the cap of 3 evict each other, not it.
-    SlowClients flood(port, 6, 50ms, 20ms);
+    SlowClients flood(port, 6, 50ms, 20ms, kSlowHealthz);
     std::this_thread::sleep_for(500ms);
   }
   CHECK(stats_of(server).evicted > 0);

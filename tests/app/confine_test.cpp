@@ -6,6 +6,7 @@
 #include "app/confine.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/bpf.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
@@ -687,8 +688,8 @@ void check_confined_daemon(bool reference_recorded) {
 }  // namespace
 
 TEST_CASE(
-    "confine: with the daemon's credentials and filters, code cannot write outside the state dir, "
-    "read secrets, trace, signal, mount or connect, and monitoring still works",
+    "confine: with the daemon's own options, code cannot write others' files, trace, signal, "
+    "mount, escape or connect, and monitoring still works",
     "[root][app]") {
   if (::geteuid() != 0) DW_SKIP("needs root: confine() changes user, capabilities and mounts");
   check_confined_daemon(false);
@@ -926,6 +927,40 @@ TEST_CASE(
     check_denied(attempts, name, {EPERM});
 }
 
+TEST_CASE(
+    "confine: started as another user, it keeps no capability it lacks, and still sets "
+    "no_new_privs and the filter",
+    "[root][app]") {
+  if (::geteuid() != 0) DW_SKIP("needs root to become another user first");
+  TempDir base("confine-user");
+  auto attempts = run_in_child([&](Recorder& r) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0)
+      return r.record("confine", false, errno, "cannot become nobody");
+    ConfineOptions options;
+    options.state_dir = base.path();
+    auto report = driftwatch::app::confine(options);
+    if (!report) return r.record("confine", false, 0, report.error().message);
+    r.record("confine", true, 0, to_json(*report).dump());
+    ATTEMPT(r, "ptrace PTRACE_TRACEME", ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr));
+    auto text = driftwatch::read_file("/proc/self/status", 1 << 16);
+    auto status = driftwatch::observe::parse_status(text ? *text : std::string());
+    r.record("status",
+             status && status->uid[0] == 65534 && status->cap_effective == 0 &&
+                 status->cap_permitted == 0 && status->no_new_privs && status->seccomp == 2,
+             0);
+  });
+  INFO(describe(attempts, "confine"));
+  check_allowed(attempts, "confine");
+  auto report = json::parse(attempts["confine"].detail);
+  CHECK(report["started_as_root"] == false);
+  CHECK(report["user"]["uid"] == 65534);
+  CHECK(report["capabilities"].empty());
+  CHECK(report["read_only_mounts"] == false);
+  check_allowed(attempts, "status");
+  check_denied(attempts, "ptrace PTRACE_TRACEME", {EPERM});
+}
+
 TEST_CASE("confine: refuses to run with a second thread, before changing anything", "[app]") {
   auto attempts = run_in_child([](Recorder& r) {
     std::atomic<bool> stop{false};
@@ -1040,13 +1075,21 @@ TEST_CASE("state dir: whose directory the daemon takes over when started as root
     CHECK(stat_of(dir).st_uid == 12345);
   }
   SECTION(
-      "root's 0700 one (an earlier version's) and root's empty one are taken; root's full "
-      "0755 one is not") {
+      "root's 0700 one with journals/ (an earlier version's) and root's empty one are taken; "
+      "root's 0755 one and root's 0700 home are not") {
     fs::path old_state = base.path() / "old";
-    fs::create_directory(old_state);
+    fs::create_directories(old_state / "journals");
     fs::permissions(old_state, fs::perms(0700), fs::perm_options::replace);
     write_text(old_state / "node.key", "k", 0600);
     CHECK(driftwatch::app::ensure_state_dir(old_state, daemon));
+    fs::path home = base.path() / "home";
+    fs::create_directories(home / ".ssh");
+    fs::permissions(home, fs::perms(0700), fs::perm_options::replace);
+    auto refused = driftwatch::app::ensure_state_dir(home, daemon);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message,
+               Catch::Contains("belongs to root (mode 0700) and is not a state dir driftwatch "
+                               "made"));
     fs::path empty = base.path() / "empty";
     fs::create_directory(empty);
     fs::permissions(empty, fs::perms(0755), fs::perm_options::replace);
@@ -1057,7 +1100,7 @@ TEST_CASE("state dir: whose directory the daemon takes over when started as root
     write_text(full / "www.html", "x", 0644);
     auto result = driftwatch::app::ensure_state_dir(full, daemon);
     REQUIRE_FALSE(result);
-    CHECK_THAT(result.error().message, Catch::Contains("belongs to root with mode 0755"));
+    CHECK_THAT(result.error().message, Catch::Contains("belongs to root (mode 0755)"));
   }
   SECTION("confine() itself refuses a state dir writable by others, before changing anything") {
     fs::path dir = base.path() / "public";

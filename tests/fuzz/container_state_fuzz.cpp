@@ -8,7 +8,8 @@
 // The first byte picks the runtime (even: runc, odd: crun); the rest is the
 // file. Checks: an error says something; a parsed state names the sandbox by
 // the id it was read under, its runtime, and a pid in range; through
-// find_container the same file gives the same first process and bundle.
+// find_container the same file gives the same first process and bundle, and
+// resolves only the fixture's process with its own start time.
 
 #include <cstddef>
 #include <cstdint>
@@ -100,6 +101,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_ref(*found, runtime, text);
   if (!(found->first_process == parsed->first_process) || found->bundle != parsed->bundle)
     report("find_container read another process or bundle than the parser", text);
-  if (found->first_process.pid != kFixturePid) report("resolved a process that is not there", text);
+  // The fixture's only process: pid 4242, started at tick 777. Anything else
+  // is a process that is not there, or a PID reused by another process.
+  if (found->first_process.pid != kFixturePid || found->first_process.start_time_ticks != 777)
+    report("resolved a process that is not there", text);
   return 0;
 }

@@ -8,6 +8,7 @@
 //     catch keeps a missed type check from taking the daemon down, but the
 //     check was still missed (the error then reads "OCI config cannot be
 //     projected: " and a nlohmann message), so here it counts as a crash;
+//   - no_new_privileges and root_readonly are what the config states;
 //   - a projection canonicalises (it is what gets hashed), and computing it
 //     twice gives the same bytes.
 
@@ -42,6 +43,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       report("a JSON access without a type check threw", message);
     return 0;
   }
+  // Fields the OCI config states directly (absent: false) come out as stated.
+  const auto stated = [&](const char* object, const char* key) {
+    const auto o = doc->find(object);
+    if (o == doc->end() || !o->is_object()) return false;
+    const auto v = o->find(key);
+    return v != o->end() && v->is_boolean() && v->get<bool>();
+  };
+  if (declared->no_new_privileges != stated("process", "noNewPrivileges"))
+    report("no_new_privileges is not process.noNewPrivileges", text);
+  if (declared->root_readonly != stated("root", "readonly"))
+    report("root_readonly is not root.readonly", text);
+
   auto bytes = driftwatch::canonical_json(driftwatch::projection::to_json(*declared));
   if (!bytes) report("a projection does not canonicalise", bytes.error().message);
   auto again = driftwatch::projection::declared_projection(*doc);

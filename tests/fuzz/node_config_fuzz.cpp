@@ -3,6 +3,8 @@
 //
 // Checks, for any input bytes:
 //   - parse gives a config or an error that says something;
+//   - every key the document gives is in effect as given, and only known
+//     keys are accepted;
 //   - a config's effective document (to_json, whose hash is
 //     driftwatch_config_info) canonicalises, parses as a config again and
 //     gives the same document: the effective config is a fixed point;
@@ -39,6 +41,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     report("a non-positive interval was accepted", text);
 
   const auto effective = driftwatch::app::to_json(*config);
+  // Every key the document gives is in effect as given (no key ignored,
+  // none rewritten); the others keep their defaults.
+  auto doc = driftwatch::parse_json(text, "config");
+  if (!doc || !doc->is_object()) report("parse accepted what is not a JSON object", text);
+  for (const auto& [key, value] : doc->items()) {
+    if (!effective.contains(key)) report("an unknown key was accepted", key);
+    if (key == "discovery") {
+      for (const auto& [sub, sub_value] : value.items())
+        if (!effective[key].contains(sub) || effective[key][sub] != sub_value)
+          report("a discovery key is not in effect as given", sub);
+    } else if (effective[key] != value) {
+      report("a key is not in effect as given", key + ": " + value.dump());
+    }
+  }
+
   auto canonical = driftwatch::canonical_json(effective);
   if (!canonical) report("the effective config does not canonicalise", canonical.error().message);
   auto again = driftwatch::app::parse_node_config(*canonical, "effective config");

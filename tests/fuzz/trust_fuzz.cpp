@@ -3,8 +3,10 @@
 //
 // Checks, for any input bytes:
 //   - parse gives a store or an error that says something;
-//   - for a store, every entry of the document is in it under its key id,
-//     with its name and role; no key is in both roles and no name is used
+//   - for a store, the document has only the two roles and entries only
+//     {name, public_key_pem} with a non-empty name; every entry is in the
+//     store under its key id, with its name and role; no key is in both
+//     roles and no name is used
 //     twice (DESIGN.md: a key in both lists is refused at load); the role
 //     counts add up to the size;
 //   - a PEM key that from_pem accepts has a 64-digit lowercase hex key id,
@@ -66,6 +68,8 @@ void check_store(std::string_view text) {
   // What the document says, read independently of the parser.
   auto doc = driftwatch::parse_json(text, "trust.json");
   if (!doc || !doc->is_object()) report("parse accepted what is not a JSON object", text);
+  for (const auto& [key, value] : doc->items())
+    if (key != "control_plane" && key != "operator") report("an unknown role was accepted", key);
   std::map<std::string, ingest::TrustRole> roles_by_keyid;
   std::set<std::string> names;
   size_t entries = 0;
@@ -77,8 +81,12 @@ void check_store(std::string_view text) {
       if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string() ||
           !entry.contains("public_key_pem") || !entry["public_key_pem"].is_string())
         report("an entry without a name or key string was accepted", text);
+      for (const auto& [key, value] : entry.items())
+        if (key != "name" && key != "public_key_pem")
+          report("an unknown entry key was accepted", key);
       ++entries;
       const std::string name = entry["name"].get<std::string>();
+      if (name.empty()) report("an entry with an empty name was accepted", text);
       auto key = Ed25519PublicKey::from_pem(entry["public_key_pem"].get<std::string>());
       if (!key) report("an entry whose key does not parse was accepted", text);
       if (!names.insert(name).second) report("a name used twice was accepted", name);
