@@ -84,8 +84,8 @@ int main(int argc, char** argv) {
   // Every sandbox appears at once, as on the daemon's first sweep.
   std::vector<correlate::VerdictChange> changes;
   for (const auto& [id, status] : statuses)
-    changes.push_back({id, std::nullopt, status.verdict.value_or("pending"), status,
-                       status.findings, 0});
+    changes.push_back(
+        {id, std::nullopt, status.verdict.value_or("pending"), status, status.findings, 0});
   m.apply_changes(changes, statuses, 1000);
   for (int i = 0; i < sandboxes; ++i) m.observe_sample_duration(0.0002);
 

@@ -53,10 +53,9 @@ void add_routes(HttpServer& http, DaemonView view) {
         respond(ingest_response(shared->reject_too_large(kind, request.declared_length)));
         return;
       }
-      shared->ingest(kind, request.body, source,
-                     [respond](const ingest::IngestOutcome& outcome) {
-                       respond(ingest_response(outcome));
-                     });
+      shared->ingest(kind, request.body, source, [respond](const ingest::IngestOutcome& outcome) {
+        respond(ingest_response(outcome));
+      });
     };
   };
   http.route_async("POST", "/v1/launch-events",

@@ -133,10 +133,12 @@ int cmd_inspect(const Target& target) {
   options.roots = roots_of(target);
   options.hash_bundle_config = false;
   auto swept = correlate::sweep(options, {});
-  for (const auto& problem : swept.problems) std::cerr << "driftwatch: skipped: " << problem << "\n";
+  for (const auto& problem : swept.problems)
+    std::cerr << "driftwatch: skipped: " << problem << "\n";
   std::vector<std::string> lines;
   for (auto& item : swept.items)
-    lines.push_back(dump(inspect_document({std::move(item.observation), std::move(item.observed)})));
+    lines.push_back(
+        dump(inspect_document({std::move(item.observation), std::move(item.observed)})));
   if (lines.empty()) {
     std::string roots;
     for (const auto& r : target.runc_roots) roots += " " + r;
@@ -273,8 +275,7 @@ int run_cli(int argc, char** argv) {
   // still ends with a one-line reason and exit 2, never `terminate`.
   try {
     if (*run)
-      return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config)
-                                : std::nullopt);
+      return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config) : std::nullopt);
     if (*keygen) return cmd_keygen(keygen_name, keygen_out);
     if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
     if (*inspect) return cmd_inspect(inspect_target);

@@ -14,10 +14,10 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
-#include <variant>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -224,8 +224,7 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
         d.metrics->observe_sample_duration(item->sample_seconds);
       } catch (const std::exception& e) {
-        spdlog::error("sandbox {}: resample not applied: internal error: {}", sandbox_id,
-                      e.what());
+        spdlog::error("sandbox {}: resample not applied: internal error: {}", sandbox_id, e.what());
       }
     });
   });
@@ -409,29 +408,28 @@ json healthz(const Daemon& d) {
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
   json recovery{{"skipped_lines", d.restore_report.skipped.size()},
                 {"truncated_bytes", d.restore_report.truncated_bytes},
-                {"quarantine", d.restore_report.quarantine.empty()
-                                   ? json()
-                                   : json(d.restore_report.quarantine)}};
-  return json{{"status", "ok"},
-              {"node", d.config.node_name},
-              {"host_namespaces", d.host_namespaces.source},
-              {"user", d.confinement ? json{{"name", d.confinement->user.name},
-                                            {"uid", d.confinement->user.uid},
-                                            {"gid", d.confinement->user.gid}}
-                                     : json()},
-              {"confinement", d.confinement ? to_json(*d.confinement) : json()},
-              {"restore", recovery},
-              {"version", build_version()},
-              {"revision", build_revision()},
-              {"config_sha256", d.config_sha256},
-              {"trust_keys", d.ingestor->trust().size()},
-              {"held", {{"launches", d.ingestor->launches_held()},
-                        {"grants", d.ingestor->grants_held()}}},
-              {"policy", d.policy.name},
-              {"last_sweep", d.last_sweep ? json(ingest::format_rfc3339(d.last_sweep)) : json()},
-              {"sandboxes", verdicts},
-              {"ingest", ingest},
-              {"capabilities", d.kept_capabilities}};
+                {"quarantine",
+                 d.restore_report.quarantine.empty() ? json() : json(d.restore_report.quarantine)}};
+  return json{
+      {"status", "ok"},
+      {"node", d.config.node_name},
+      {"host_namespaces", d.host_namespaces.source},
+      {"user", d.confinement ? json{{"name", d.confinement->user.name},
+                                    {"uid", d.confinement->user.uid},
+                                    {"gid", d.confinement->user.gid}}
+                             : json()},
+      {"confinement", d.confinement ? to_json(*d.confinement) : json()},
+      {"restore", recovery},
+      {"version", build_version()},
+      {"revision", build_revision()},
+      {"config_sha256", d.config_sha256},
+      {"trust_keys", d.ingestor->trust().size()},
+      {"held", {{"launches", d.ingestor->launches_held()}, {"grants", d.ingestor->grants_held()}}},
+      {"policy", d.policy.name},
+      {"last_sweep", d.last_sweep ? json(ingest::format_rfc3339(d.last_sweep)) : json()},
+      {"sandboxes", verdicts},
+      {"ingest", ingest},
+      {"capabilities", d.kept_capabilities}};
 }
 
 api::DaemonView daemon_view(Daemon& d) {
@@ -526,16 +524,15 @@ Result<void> restore_ingest(Daemon& d) {
     if (auto recorded =
             d.ingestor->append_to_store(ingest::Ingestor::recovered_line(report, unix_now()));
         !recorded)
-      return fail("cannot record the recovery in the accepted store: ",
-                  recorded.error().message);
+      return fail("cannot record the recovery in the accepted store: ", recorded.error().message);
   }
   d.restore_report = std::move(report);
   return {};
 }
 
 Result<void> start_writer(Daemon& d) {
-  d.writer = std::make_unique<DurableWriter>(
-      d.io, [ingestor = d.ingestor.get()](std::string_view lines) {
+  d.writer =
+      std::make_unique<DurableWriter>(d.io, [ingestor = d.ingestor.get()](std::string_view lines) {
         return ingestor->append_to_store(lines);
       });
   return {};
@@ -585,9 +582,8 @@ Result<void> drop_privileges(Daemon& d) {
   spdlog::info(
       "confined: running as {} (uid {}, gid {}) with capabilities [{}], no_new_privs, a seccomp "
       "filter denying {} syscalls; mounts: {}",
-      report.user.name, report.user.uid, report.user.gid,
-      fmt::join(report.kept_capabilities, ", "), report.denied_syscalls.size(),
-      report.mounts_note);
+      report.user.name, report.user.uid, report.user.gid, fmt::join(report.kept_capabilities, ", "),
+      report.denied_syscalls.size(), report.mounts_note);
   return {};
 }
 
@@ -630,10 +626,14 @@ int cmd_run(const std::optional<fs::path>& config_path) {
                build_revision(), d.config.node_name, d.config_sha256);
 
   const std::vector<std::pair<const char*, Step>> steps = {
-      {"prepare_state_dir", prepare_state_dir}, {"load_trust", load_trust},
-      {"load_policy", load_node_policy},        {"restore_ingest", restore_ingest},
-      {"open_journals", open_journals},         {"start_http", start_http},
-      {"drop_privileges", drop_privileges},     {"start_writer", start_writer},
+      {"prepare_state_dir", prepare_state_dir},
+      {"load_trust", load_trust},
+      {"load_policy", load_node_policy},
+      {"restore_ingest", restore_ingest},
+      {"open_journals", open_journals},
+      {"start_http", start_http},
+      {"drop_privileges", drop_privileges},
+      {"start_writer", start_writer},
       {"start_loops", start_loops},
   };
   int exit_code = 0;

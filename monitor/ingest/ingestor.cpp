@@ -271,26 +271,26 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
     const Signature& candidate = envelope->signatures[i];
     const TrustedKey* key = trust.find(candidate.keyid);
     if (key == nullptr) {
-      unknown_keyids += (unknown_keyids.empty() ? "" : ", ") + short_hex(printable(candidate.keyid));
+      unknown_keyids +=
+          (unknown_keyids.empty() ? "" : ", ") + short_hex(printable(candidate.keyid));
       continue;
     }
     if (!key->key.verify(pae_bytes, candidate.sig)) {
-      return std::unexpected(rejection(
-          IngestResult::bad_signature,
-          "signatures[" + std::to_string(i) + "] on " + named + " by key " +
-              short_hex(key->keyid) + " (" + key->name +
-              ") does not verify; every signature on an envelope must",
-          checked.id, checked.kind));
+      return std::unexpected(rejection(IngestResult::bad_signature,
+                                       "signatures[" + std::to_string(i) + "] on " + named +
+                                           " by key " + short_hex(key->keyid) + " (" + key->name +
+                                           ") does not verify; every signature on an envelope must",
+                                       checked.id, checked.kind));
     }
     signers.push_back(key);
   }
   if (!unknown_keyids.empty()) {
     return std::unexpected(rejection(
         IngestResult::unknown_key,
-        signers.empty() ? named + " is signed only by keys not in the trust store (" +
-                              unknown_keyids + ")"
-                        : named + " also carries signatures by keys not in the trust store (" +
-                              unknown_keyids + "); every signature must be by a trusted key",
+        signers.empty()
+            ? named + " is signed only by keys not in the trust store (" + unknown_keyids + ")"
+            : named + " also carries signatures by keys not in the trust store (" + unknown_keyids +
+                  "); every signature must be by a trusted key",
         checked.id, checked.kind));
   }
   const TrustRole needed =
@@ -426,8 +426,9 @@ IngestOutcome Ingestor::reject_too_large(EnvelopeKind kind,
   return too_large(declared_length);
 }
 
-std::variant<IngestOutcome, PendingAccept> Ingestor::evaluate(
-    std::string_view bytes, std::optional<EnvelopeKind> expected, int64_t now_unix) {
+std::variant<IngestOutcome, PendingAccept> Ingestor::evaluate(std::string_view bytes,
+                                                              std::optional<EnvelopeKind> expected,
+                                                              int64_t now_unix) {
   if (bytes.size() > kMaxEnvelopeBytes) return too_large(bytes.size());
   auto checked = check_envelope(trust_, bytes, expected);
   if (!checked) return std::move(checked.error());
@@ -701,9 +702,9 @@ Result<RestoreReport> Ingestor::restore() {
     const auto file = dir / ("accepted-" + std::to_string(::time(nullptr)) + "-" +
                              sha256_hex(quarantined).substr(0, 8) + ".txt");
     auto made = make_private_dirs(dir);
-    const int qfd = made ? ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                                  0600)
-                         : -1;
+    const int qfd =
+        made ? ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)
+             : -1;
     auto written = qfd >= 0 ? write_all(qfd, quarantined) : fail(std::strerror(errno));
     if (written && ::fsync(qfd) != 0) written = fail(std::strerror(errno));
     if (qfd >= 0) ::close(qfd);

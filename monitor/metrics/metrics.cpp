@@ -19,7 +19,6 @@ const prometheus::Histogram::BucketBoundaries kSampleBuckets{
 const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                                               1,     2.5,   5,    10,   30,  60};
 
-
 }  // namespace
 
 Metrics::Metrics(const std::string& version, const std::string& revision,

@@ -43,8 +43,7 @@ class Metrics {
   /// series (added, relabelled, removed when gone), counters for its new
   /// findings and policy violations, and the detection latency of new drift.
   void apply_changes(const std::vector<correlate::VerdictChange>& changes,
-                     const std::map<std::string, correlate::SandboxStatus>& statuses,
-                     int64_t now);
+                     const std::map<std::string, correlate::SandboxStatus>& statuses, int64_t now);
   void observe_sample_duration(double seconds);
   void set_last_sweep(int64_t unix_seconds);
   void set_probe_attached(const std::string& probe, bool attached);

@@ -298,8 +298,9 @@ Result<Projection> declared_projection_checked(const json& config) {
         return fail("OCI config field process.rlimits holds an entry without type, soft and hard");
       const auto& names = rlimit_names();
       if (std::find(names.begin(), names.end(), r["type"].get<std::string>()) == names.end())
-        return fail("OCI config field process.rlimits has an unknown type (not one of the "
-                    "kernel's RLIMIT_* names)");
+        return fail(
+            "OCI config field process.rlimits has an unknown type (not one of the "
+            "kernel's RLIMIT_* names)");
       p.rlimits[r["type"].get<std::string>()] = {rlimit_value(r["soft"].get<uint64_t>()),
                                                  rlimit_value(r["hard"].get<uint64_t>())};
     }

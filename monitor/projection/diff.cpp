@@ -32,29 +32,23 @@ std::string severity_for(std::string_view field, Direction direction) {
 
 const std::vector<std::string>& rlimit_names() {
   static const std::vector<std::string> names = {
-      "RLIMIT_AS",    "RLIMIT_CORE",   "RLIMIT_CPU",    "RLIMIT_DATA",       "RLIMIT_FSIZE",
-      "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE",    "RLIMIT_NOFILE",
-      "RLIMIT_NPROC", "RLIMIT_RSS",    "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
-      "RLIMIT_STACK"};
+      "RLIMIT_AS",     "RLIMIT_CORE",   "RLIMIT_CPU",        "RLIMIT_DATA",
+      "RLIMIT_FSIZE",  "RLIMIT_LOCKS",  "RLIMIT_MEMLOCK",    "RLIMIT_MSGQUEUE",
+      "RLIMIT_NICE",   "RLIMIT_NOFILE", "RLIMIT_NPROC",      "RLIMIT_RSS",
+      "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK"};
   return names;
 }
 
 std::vector<FindingLabels> finding_label_sets() {
-  std::vector<std::string> fields = {"user.uid",
-                                     "user.gid",
-                                     "user.additional_gids",
-                                     "no_new_privileges",
-                                     "seccomp",
-                                     "root_readonly",
-                                     "masked_paths",
-                                     "readonly_paths",
-                                     "resources.memory_max",
-                                     "resources.pids_max",
-                                     "resources.cpu_max",
-                                     "lsm_label"};
+  std::vector<std::string> fields = {
+      "user.uid",           "user.gid",          "user.additional_gids",
+      "no_new_privileges",  "seccomp",           "root_readonly",
+      "masked_paths",       "readonly_paths",    "resources.memory_max",
+      "resources.pids_max", "resources.cpu_max", "lsm_label"};
   for (const char* set : {"ambient", "bounding", "effective", "inheritable", "permitted"})
     fields.push_back(std::string("capabilities.") + set);
-  for (const auto& kind : kNamespaces) fields.push_back(std::string("namespaces.") + kind.projection_key);
+  for (const auto& kind : kNamespaces)
+    fields.push_back(std::string("namespaces.") + kind.projection_key);
   for (const auto& name : rlimit_names()) fields.push_back("rlimits." + name);
   std::vector<FindingLabels> out;
   for (const auto& field : fields)

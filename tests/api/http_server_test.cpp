@@ -296,7 +296,6 @@ bool closed_by_server(Client& client) {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-
 // Handlers that keep their Respond for the test to answer later (on the loop).
 struct HeldRequests {
   std::mutex mutex;

@@ -243,9 +243,7 @@ TEST_CASE("node config: load reads a file, and names a file it cannot read", "[a
                                         ": unknown key 'discovery.runc_root'"));
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("node config: load refuses a FIFO at once, a link and a directory, naming them",
           "[app]") {

@@ -9,7 +9,9 @@
 // file. Checks: an error says something; a parsed state names the sandbox by
 // the id it was read under, its runtime, and a pid in range; through
 // find_container the same file gives the same first process and bundle, and
-// resolves only the fixture's process with its own start time.
+// resolves only the fixture's process with its own start time. All of this
+// also for the file with one node replaced by a value of each JSON type in
+// turn (type flips, fuzz_support.hpp).
 
 #include <cstddef>
 #include <cstdint>
@@ -69,12 +71,7 @@ void check_ref(const sandbox::SandboxRef& ref, const char* runtime, std::string_
     report("a pid out of range was accepted", text);
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
-  const bool runc = data[0] % 2 == 0;
-  const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
+void check_state(bool runc, std::string_view text) {
   const char* runtime = runc ? "runc" : "crun";
 
   auto parsed = runc ? sandbox::parse_runc_state(text, kId) : sandbox::parse_crun_status(text, kId);
@@ -95,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fs::remove(file);
   if (!found) {
     if (found.error().message.empty()) report("find_container failed without a message", text);
-    return 0;
+    return;
   }
   if (!parsed) report("find_container accepted a state its parser refuses", text);
   check_ref(*found, runtime, text);
@@ -105,5 +102,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // is a process that is not there, or a PID reused by another process.
   if (found->first_process.pid != kFixturePid || found->first_process.start_time_ticks != 777)
     report("resolved a process that is not there", text);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const bool runc = data[0] % 2 == 0;
+  const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  check_state(runc, text);
+  // The same for the file with one node replaced by each JSON type.
+  driftwatch::fuzz::for_each_type_flip(
+      text, [runc](const std::string& flipped) { check_state(runc, flipped); });
   return 0;
 }

@@ -8,12 +8,16 @@
 //     catch keeps a missed type check from taking the daemon down, but the
 //     check was still missed (the error then reads "OCI config cannot be
 //     projected: " and a nlohmann message), so here it counts as a crash;
+//   - the same for the config with one node (picked by a hash of the input)
+//     replaced by a value of each JSON type in turn: byte mutations seldom
+//     turn an object into a number, which is what a missed check trips on;
 //   - no_new_privileges and root_readonly are what the config states;
 //   - a projection canonicalises (it is what gets hashed), and computing it
 //     twice gives the same bytes.
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "common/canonical_json.hpp"
@@ -29,6 +33,23 @@ constexpr std::string_view kUncheckedAccess = "OCI config cannot be projected: "
   driftwatch::fuzz::report("declared_projection_fuzz", what, detail);
 }
 
+void check_error(const driftwatch::Error& error, std::string_view text) {
+  if (error.message.empty()) report("an error without a message", text);
+  if (std::string_view(error.message).starts_with(kUncheckedAccess))
+    report("a JSON access without a type check threw", error.message + " on " + std::string(text));
+}
+
+// One node of the config replaced by a value of each JSON type in turn
+// (fuzz_support.hpp): the projection still ends in a value or a checked error.
+void check_type_flips(std::string_view text) {
+  driftwatch::fuzz::for_each_type_flip(text, [](const std::string& flipped) {
+    auto doc = driftwatch::parse_json(flipped, "flipped config");
+    if (!doc) return;
+    auto declared = driftwatch::projection::declared_projection(*doc);
+    if (!declared) check_error(declared.error(), flipped);
+  });
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -36,11 +57,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto doc = driftwatch::parse_json(text, "fuzz input");
   if (!doc) return 0;
   auto declared = driftwatch::projection::declared_projection(*doc);
+  check_type_flips(text);
   if (!declared) {
-    const std::string& message = declared.error().message;
-    if (message.empty()) report("an error without a message", text);
-    if (std::string_view(message).starts_with(kUncheckedAccess))
-      report("a JSON access without a type check threw", message);
+    check_error(declared.error(), text);
     return 0;
   }
   // Fields the OCI config states directly (absent: false) come out as stated.

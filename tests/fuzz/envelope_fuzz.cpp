@@ -11,6 +11,8 @@
 //     parses back to the same type and payload and whose signature verifies
 //     over PAE(type, payload);
 //   - PAE is "DSSEv1 <len> <type> <len> <body>" byte for byte;
+//   - all of this for the envelope with one node replaced by a value of each
+//     JSON type in turn, too (type flips, fuzz_support.hpp);
 //   - a timestamp parse_rfc3339 accepts and format_rfc3339 writes back
 //     parses to the same second.
 
@@ -135,5 +137,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   check_envelope(text);
   check_timestamp(text);
+  // The same for the envelope with one node replaced by each JSON type.
+  driftwatch::fuzz::for_each_type_flip(text,
+                                       [](const std::string& flipped) { check_envelope(flipped); });
   return 0;
 }

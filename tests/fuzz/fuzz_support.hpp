@@ -1,16 +1,21 @@
 #pragma once
-// Shared by the fuzz targets: reporting a broken property as a crash, and a
-// scratch directory for targets that go through the file system.
+// Shared by the fuzz targets: reporting a broken property as a crash, a
+// scratch directory for targets that go through the file system, and type
+// flips of JSON inputs.
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace driftwatch::fuzz {
 
@@ -59,5 +64,45 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+/// Type flips. Byte mutations seldom turn a JSON object into a number, which
+/// is what a missed type check trips over; this does it directly. `text` is
+/// parsed (leniently); if it is JSON, one node below the root, picked by a
+/// hash of `text` (so that the fuzzer's mutations move it around), is
+/// replaced in turn by a value of every JSON type, and `check` is called with
+/// each flipped document as text.
+template <class Check>
+void for_each_type_flip(std::string_view text, Check&& check) {
+  const auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return;
+  std::vector<nlohmann::json::json_pointer> nodes;
+  const auto collect = [&nodes](const auto& self, const nlohmann::json& node,
+                                const nlohmann::json::json_pointer& at) -> void {
+    if (node.is_object()) {
+      for (const auto& [key, value] : node.items()) {
+        nodes.push_back(at / key);
+        self(self, value, at / key);
+      }
+    } else if (node.is_array()) {
+      for (size_t i = 0; i < node.size(); ++i) {
+        nodes.push_back(at / i);
+        self(self, node[i], at / i);
+      }
+    }
+  };
+  collect(collect, doc, nlohmann::json::json_pointer());
+  if (nodes.empty()) return;
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (const unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  const auto& at = nodes[hash % nodes.size()];
+  for (const auto& replacement :
+       {nlohmann::json(5), nlohmann::json(-1), nlohmann::json(1.5), nlohmann::json("x"),
+        nlohmann::json(""), nlohmann::json(nullptr), nlohmann::json(true),
+        nlohmann::json::array({5}), nlohmann::json::object({{"x", 5}})}) {
+    nlohmann::json flipped = doc;
+    flipped[at] = replacement;
+    check(flipped.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+}
 
 }  // namespace driftwatch::fuzz

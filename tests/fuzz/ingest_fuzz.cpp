@@ -16,6 +16,9 @@
 //   g  the same, signed as it is
 //   W  a launch payload (hash set) signed by alice: the wrong role
 //   U  a launch payload (hash set) signed by a key nobody trusts
+//   F  a launch payload with one node (picked by a hash of the line)
+//      replaced by a value of each JSON type in turn, each one with its
+//      hash set and signed by cp-1 (type flips, fuzz_support.hpp)
 //   T  a payload (as it is) signed by cp-1 under the payload type that
 //      follows it after a TAB ("application/x\t{...}")
 //   R  restart: a new Ingestor on the same state directory, restore()
@@ -149,6 +152,14 @@ class Run {
       case 'U':
         return send(
             ingest::sign_envelope(ingest::kLaunchPayloadType, with_config_hash(rest), k.untrusted));
+      case 'F':
+        // A launch payload with one node replaced by each JSON type in turn:
+        // every field's type check is reached with every wrong type.
+        driftwatch::fuzz::for_each_type_flip(rest, [&](const std::string& flipped) {
+          send(ingest::sign_envelope(ingest::kLaunchPayloadType, with_config_hash(flipped),
+                                     k.control_plane));
+        });
+        return;
       case 'T': {
         const size_t tab = rest.find('\t');
         const std::string_view type = rest.substr(0, tab);
@@ -229,7 +240,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     script = newline == script.npos ? std::string_view() : script.substr(newline + 1);
     if (line.empty()) continue;
     const char op = line.front();
-    if (std::string_view("LlGgWUTR").find(op) != std::string_view::npos) {
+    if (std::string_view("LlGgWUFTR").find(op) != std::string_view::npos) {
       run.step(op, line.substr(1));
     } else {
       run.send(std::string(line));

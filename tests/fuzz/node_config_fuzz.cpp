@@ -8,7 +8,9 @@
 //   - a config's effective document (to_json, whose hash is
 //     driftwatch_config_info) canonicalises, parses as a config again and
 //     gives the same document: the effective config is a fixed point;
-//   - the listen address parses, the intervals are positive.
+//   - the listen address parses, the intervals are positive;
+//   - all of this for the config with one node replaced by a value of each
+//     JSON type in turn, too (type flips, fuzz_support.hpp).
 
 #include <cstddef>
 #include <cstdint>
@@ -26,14 +28,11 @@ namespace {
   driftwatch::fuzz::report("node_config_fuzz", what, detail);
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string_view text(reinterpret_cast<const char*>(data), size);
+void check_config(std::string_view text) {
   auto config = driftwatch::app::parse_node_config(text, "config fuzz.json");
   if (!config) {
     if (config.error().message.empty()) report("parse failed without a message", text);
-    return 0;
+    return;
   }
   if (!driftwatch::api::parse_listen_address(config->listen))
     report("an unparsable listen address was accepted", config->listen);
@@ -63,5 +62,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto canonical_again = driftwatch::canonical_json(driftwatch::app::to_json(*again));
   if (!canonical_again || *canonical_again != *canonical)
     report("the effective config is not a fixed point", *canonical);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  check_config(text);
+  // The same for the config with one node replaced by each JSON type.
+  driftwatch::fuzz::for_each_type_flip(text,
+                                       [](const std::string& flipped) { check_config(flipped); });
   return 0;
 }

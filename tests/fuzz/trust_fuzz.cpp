@@ -9,6 +9,8 @@
 //     roles and no name is used
 //     twice (DESIGN.md: a key in both lists is refused at load); the role
 //     counts add up to the size;
+//   - the same for the document with one node replaced by a value of each
+//     JSON type in turn (type flips, fuzz_support.hpp);
 //   - a PEM key that from_pem accepts has a 64-digit lowercase hex key id,
 //     and reads back from its own PEM and raw bytes as the same key.
 
@@ -107,5 +109,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   check_store(text);
   check_key(text);
+  // The same for the document with one node replaced by each JSON type.
+  driftwatch::fuzz::for_each_type_flip(text,
+                                       [](const std::string& flipped) { check_store(flipped); });
   return 0;
 }

@@ -148,9 +148,7 @@ TEST_CASE("trust: load reads a file and names it when it cannot", "[ingest]") {
   std::filesystem::remove_all(dir);
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("trust: load refuses a FIFO at once, a link and a directory, naming them", "[ingest]") {
   const auto dir = std::filesystem::temp_directory_path() /

@@ -207,8 +207,9 @@ TEST_CASE("daemon: every rejection class changes nothing but its counter",
   for (const auto& r : rejections) CHECK(counts[r.result] == 1);
 }
 
-TEST_CASE("daemon: verdicts and grants survive a restart, and the journal is read on where it stopped",
-          "[root][runc][integration][daemon]") {
+TEST_CASE(
+    "daemon: verdicts and grants survive a restart, and the journal is read on where it stopped",
+    "[root][runc][integration][daemon]") {
   SKIP_WITHOUT("root", "runc", "busybox");
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("d-rst")));

@@ -56,7 +56,8 @@ class TinyTmpfs {
   TinyTmpfs(const fs::path& where, const char* size) : where_(where) {
     fs::create_directories(where_);
     const std::string options = std::string("size=") + size + ",mode=0700";
-    mounted_ = ::mount("tmpfs", where_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0;
+    mounted_ =
+        ::mount("tmpfs", where_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0;
   }
   ~TinyTmpfs() {
     if (mounted_) ::umount2(where_.c_str(), MNT_DETACH);
@@ -85,17 +86,18 @@ fs::path fill_up(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("hostile input: a signed launch whose config cannot be projected is malformed, and "
-          "the daemon goes on sweeping",
-          "[root][integration][daemon]") {
+TEST_CASE(
+    "hostile input: a signed launch whose config cannot be projected is malformed, and "
+    "the daemon goes on sweeping",
+    "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
   daemon.start();
 
   json config = minimal_config();
   config["linux"] = {{"namespaces", {{{"type", "user"}}}}, {"uidMappings", {5}}};
-  auto envelope = daemon.sign("launch", DaemonUnderTest::launch_payload("L-bad-1", "box-1", config),
-                              "cp-1");
+  auto envelope =
+      daemon.sign("launch", DaemonUnderTest::launch_payload("L-bad-1", "box-1", config), "cp-1");
   auto reply = daemon.post("/v1/launch-events", envelope);
   INFO(reply.body);
   CHECK(reply.status == 400);
@@ -122,15 +124,15 @@ TEST_CASE("hostile input: a signed launch whose config cannot be projected is ma
   CHECK_THAT(projected.err, Catch::Contains("uidMappings"));
 }
 
-TEST_CASE("hostile input: bytes that are not UTF-8, or begin with a BOM, are 400 malformed, "
-          "never a 5xx",
-          "[root][integration][daemon]") {
+TEST_CASE(
+    "hostile input: bytes that are not UTF-8, or begin with a BOM, are 400 malformed, "
+    "never a 5xx",
+    "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
   daemon.start();
-  const auto good =
-      daemon.sign("launch", DaemonUnderTest::launch_payload("L-u-1", "box-u", minimal_config()),
-                  "cp-1");
+  const auto good = daemon.sign(
+      "launch", DaemonUnderTest::launch_payload("L-u-1", "box-u", minimal_config()), "cp-1");
   for (const std::string& bytes :
        {std::string("{\"payloadType\":\"\xff\xfe\",\"payload\":\"e30=\",\"signatures\":[]}"),
         std::string("\xc3\x28") + good, std::string("\xEF\xBB\xBF") + good}) {
@@ -155,31 +157,37 @@ TEST_CASE("hostile input: a grant for a launch that does not exist is an orphan_
   wider["process"]["capabilities"] = {{"bounding", {"CAP_SYS_ADMIN"}},
                                       {"effective", {"CAP_SYS_ADMIN"}},
                                       {"permitted", {"CAP_SYS_ADMIN"}}};
-  auto grant = daemon.sign("grant", DaemonUnderTest::grant_payload("G-o-1", "L-o-1", wider),
-                           "alice");
+  auto grant =
+      daemon.sign("grant", DaemonUnderTest::grant_payload("G-o-1", "L-o-1", wider), "alice");
   auto reply = daemon.post("/v1/grants", grant);
   INFO(reply.body);
   CHECK(reply.status == 422);
   CHECK(json::parse(reply.body)["result"] == "orphan_grant");
   // The launch arriving later is not widened by the refused grant: the
   // grant has to be sent again, after it.
-  CHECK(daemon.post("/v1/launch-events",
-                    daemon.sign("launch",
-                                DaemonUnderTest::launch_payload("L-o-1", "box-o", minimal_config()),
-                                "cp-1"))
+  CHECK(daemon
+            .post("/v1/launch-events",
+                  daemon.sign("launch",
+                              DaemonUnderTest::launch_payload("L-o-1", "box-o", minimal_config()),
+                              "cp-1"))
             .status == 202);
   CHECK(daemon.get("/healthz")["ingest"]["grants"]["accepted"] == 0);
 }
 
-TEST_CASE("hostile input: a FIFO or a symlink as launch journal is refused, and the daemon "
-          "still answers and stops",
-          "[root][integration][daemon]") {
+TEST_CASE(
+    "hostile input: a FIFO or a symlink as launch journal is refused, and the daemon "
+    "still answers and stops",
+    "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
   const fs::path secret = daemon.dir() / "secret.txt";
   std::ofstream(secret) << "root:SECRET-HASH-DO-NOT-ECHO:19000:0:99999:7:::\n";
-  SECTION("a FIFO") { REQUIRE(::mkfifo(daemon.journal().c_str(), 0600) == 0); }
-  SECTION("a symlink") { fs::create_symlink(secret, daemon.journal()); }
+  SECTION("a FIFO") {
+    REQUIRE(::mkfifo(daemon.journal().c_str(), 0600) == 0);
+  }
+  SECTION("a symlink") {
+    fs::create_symlink(secret, daemon.journal());
+  }
   daemon.start();
   daemon.wait_sweeps(2);
   CHECK(daemon.get("/healthz")["status"] == "ok");
@@ -192,9 +200,10 @@ TEST_CASE("hostile input: a FIFO or a symlink as launch journal is refused, and 
   CHECK_THAT(log, !Catch::Contains("SECRET-HASH"));
 }
 
-TEST_CASE("hostile input: a full disk answers 503 unavailable, not malformed, and a journal line "
-          "is retried until it is stored",
-          "[root][integration][daemon]") {
+TEST_CASE(
+    "hostile input: a full disk answers 503 unavailable, not malformed, and a journal line "
+    "is retried until it is stored",
+    "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
   TinyTmpfs disk(daemon.dir() / "state", "512k");
@@ -237,9 +246,10 @@ TEST_CASE("hostile input: a full disk answers 503 unavailable, not malformed, an
   CHECK(daemon.stop() == 0);
 }
 
-TEST_CASE("hostile input: a restart over a damaged accepted store says what it skipped, keeps "
-          "it, and records the recovery",
-          "[root][integration][daemon]") {
+TEST_CASE(
+    "hostile input: a restart over a damaged accepted store says what it skipped, keeps "
+    "it, and records the recovery",
+    "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
   daemon.start();
@@ -276,7 +286,8 @@ TEST_CASE("hostile input: a restart over a damaged accepted store says what it s
   CHECK_THAT(daemon.log(), Catch::Contains("RECOVERY") && Catch::Contains("line 2"));
   // Both launches survived; the damaged line stays in the store, and the
   // recovery is recorded there.
-  for (const auto& envelope : envelopes) CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
+  for (const auto& envelope : envelopes)
+    CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
   REQUIRE(daemon.stop() == 0);
   std::ifstream in(store);
   const std::string after((std::istreambuf_iterator<char>(in)), {});

@@ -42,7 +42,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-
 // The inode of the socket listening on 127.0.0.1:port, or "" if none.
 std::string listener_inode(uint16_t port) {
   std::ifstream table("/proc/net/tcp");

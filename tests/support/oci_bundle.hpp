@@ -39,8 +39,8 @@ namespace driftwatch::testing {
 /// "crun" also fails on a hybrid cgroup host where crun 1.8 cannot start
 /// containers yet; the message then says to run scripts/prepare-test-host.sh.
 /// "busybox" requires a statically linked /bin/busybox (busybox-static).
-/// Usage: `if (auto why = missing_requirement({"root", "runc"})) { WARN("skipped: " << *why);
-/// return; }`
+/// Usage: `if (auto why = missing_requirement({"root", "runc"})) DW_SKIP(*why);`
+/// (support/skip.hpp), so that CTest reports the test skipped, not passed.
 std::optional<std::string> missing_requirement(std::initializer_list<std::string_view> needs);
 
 /// The value of a Result, or a std::runtime_error carrying its message.
