@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks, in one command (as root): builds driftwatch, runs
 # sample_bench (CPU per sample of a 1- and a 100-process runc sandbox, where
-# that time goes, a sweep of 200 sandboxes), then hyperfine (`driftwatch
+# that time goes, a sweep of 200 sandboxes), metrics_bench, ingest_bench
+# (launch events made durable: group commit against one fsync each), then hyperfine (`driftwatch
 # inspect --oci ID` against the shell a user would write for the same reads),
 # and prints a Markdown report, also saved as bench/results/<date>.md.
 #
@@ -111,6 +112,9 @@ run_waited "$bin" --id-prefix "$prefix" --markdown "$work/sample.md" "$@"
 say "running metrics_bench (GET /metrics with 1,000 sandboxes)"
 run_waited build/bench/metrics_bench --sandboxes 1000 --requests 200 >"$work/metrics.md"
 
+say "running ingest_bench (signed launch events made durable, on /var/tmp's disk)"
+run_waited build/bench/ingest_bench --events 2000 --rounds 7 --dir /var/tmp >"$work/ingest.md"
+
 say "starting a container for hyperfine"
 coproc HOLD { exec "$bin" --id-prefix "$prefix" hold; }
 # shellcheck disable=SC2153  # HOLD_PID is set by coproc
@@ -169,6 +173,14 @@ if [[ -n $(git status --porcelain 2>/dev/null) ]]; then revision+=" (uncommitted
   echo "(90% attested, 5% drifted with two findings each, 5% unattested, 2% violating)."
   echo
   cat "$work/metrics.md"
+  echo
+  echo "### Signed launch events made durable (2,000 envelopes arriving together)"
+  echo
+  echo "Verification (JSON, JCS, declared projection, Ed25519) on one thread, then the accepted"
+  echo "store on /var/tmp's disk: one fdatasync per envelope against the daemon's writer thread,"
+  echo "which appends everything queued meanwhile with one fdatasync. Fresh state dir per round."
+  echo
+  cat "$work/ingest.md"
   echo
   echo "### \`driftwatch inspect\` against the shell a user would write"
   echo

@@ -79,6 +79,7 @@ for name in "${names[@]}"; do
   log=$logs/$name.log
   rm -rf "$artifacts"
   mkdir -p "$corpus" "$artifacts" "$scratch/$name/tmp"
+  : >"$log"
   if [[ -d tests/fuzz/corpus-$name ]]; then cp -R "tests/fuzz/corpus-$name/." "$corpus/"; fi
   regressions=()
   if [[ -d tests/fuzz/regressions/$name ]]; then
@@ -93,11 +94,13 @@ for name in "${names[@]}"; do
 
   # The fuzzers keep their scratch files under TMPDIR.
   status=0
+  phase="on a regression input"
   if ((${#regressions[@]} > 0)); then
     TMPDIR=$scratch/$name/tmp "$binary" "${options[@]}" -artifact_prefix="$artifacts/" \
-      "${regressions[@]}" >"$log" 2>&1 || status=$?
+      "${regressions[@]}" >>"$log" 2>&1 || status=$?
   fi
   if ((status == 0)); then
+    phase="while fuzzing"
     TMPDIR=$scratch/$name/tmp timeout --kill-after=30 $((seconds + 120)) \
       "$binary" "${options[@]}" "${dict[@]}" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$artifacts/" "$corpus" >>"$log" 2>&1 || status=$?
@@ -114,12 +117,14 @@ for name in "${names[@]}"; do
       "$name" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${#regressions[@]}"
   else
     failed+=("$name")
-    kind=$(grep -oE 'ERROR: (libFuzzer: [a-z-]+|AddressSanitizer: [a-z-]+|LeakSanitizer|UndefinedBehaviorSanitizer)' \
-      "$log" | head -1 || true)
+    # The property the target reports, else the sanitizer's or libFuzzer's summary.
+    kind=$(grep -m1 "^${name}_fuzz: " "$log" | cut -c1-160 || true)
+    [[ -n $kind ]] || kind=$(grep -m1 '^SUMMARY: ' "$log" | cut -c1-160 || true)
     [[ -n $kind ]] || kind="exit status $status"
-    printf 'fuzz: %-20s FAILED  %s after %s runs; log %s\n' "$name" "$kind" "${runs:-?}" "$log"
+    printf 'fuzz: %-20s FAILED  %s (%s, %s runs); log %s\n' "$name" "$kind" "$phase" "${runs:-?}" \
+      "$log"
     # What it was: the report, and each input that did it.
-    grep -vE '^#[0-9]+|^INFO:|^stat::' "$log" | tail -40 | sed 's/^/    /'
+    grep -vE '^#[0-9]+|^INFO:|^stat::|NEW_FUNC|^Running: |^Executed ' "$log" | tail -40 | sed 's/^/    /'
     for input in "$artifacts"/*; do
       [[ -f $input ]] || continue
       echo "    input $input ($(stat -c %s "$input") bytes), first 256 bytes:"
