@@ -10,6 +10,7 @@
 
 #include "integration/cli.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace driftwatch::testing;
 
@@ -27,10 +28,9 @@ void require_bad_input(const std::vector<std::string>& args, const std::string& 
   CHECK_THAT(result.err, Catch::Contains(named));
 }
 
+// One directory for the whole test binary's bad inputs, removed at exit.
 std::string write_temp(const std::string& name, const std::string& content) {
-  auto dir =
-      std::filesystem::temp_directory_path() / ("driftwatch-bad-input-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
+  static const TempDir dir("bad-input");
   auto path = dir / name;
   std::ofstream(path) << content;
   return path.string();

@@ -19,9 +19,11 @@
 #include "integration/daemon_harness.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
+#include "support/wait.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
+using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
@@ -34,19 +36,6 @@ json minimal_config() {
 
 int64_t ingest_count(const DaemonUnderTest& daemon, const char* result) {
   return daemon.get("/healthz")["ingest"]["launch_events"][result].get<int64_t>();
-}
-
-// Waits until `predicate` holds; fails the test when it does not within
-// `timeout`.
-template <class Predicate>
-void require_eventually(Predicate predicate, const char* what,
-                        std::chrono::seconds timeout = std::chrono::seconds(15)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (predicate()) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  FAIL("timed out after " << timeout.count() << " s waiting until " << what);
 }
 
 // A small tmpfs mounted on a fresh directory (never over /tmp), unmounted
@@ -229,13 +218,13 @@ TEST_CASE(
   auto journaled = daemon.sign(
       "launch", DaemonUnderTest::launch_payload("L-full-2", "box-f2", minimal_config()), "cp-1");
   std::ofstream(daemon.journal(), std::ios::app) << journaled << "\n";
-  require_eventually([&] { return ingest_count(daemon, "unavailable") >= 3; },
-                     "the journal line was tried (and refused) twice");
+  wait_until("the journal line to be tried (and refused) twice", 15s,
+             [&] { return ingest_count(daemon, "unavailable") >= 3; });
   CHECK(ingest_count(daemon, "accepted") == 0);
 
   fs::remove(filler);
-  require_eventually([&] { return ingest_count(daemon, "accepted") == 1; },
-                     "the journal line is accepted once there is room");
+  wait_until("the journal line to be accepted once there is room", 15s,
+             [&] { return ingest_count(daemon, "accepted") == 1; });
   CHECK(daemon.post("/v1/launch-events", posted).status == 202);
   // Nothing was lost, and nothing was stored twice: a restart restores both.
   CHECK(daemon.stop() == 0);
