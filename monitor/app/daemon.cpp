@@ -136,9 +136,6 @@ void log_changes(const std::vector<correlate::VerdictChange>& changes) {
   }
 }
 
-void schedule_sweep(Daemon& d, std::chrono::milliseconds delay);
-void start_sweep(Daemon& d);
-
 void start_sweep(Daemon& d) {
   if (d.stopping) return;
   if (d.sweep_running) {
@@ -291,8 +288,6 @@ void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::En
     done(outcome);
   });
 }
-
-void schedule_journals(Daemon& d);
 
 // One poll's lines go in order, pipelined through the writer (one fsync
 // serves many lines), except that a grant waits until the lines before it
