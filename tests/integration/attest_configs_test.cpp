@@ -10,6 +10,7 @@
 
 #include "integration/cli.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -100,8 +101,7 @@ void expect_attested(const char* runtime, const ConfigCase& config_case) {
 TEST_CASE("attestation: eight OCI configs run under runc each attest against their container",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   for (const auto& c : config_cases()) {
     DYNAMIC_SECTION("runc: " << c.name) {
@@ -113,8 +113,7 @@ TEST_CASE("attestation: eight OCI configs run under runc each attest against the
 TEST_CASE("attestation: eight OCI configs run under crun each attest against their container",
           "[root][crun][integration]") {
   if (auto why = missing_requirement({"root", "crun", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   for (const auto& c : config_cases()) {
     DYNAMIC_SECTION("crun: " << c.name) {
@@ -126,8 +125,7 @@ TEST_CASE("attestation: eight OCI configs run under crun each attest against the
 TEST_CASE("attestation: the declared hash does not depend on the runtime that ran it",
           "[root][runc][crun][integration]") {
   if (auto why = missing_requirement({"root", "runc", "crun", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto project = driftwatch_json({"project", "--oci-config", bundle.config_path().string()}, 0);

@@ -10,6 +10,7 @@
 
 #include "integration/cli.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace driftwatch::testing;
@@ -92,8 +93,7 @@ TEST_CASE("bad input: usage errors exit 2 with one line", "[integration]") {
 TEST_CASE("bad input: a process that exits mid-sample gives a clean error or a whole sample",
           "[root][integration]") {
   if (auto why = missing_requirement({"root"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   // Processes that live about as long as a sample takes: each run either
   // samples the process whole (exit 0, valid JSON) or reports it gone (exit 2,
@@ -124,8 +124,7 @@ TEST_CASE("bad input: a process that exits mid-sample gives a clean error or a w
 TEST_CASE("bad input: members that exit mid-sample are dropped, never half-read",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   // A container whose shell forks short-lived processes without pause.

@@ -8,6 +8,7 @@
 
 #include "integration/daemon_harness.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -38,11 +39,8 @@ json verdict_state(const json& sandbox) {
           {"findings", sandbox["findings"]}};
 }
 
-#define SKIP_WITHOUT(...)                              \
-  if (auto why = missing_requirement({__VA_ARGS__})) { \
-    WARN("skipped: " << *why);                         \
-    return;                                            \
-  }
+#define SKIP_WITHOUT(...) \
+  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
 
 }  // namespace
 
@@ -268,8 +266,7 @@ TEST_CASE("daemon: an envelope signed by an independent implementation is accept
   SKIP_WITHOUT("root", "runc", "busybox");
   auto python = run_command({"python3", "-c", "import cryptography"});
   if (python.exit_code != 0) {
-    WARN("skipped: python3 with the cryptography module is missing (python3-cryptography)");
-    return;
+    DW_SKIP("python3 with the cryptography module is missing (python3-cryptography)");
   }
   auto script = std::filesystem::path(__FILE__).parent_path() / "sign_envelope.py";
   auto bundle = OciBundle::with_default_spec();

@@ -10,6 +10,7 @@
 #include "integration/cli.hpp"
 #include "observe/proc_reader.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -39,8 +40,7 @@ bool contains(const json& list, const std::string& value) {
 TEST_CASE("drift: runc update raising memory and pids limits is an escalation of both",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   bundle.config()["linux"]["resources"] = {{"memory", {{"limit", 64 << 20}}},
@@ -61,8 +61,7 @@ TEST_CASE("drift: runc update raising memory and pids limits is an escalation of
 TEST_CASE("drift: runc exec --cap CAP_SYS_ADMIN is a capabilities escalation",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("cap")));
@@ -80,8 +79,7 @@ TEST_CASE("drift: runc exec --cap CAP_SYS_ADMIN is a capabilities escalation",
 TEST_CASE("drift: a host process moved into the container's cgroups is a member and escalates",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("cgmove")));
@@ -125,8 +123,7 @@ TEST_CASE("drift: a host process moved into the container's cgroups is a member 
 TEST_CASE("drift: a member that unshares a user namespace escalates, marked namespaced",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("userns")));

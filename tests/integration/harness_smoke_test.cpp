@@ -18,6 +18,7 @@
 
 #include "support/oci_bundle.hpp"
 #include "support/process_guard.hpp"
+#include "support/skip.hpp"
 
 namespace dt = driftwatch::testing;
 namespace fs = std::filesystem;
@@ -125,8 +126,7 @@ void check_default_spec_container(const std::string& runtime) {
 TEST_CASE("harness: a runc container from the default spec runs sleep with the spec's caps",
           "[harness][root][runc]") {
   if (auto why = dt::missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   check_default_spec_container("runc");
 }
@@ -134,8 +134,7 @@ TEST_CASE("harness: a runc container from the default spec runs sleep with the s
 TEST_CASE("harness: a crun container from the default spec runs sleep with the spec's caps",
           "[harness][root][crun]") {
   if (auto why = dt::missing_requirement({"root", "crun", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   check_default_spec_container("crun");
 }
@@ -143,8 +142,7 @@ TEST_CASE("harness: a crun container from the default spec runs sleep with the s
 TEST_CASE("harness: runc exec --cap adds CAP_SYS_ADMIN to the exec'd process only",
           "[harness][root][runc]") {
   if (auto why = dt::missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = dt::OciBundle::with_default_spec();
   auto container =
@@ -178,8 +176,7 @@ TEST_CASE("harness: runc exec --cap adds CAP_SYS_ADMIN to the exec'd process onl
 TEST_CASE("harness: runc update changes the memory and pids limits the kernel reports",
           "[harness][root][runc]") {
   if (auto why = dt::missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = dt::OciBundle::with_default_spec();
   bundle.config()["linux"]["resources"]["memory"] = {{"limit", 67108864}};
@@ -267,8 +264,7 @@ TEST_CASE("harness: container and bundle guards leave no container, cgroup or di
 TEST_CASE("harness: a bundle deletes a container still running from it, even one it did not start",
           "[harness][root][runc]") {
   if (auto why = dt::missing_requirement({"root", "busybox", "runc"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   std::string id = dt::unique_container_id("orphan");
   fs::path dir;

@@ -10,6 +10,7 @@
 #include "integration/cli.hpp"
 #include "observe/proc_reader.hpp"
 #include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -17,8 +18,7 @@ using nlohmann::json;
 TEST_CASE("inspect: the printed hash is the SHA-256 of the projection's canonical JSON",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("inspect")));
@@ -37,8 +37,7 @@ TEST_CASE("inspect: the printed hash is the SHA-256 of the projection's canonica
 TEST_CASE("inspect: a container sampled by its cgroup has the same projection as by its id",
           "[root][runc][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("bycg")));
@@ -58,8 +57,7 @@ TEST_CASE("inspect: a container sampled by its cgroup has the same projection as
 TEST_CASE("inspect: without a selector every running container is listed, one line each",
           "[root][runc][crun][integration]") {
   if (auto why = missing_requirement({"root", "runc", "crun", "busybox"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bundle = OciBundle::with_default_spec();
   auto a = value_or_throw(Container::start("runc", bundle, unique_container_id("all-runc")));
@@ -80,8 +78,7 @@ TEST_CASE("inspect: without a selector every running container is listed, one li
 TEST_CASE("inspect: a bubblewrap sandbox is inspected by PID with its whole tree",
           "[root][bwrap][integration]") {
   if (auto why = missing_requirement({"root", "bwrap"})) {
-    WARN("skipped: " << *why);
-    return;
+    DW_SKIP(*why);
   }
   auto bwrap = ChildProcess::start({"bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/",
                                     "/", "--proc", "/proc", "--dev", "/dev", "--cap-drop", "ALL",

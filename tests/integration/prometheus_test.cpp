@@ -29,6 +29,7 @@
 #include "support/http_client.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/process_guard.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -36,11 +37,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define SKIP_WITHOUT(...)                              \
-  if (auto why = missing_requirement({__VA_ARGS__})) { \
-    WARN("skipped: " << *why);                         \
-    return;                                            \
-  }
+#define SKIP_WITHOUT(...) \
+  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
 
 // tests/integration/prometheus_test.cpp → the repository's dashboards/.
 fs::path dashboards_dir() {
@@ -213,8 +211,7 @@ TEST_CASE(
     "[root][runc][prometheus][integration]") {
   SKIP_WITHOUT("root", "runc", "busybox");
   if (have_tool("prometheus").empty()) {
-    WARN("skipped: prometheus not found (Debian package prometheus; scripts/install-deps.sh)");
-    return;
+    DW_SKIP("prometheus not found (Debian package prometheus; scripts/install-deps.sh)");
   }
   const fs::path rules = dashboards_dir() / "alerts.yml";
   const fs::path dashboard_path = dashboards_dir() / "driftwatch.json";

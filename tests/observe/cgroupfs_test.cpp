@@ -9,6 +9,7 @@
 #include <string>
 
 #include "observe/proc_reader.hpp"
+#include "support/skip.hpp"
 
 using namespace driftwatch::observe;
 namespace fs = std::filesystem;
@@ -280,8 +281,7 @@ TEST_CASE(
     "cgroupfs",
     "[observe]") {
   if (!fs::exists("/sys/fs/cgroup")) {
-    WARN("skipped: /sys/fs/cgroup is not mounted");
-    return;
+    DW_SKIP("/sys/fs/cgroup is not mounted");
   }
   const CgroupReader reader;
   auto self = ProcReader{"/proc"}.cgroup(::getpid());
@@ -298,13 +298,11 @@ TEST_CASE(
 TEST_CASE("cgroup reader: reads the limits of real v1 cgroups it creates", "[observe][root]") {
   const CgroupReader reader;
   if (::geteuid() != 0) {
-    WARN("skipped: needs root to create cgroups");
-    return;
+    DW_SKIP("needs root to create cgroups");
   }
   if (reader.layout() == CgroupLayout::unified || !fs::is_directory("/sys/fs/cgroup/memory") ||
       !fs::is_directory("/sys/fs/cgroup/pids") || !fs::is_directory("/sys/fs/cgroup/cpu")) {
-    WARN("skipped: needs v1 memory, pids and cpu hierarchies under /sys/fs/cgroup");
-    return;
+    DW_SKIP("needs v1 memory, pids and cpu hierarchies under /sys/fs/cgroup");
   }
   const std::string name = "driftwatch-test-" + std::to_string(::getpid());
   ScratchCgroup memory{"/sys/fs/cgroup/memory/" + name};
