@@ -1,6 +1,7 @@
 #include "api/http_server.hpp"
 #include "support/skip.hpp"
 #include "support/slow_clients.hpp"
+#include "support/tcp_table.hpp"
 
 #include <sys/socket.h>
 
@@ -230,23 +231,9 @@ bool wait_for_stats(TestServer& server, Predicate ready, std::chrono::millisecon
 // inode: the table is not read atomically, and while other sockets come and
 // go an entry can be listed twice.
 int server_side_connections(uint16_t port) {
-  std::ifstream table("/proc/net/tcp");
-  std::string line;
-  std::getline(table, line);  // the column names
   std::set<std::string> inodes;
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
-          timeout >> inode)) {
-      continue;
-    }
-    const size_t colon = local.find(':');
-    if (colon == std::string::npos) continue;
-    if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
-    if (state == "0A" || inode == "0") continue;  // 0A: LISTEN
-    inodes.insert(inode);
-  }
+  for (const auto& entry : driftwatch::testing::tcp_entries(port))
+    if (entry.state != "0A" && entry.inode != "0") inodes.insert(entry.inode);  // 0A: LISTEN
   return static_cast<int>(inodes.size());
 }
 

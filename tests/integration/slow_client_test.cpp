@@ -31,6 +31,7 @@
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
 #include "support/slow_clients.hpp"
+#include "support/tcp_table.hpp"
 
 using namespace driftwatch::testing;
 using namespace std::chrono_literals;
@@ -44,20 +45,8 @@ using error_code = boost::system::error_code;
 
 // The inode of the socket listening on 127.0.0.1:port, or "" if none.
 std::string listener_inode(uint16_t port) {
-  std::ifstream table("/proc/net/tcp");
-  std::string line;
-  std::getline(table, line);  // the column names
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
-          timeout >> inode)) {
-      continue;
-    }
-    const size_t colon = local.find(':');
-    if (colon == std::string::npos || state != "0A") continue;
-    if (std::stoul(local.substr(colon + 1), nullptr, 16) == port) return inode;
-  }
+  for (const auto& entry : tcp_entries(port))
+    if (entry.state == "0A") return entry.inode;  // LISTEN
   return {};
 }
 

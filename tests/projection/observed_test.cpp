@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "observe/capabilities.hpp"
+#include "support/observation_fixtures.hpp"
 
 // The observed projection reduces a sandbox's members to one document, and
 // the most privileged member decides each field (DESIGN.md "The projection"):
@@ -14,22 +15,13 @@
 // host/private/mixed against the host's, the loosest limit.
 
 using namespace driftwatch;
+using driftwatch::testing::kHostNamespaces;
+using driftwatch::testing::ok;
 using projection::MemberObservation;
 using projection::MountView;
 using projection::Observation;
 
 namespace {
-
-template <class T>
-T ok(Result<T> result) {
-  INFO((result ? std::string() : result.error().message));
-  REQUIRE(result.has_value());
-  return std::move(*result);
-}
-
-const std::map<std::string, uint64_t> kHost = {
-    {"cgroup", 4026531835}, {"ipc", 4026531839},  {"mnt", 4026531832},  {"net", 4026531833},
-    {"pid", 4026531836},    {"time", 4026531834}, {"user", 4026531837}, {"uts", 4026531838}};
 
 uint64_t caps(std::initializer_list<const char*> names) {
   uint64_t mask = 0;
@@ -50,7 +42,7 @@ MemberObservation confined(pid_t pid) {
   for (int i = 0; i < 4; ++i) m.status.uid[i] = m.status.gid[i] = 1000;
   m.status.no_new_privs = true;
   m.status.seccomp = 2;  // filter
-  m.namespaces = kHost;
+  m.namespaces = kHostNamespaces;
   for (const char* kind : {"cgroup", "ipc", "mnt", "net", "pid", "uts"}) m.namespaces[kind] += 1000;
   m.cgroup_limits = {134217728, 64, "50000 100000"};
   m.rlimits = {{"RLIMIT_NOFILE", 1024, 1024}, {"RLIMIT_NPROC", 64, 64}};
@@ -63,9 +55,9 @@ Observation observation(std::vector<MemberObservation> members) {
   obs.sandbox_id = "agent-7";
   obs.runtime = "runc";
   obs.members = std::move(members);
-  obs.host_namespaces = kHost;
+  obs.host_namespaces = kHostNamespaces;
   MountView view;
-  view.mount_namespace = kHost.at("mnt") + 1000;
+  view.mount_namespace = kHostNamespaces.at("mnt") + 1000;
   view.seen_through = obs.members.empty() ? 0 : obs.members.front().pid;
   view.root_readonly = true;
   view.masked = {"/proc/kcore"};
@@ -199,7 +191,7 @@ TEST_CASE("observed projection: a namespace is private, host, or mixed when memb
                                                              {"uts", "private"}});
   }
   SECTION("one member on the host's network namespace makes it mixed") {
-    b.namespaces["net"] = kHost.at("net");
+    b.namespaces["net"] = kHostNamespaces.at("net");
     CHECK(project(observation({a, b})).namespaces.at("network") == "mixed");
     CHECK(project(observation({b, a})).namespaces.at("network") == "mixed");
     CHECK(project(observation({b})).namespaces.at("network") == "host");

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/observation_fixtures.hpp"
 #include "support/temp_dir.hpp"
 
 // The sampler on fixture trees: a /proc and a cgroupfs (v2) written into a
@@ -17,22 +18,12 @@
 // real thing (runc, crun, bwrap on the real /proc) is in tests/integration/.
 
 using namespace driftwatch;
+using driftwatch::testing::kHostNamespaces;
+using driftwatch::testing::ok;
 using driftwatch::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class T>
-T ok(Result<T> result) {
-  INFO((result ? std::string() : result.error().message));
-  REQUIRE(result.has_value());
-  return std::move(*result);
-}
-
-// Namespace inodes: the host's (PID 1's) and a sandbox's private ones.
-const std::map<std::string, uint64_t> kHostNamespaces = {
-    {"cgroup", 4026531835}, {"ipc", 4026531839},  {"mnt", 4026531832},  {"net", 4026531833},
-    {"pid", 4026531836},    {"time", 4026531834}, {"user", 4026531837}, {"uts", 4026531838}};
 
 std::map<std::string, uint64_t> sandbox_namespaces() {
   auto ns = kHostNamespaces;
