@@ -1,5 +1,7 @@
 #include "app/commands.hpp"
 
+#include "app/sampler_process.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -132,7 +134,7 @@ int cmd_inspect(const Target& target) {
   correlate::SweepOptions options;
   options.roots = roots_of(target);
   options.hash_bundle_config = false;
-  auto swept = correlate::sweep(options, {});
+  auto swept = correlate::sweep(options, correlate::ScopesBySandbox{});
   for (const auto& problem : swept.problems)
     std::cerr << "driftwatch: skipped: " << problem << "\n";
   std::vector<std::string> lines;
@@ -243,6 +245,12 @@ int run_cli(int argc, char** argv) {
       ->required();
   add_target_options(*diff, diff_target, true);
 
+  // The daemon's sampler process, started by `run` (app/sampler_process.hpp).
+  // Not listed in --help: it refuses to run unless started that way.
+  auto* sampler_process = app.add_subcommand(
+      "sampler-process", "internal: the daemon's sampler process, started by `driftwatch run`");
+  sampler_process->group("");
+
   // CLI11 reports a mistyped command as "a subcommand is required"; name it.
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
@@ -251,6 +259,7 @@ int run_cli(int argc, char** argv) {
       known |= command->get_name() == argv[1];
       names += (names.empty() ? "" : ", ") + command->get_name();
     }
+    known |= sampler_process->get_name() == argv[1];
     if (!known) {
       std::cerr << "driftwatch: unknown command '" << argv[1] << "' (commands: " << names
                 << "; see --help)\n";
@@ -281,6 +290,7 @@ int run_cli(int argc, char** argv) {
     if (*inspect) return cmd_inspect(inspect_target);
     if (*project) return cmd_project(project_config);
     if (*diff) return cmd_diff(diff_config, diff_target);
+    if (*sampler_process) return run_sampler_process();
   } catch (const std::exception& e) {
     std::cerr << "driftwatch: internal error: " << e.what() << "\n";
     return kExitBadInput;

@@ -63,9 +63,12 @@ constexpr const char* kCreateUser =
     "useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
     "driftwatch (scripts/install-deps.sh does it)";
 
-uint64_t kept_mask() {
+uint64_t kept_mask(ConfineRole role) {
   uint64_t mask = 0;
-  for (int cap : kKeptCapabilities) mask |= uint64_t{1} << cap;
+  if (role == ConfineRole::sampler)
+    for (int cap : kSamplerCapabilities) mask |= uint64_t{1} << cap;
+  else
+    for (int cap : kFrontCapabilities) mask |= uint64_t{1} << cap;
   return mask;
 }
 
@@ -303,20 +306,11 @@ uint64_t namespace_inode(const char* link) {
   }
 }
 
-// Step 2. Skipped (said in the note) where it cannot be done without harm.
+// Step 2, the front's: it samples nothing, so its mount namespace may be a
+// private one (the sampler stays in the host's).
 Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   MountsOutcome outcome;
   outcome.original_namespace = namespace_inode("/proc/self/ns/mnt");
-  // The sampler's "host" mount namespace is PID 1's, or the monitor's own
-  // where PID 1's cannot be read; a private one would then make every
-  // sandbox look private.
-  if (namespace_inode("/proc/1/ns/mnt") == 0 && !options.compares_with_original_mount_namespace) {
-    outcome.note =
-        "not applied: PID 1's mount namespace cannot be read, so the sampler compares against "
-        "the monitor's own, which must stay the host's (applied once the sampler uses "
-        "ConfineReport::original_mount_namespace)";
-    return outcome;
-  }
   std::error_code ec;
   const fs::path state_dir = fs::canonical(options.state_dir, ec);
   if (ec) return fail("cannot resolve state_dir ", options.state_dir.string(), ": ", ec.message());
@@ -478,7 +472,7 @@ Result<void> become_user(const DaemonUser& user, uint64_t keep) {
 }
 
 // Started as someone else (file capabilities, say): keep what of
-// kKeptCapabilities the process holds.
+// kSamplerCapabilities the process holds.
 Result<uint64_t> reduce_capabilities(uint64_t keep) {
   DW_TRY(now, capget_self());
   keep &= now.permitted;
@@ -578,6 +572,63 @@ constexpr DeniedSyscall kDenied[] = {
 
 constexpr DeniedSyscall kBpf{__NR_bpf, "bpf"};
 
+// The sampler's, on top of kDenied: it reads, and writes nothing. Every call
+// that makes, removes, renames, links or changes a file, whatever the
+// descriptor or path (through /proc/PID/root too), and every signal.
+constexpr DeniedSyscall kSamplerDenied[] = {
+    {__NR_creat, "creat"},
+    {__NR_mkdir, "mkdir"},
+    {__NR_mkdirat, "mkdirat"},
+    {__NR_mknod, "mknod"},
+    {__NR_mknodat, "mknodat"},
+    {__NR_rmdir, "rmdir"},
+    {__NR_unlink, "unlink"},
+    {__NR_unlinkat, "unlinkat"},
+    {__NR_rename, "rename"},
+    {__NR_renameat, "renameat"},
+    {__NR_renameat2, "renameat2"},
+    {__NR_link, "link"},
+    {__NR_linkat, "linkat"},
+    {__NR_symlink, "symlink"},
+    {__NR_symlinkat, "symlinkat"},
+    {__NR_truncate, "truncate"},
+    {__NR_ftruncate, "ftruncate"},
+    {__NR_fallocate, "fallocate"},
+    {__NR_chmod, "chmod"},
+    {__NR_fchmod, "fchmod"},
+    {__NR_fchmodat, "fchmodat"},
+    {452, "fchmodat2"},
+    {__NR_chown, "chown"},
+    {__NR_fchown, "fchown"},
+    {__NR_lchown, "lchown"},
+    {__NR_fchownat, "fchownat"},
+    {__NR_setxattr, "setxattr"},
+    {__NR_lsetxattr, "lsetxattr"},
+    {__NR_fsetxattr, "fsetxattr"},
+    {463, "setxattrat"},
+    {__NR_removexattr, "removexattr"},
+    {__NR_lremovexattr, "lremovexattr"},
+    {__NR_fremovexattr, "fremovexattr"},
+    {466, "removexattrat"},
+    {__NR_utime, "utime"},
+    {__NR_utimes, "utimes"},
+    {__NR_futimesat, "futimesat"},
+    {__NR_utimensat, "utimensat"},
+    {__NR_mq_open, "mq_open"},
+    {__NR_shmget, "shmget"},
+    {__NR_msgget, "msgget"},
+    {__NR_semget, "semget"},
+    {__NR_kill, "kill"},
+    {__NR_tkill, "tkill"},
+    {__NR_tgkill, "tgkill"},
+    {__NR_rt_sigqueueinfo, "rt_sigqueueinfo"},
+    {__NR_rt_tgsigqueueinfo, "rt_tgsigqueueinfo"},
+    {__NR_pidfd_send_signal, "pidfd_send_signal"},
+};
+
+// open(2) flags that write or create: refused to the sampler.
+constexpr uint32_t kWriteOpenFlags = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+
 // The bpf(2) commands on descriptors the process already holds.
 constexpr uint32_t kBpfMapCommands[] = {
     BPF_MAP_LOOKUP_ELEM,    BPF_MAP_UPDATE_ELEM,
@@ -605,7 +656,7 @@ sock_filter jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) {
   return BPF_JUMP(code, k, jt, jf);
 }
 
-std::vector<sock_filter> build_filter(bool allow_bpf_map_ops) {
+std::vector<sock_filter> build_filter(bool allow_bpf_map_ops, ConfineRole role) {
   const uint32_t deny = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   const uint32_t no_such = SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA);
   std::vector<sock_filter> f;
@@ -621,6 +672,18 @@ std::vector<sock_filter> build_filter(bool allow_bpf_map_ops) {
   };
   for (const auto& d : kDenied) deny_nr(d.nr, deny);
   deny_nr(__NR_clone3, no_such);
+  if (role == ConfineRole::sampler) {
+    for (const auto& d : kSamplerDenied) deny_nr(d.nr, deny);
+    deny_nr(__NR_openat2, no_such);
+    // open(path, flags) and openat(dirfd, path, flags): read-only opens only.
+    for (auto [nr, flags_arg] : {std::pair{__NR_open, 1}, std::pair{__NR_openat, 2}}) {
+      f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 4));
+      f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg_low(flags_arg)));
+      f.push_back(jump(BPF_JMP | BPF_JSET | BPF_K, kWriteOpenFlags, 0, 1));
+      f.push_back(stmt(BPF_RET | BPF_K, deny));
+      f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+  }
   // clone(flags, …): a thread or a fork, never a new namespace.
   f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4));
   f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg_low(0)));
@@ -665,6 +728,94 @@ Result<size_t> thread_count() {
 int landlock_abi() {
   long abi = syscall(__NR_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
   return abi > 0 ? static_cast<int>(abi) : 0;
+}
+
+constexpr uint64_t kLandlockFsV1 = (1ULL << 13) - 1;  // EXECUTE … MAKE_SYM
+constexpr uint64_t kLandlockExecute = 1ULL << 0;
+constexpr uint64_t kLandlockReadFile = 1ULL << 2;
+constexpr uint64_t kLandlockReadDir = 1ULL << 3;
+constexpr uint64_t kLandlockMakeChar = 1ULL << 6;
+constexpr uint64_t kLandlockMakeBlock = 1ULL << 11;
+constexpr uint64_t kLandlockRefer = 1ULL << 13;     // ABI 2
+constexpr uint64_t kLandlockTruncate = 1ULL << 14;  // ABI 3
+constexpr uint64_t kLandlockIoctlDev = 1ULL << 15;  // ABI 5
+constexpr uint64_t kLandlockNetBindTcp = 1ULL << 0;     // ABI 4
+constexpr uint64_t kLandlockNetConnectTcp = 1ULL << 1;  // ABI 4
+constexpr uint64_t kLandlockScopeAbstractUnix = 1ULL << 0;  // ABI 6
+constexpr uint64_t kLandlockScopeSignal = 1ULL << 1;        // ABI 6
+
+// struct landlock_ruleset_attr as of ABI 6; Debian 12's header has only
+// the first field. The size passed says which fields the kernel reads.
+struct LandlockRuleset {
+  uint64_t handled_access_fs = 0;
+  uint64_t handled_access_net = 0;
+  uint64_t scoped = 0;
+};
+
+// The nearest existing ancestor of `path` (itself if it exists).
+fs::path existing_ancestor(const fs::path& path) {
+  fs::path at = path.lexically_normal();
+  std::error_code ec;
+  while (!at.empty() && at != at.root_path() && !fs::exists(fs::symlink_status(at, ec)))
+    at = at.parent_path();
+  return at;
+}
+
+// Step 9, the front's: writes only beneath the state dir, reads only there
+// and beneath the journals' directories; no TCP bind or connect, no
+// abstract Unix socket or signal out of the domain. Returns what it allows.
+Result<std::string> apply_landlock(const ConfineOptions& options, int abi) {
+  LandlockRuleset ruleset;
+  ruleset.handled_access_fs = kLandlockFsV1;
+  if (abi >= 2) ruleset.handled_access_fs |= kLandlockRefer;
+  if (abi >= 3) ruleset.handled_access_fs |= kLandlockTruncate;
+  if (abi >= 5) ruleset.handled_access_fs |= kLandlockIoctlDev;
+  if (abi >= 4) ruleset.handled_access_net = kLandlockNetBindTcp | kLandlockNetConnectTcp;
+  if (abi >= 6) ruleset.scoped = kLandlockScopeAbstractUnix | kLandlockScopeSignal;
+  const size_t size = abi >= 6 ? 24 : abi >= 4 ? 16 : 8;
+  Fd ruleset_fd(static_cast<int>(syscall(__NR_landlock_create_ruleset, &ruleset, size, 0)));
+  if (!ruleset_fd) return fail("cannot create a Landlock ruleset: ", errno_text());
+  auto allow = [&](const fs::path& path, uint64_t access) -> Result<void> {
+    Fd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+    if (!fd) return fail("cannot open ", path.string(), " for a Landlock rule: ", errno_text());
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return fail("cannot stat ", path.string(), ": ", errno_text());
+    // Directory rights on a file are refused by the kernel: a file gets the
+    // file rights only.
+    if (!S_ISDIR(st.st_mode)) access &= kLandlockReadFile | (1ULL << 1) | kLandlockTruncate;
+    landlock_path_beneath_attr rule{};
+    rule.allowed_access = access & ruleset.handled_access_fs;
+    rule.parent_fd = fd.get();
+    if (syscall(__NR_landlock_add_rule, ruleset_fd.get(), LANDLOCK_RULE_PATH_BENEATH, &rule, 0) !=
+        0)
+      return fail("cannot add a Landlock rule for ", path.string(), ": ", errno_text());
+    return {};
+  };
+  const uint64_t state_access =
+      ruleset.handled_access_fs & ~(kLandlockExecute | kLandlockMakeChar | kLandlockMakeBlock);
+  if (auto added = allow(options.state_dir, state_access); !added)
+    return std::unexpected(added.error());
+  std::string note = "writes and reads beneath " + options.state_dir.string();
+  std::vector<std::string> reads;
+  for (const auto& path : options.read_paths) {
+    const fs::path at = existing_ancestor(path);
+    if (at.empty()) continue;
+    if (auto added = allow(at, kLandlockReadFile | kLandlockReadDir); !added)
+      return std::unexpected(added.error());
+    reads.push_back(at == path.lexically_normal()
+                        ? at.string()
+                        : at.string() + " (for " + path.string() + ", which does not exist)");
+  }
+  if (!reads.empty()) {
+    note += "; reads beneath";
+    for (const auto& r : reads) note += " " + r;
+  }
+  note += "; nothing else";
+  if (ruleset.handled_access_net) note += ", no TCP bind or connect";
+  if (ruleset.scoped) note += ", no signal or abstract socket out of the domain";
+  if (syscall(__NR_landlock_restrict_self, ruleset_fd.get(), 0) != 0)
+    return fail("cannot enter the Landlock domain: ", errno_text());
+  return note + " (ABI " + std::to_string(abi) + ")";
 }
 
 // What /proc/self/status says, against what was asked.
@@ -768,27 +919,39 @@ Result<void> ensure_state_dir(const fs::path& dir, const DaemonUser& user) {
   return {};
 }
 
+const char* to_string(ConfineRole role) {
+  return role == ConfineRole::front ? "front" : "sampler";
+}
+
 Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
   DW_TRY(user, user_to_run_as());
   ConfineOptions options;
+  options.role = ConfineRole::front;
   options.user = std::move(user);
   options.state_dir = config.state_dir;
   for (const auto& journal : config.launch_journals)
     options.read_paths.push_back(fs::absolute(journal).lexically_normal().parent_path());
-  for (const auto& root : config.runc_roots) options.read_paths.push_back(root);
-  for (const auto& root : config.crun_roots) options.read_paths.push_back(root);
   return options;
 }
 
-std::vector<std::string> seccomp_denied_syscalls(bool allow_bpf_map_ops) {
+ConfineOptions sampler_confine_options(const DaemonUser& user) {
+  ConfineOptions options;
+  options.role = ConfineRole::sampler;
+  options.user = user;
+  return options;
+}
+
+std::vector<std::string> seccomp_denied_syscalls(bool allow_bpf_map_ops, ConfineRole role) {
   std::vector<std::string> names;
   for (const auto& d : kDenied) names.emplace_back(d.name);
   if (!allow_bpf_map_ops) names.emplace_back(kBpf.name);
+  if (role == ConfineRole::sampler)
+    for (const auto& d : kSamplerDenied) names.emplace_back(d.name);
   return names;
 }
 
-Result<void> install_seccomp_filter(bool allow_bpf_map_ops) {
-  auto filter = build_filter(allow_bpf_map_ops);
+Result<void> install_seccomp_filter(bool allow_bpf_map_ops, ConfineRole role) {
+  auto filter = build_filter(allow_bpf_map_ops, role);
   sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
   if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program) != 0)
     return fail("cannot install the seccomp filter: ", errno_text());
@@ -801,24 +964,30 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
     return fail("cannot confine: ", std::to_string(threads),
                 " threads are running, and credentials, capabilities and no_new_privs are per "
                 "thread; drop_privileges must come before any step that starts a thread");
+  const bool front = options.role == ConfineRole::front;
   ConfineReport report;
+  report.role = options.role;
   report.started_as_root = geteuid() == 0;
   report.landlock_abi = landlock_abi();
   report.landlock =
-      "not used: a Landlock domain denies ptrace-mode reads of every process outside it "
-      "(/proc/PID/ns, /proc/PID/root), which sampling needs";
-  uint64_t keep = kept_mask();
+      front ? "not available on this kernel"
+            : "not used: a Landlock domain denies ptrace-mode reads of every process outside it "
+              "(/proc/PID/ns, /proc/PID/root), which sampling needs; the seccomp filter denies "
+              "every write instead";
+  uint64_t keep = kept_mask(options.role);
+  report.original_mount_namespace = namespace_inode("/proc/self/ns/mnt");
+  if (!front) report.mounts_note = "the host's (the sampler writes nowhere)";
   if (report.started_as_root) {
-    DW_TRY(handed, hand_over_state_dir(options.state_dir, options.user));
-    report.handed_over = handed;
-    DW_TRY(mounts, confine_mounts(options));
-    report.read_only_mounts = mounts.applied;
-    report.mounts_note = mounts.note;
-    report.hidden_paths = mounts.hidden;
-    report.original_mount_namespace = mounts.original_namespace;
-    if (!mounts.applied)
-      spdlog::warn("CONFINEMENT WEAKER: read-only mounts {}; the daemon can write wherever {} can",
-                   mounts.note, options.user.name);
+    if (front) {
+      DW_TRY(handed, hand_over_state_dir(options.state_dir, options.user));
+      report.handed_over = handed;
+      DW_TRY(mounts, confine_mounts(options));
+      report.read_only_mounts = mounts.applied;
+      report.mounts_note = mounts.note;
+      report.hidden_paths = mounts.hidden;
+      if (!mounts.applied)
+        spdlog::warn("CONFINEMENT WEAKER: read-only mounts {}", mounts.note);
+    }
     if (auto became = become_user(options.user, keep); !became)
       return std::unexpected(became.error());
     report.user = options.user;
@@ -827,8 +996,7 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
     keep = reduced;
     DW_TRY(self, user_to_run_as());
     report.user = std::move(self);
-    report.mounts_note = "not applied: not started as root";
-    report.original_mount_namespace = namespace_inode("/proc/self/ns/mnt");
+    if (front) report.mounts_note = "not applied: not started as root";
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fail("cannot set no_new_privs: ", errno_text());
@@ -836,19 +1004,30 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
   // the same user may ptrace this one.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
     return fail("cannot clear the dumpable flag: ", errno_text());
-  if (auto installed = install_seccomp_filter(options.allow_bpf_map_ops); !installed)
+  if (auto installed = install_seccomp_filter(options.allow_bpf_map_ops, options.role);
+      !installed)
     return std::unexpected(installed.error());
   report.kept_capabilities = observe::capability_names(keep);
   report.no_new_privs = true;
   report.seccomp = true;
   report.bpf_map_ops = options.allow_bpf_map_ops;
-  report.denied_syscalls = seccomp_denied_syscalls(options.allow_bpf_map_ops);
+  report.denied_syscalls = seccomp_denied_syscalls(options.allow_bpf_map_ops, options.role);
   if (auto verified = verify(report, keep); !verified) return std::unexpected(verified.error());
+  if (front && report.landlock_abi > 0) {
+    DW_TRY(note, apply_landlock(options, report.landlock_abi));
+    report.landlocked = true;
+    report.landlock = std::move(note);
+  } else if (front) {
+    spdlog::warn(
+        "CONFINEMENT WEAKER: this kernel has no Landlock; the front can read what its user can "
+        "and write wherever the read-only mounts leave writable");
+  }
   return report;
 }
 
 json to_json(const ConfineReport& report) {
   return json{
+      {"role", to_string(report.role)},
       {"user", {{"name", report.user.name}, {"uid", report.user.uid}, {"gid", report.user.gid}}},
       {"dedicated_user", report.user.dedicated},
       {"started_as_root", report.started_as_root},
@@ -862,6 +1041,7 @@ json to_json(const ConfineReport& report) {
       {"hidden_paths", report.hidden_paths},
       {"original_mount_namespace", report.original_mount_namespace},
       {"landlock_abi", report.landlock_abi},
+      {"landlocked", report.landlocked},
       {"landlock", report.landlock},
   };
 }

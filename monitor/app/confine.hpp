@@ -1,38 +1,51 @@
 #pragma once
-// What the daemon can still do once it runs: the `drop_privileges` step turns
-// the root process that bound the port into one that runs as its own
-// unprivileged user, keeps two capabilities, cannot gain any other, writes
-// only its state dir and cannot make the syscalls a monitor never makes.
-// The daemon calls exactly confine(confine_options_for(config)), so a test
-// that calls it tests the daemon's own credentials and filters.
+// What the daemon can still do once it runs. It is two processes after its
+// drop_privileges step, each confined for its own job (README.md, "The
+// daemon"):
+//
+//  - the *front* (HTTP, ingest, journals, correlation, metrics, the durable
+//    store) runs as the daemon's own unprivileged user with CAP_DAC_READ_SEARCH
+//    alone (root-only journals), and Landlock lets it write its state dir and
+//    read its launch journals' directories, nothing else: it is the process
+//    that parses what control planes and clients send;
+//  - the *sampler* (app/sampler_process.hpp) runs as the same user with
+//    CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, reads /proc, cgroupfs and the
+//    runtimes' state, and can write no file at all: its seccomp filter
+//    refuses every open for writing and every call that changes a file.
+//
+// Landlock cannot confine the sampler: a Landlock domain denies its members
+// every ptrace-mode access to a process outside the domain, whatever
+// capabilities they hold (security/landlock/task.c, hook_ptrace_access_check),
+// and readlink(/proc/PID/ns/*), /proc/PID/{root,exe} are ptrace-mode reads
+// (measured here, ABI 7: EACCES). So the process that must read other
+// processes is kept from writing by seccomp, and the process that must write
+// is kept from everything else by Landlock.
+//
+// The daemon calls exactly confine(confine_options_for(config)) for the front
+// and confine(sampler_confine_options(user)) in the sampler, so a test that
+// calls them tests the daemon's own credentials and filters.
 //
 // What confine() does, in order (each step needs what the ones before it
 // have not yet given up):
 //
-//  1. hands the state dir over to the daemon user (chown, no link followed;
-//     steps that ran as root before this one may have created files there);
-//  2. a private mount namespace in which every mount is read-only except the
-//     state dir, and secrets (/etc/shadow, /etc/ssh, /root, …) are covered
-//     (needs CAP_SYS_ADMIN, so before the capabilities go);
+//  1. front: hands the state dir over to the daemon user (chown, no link
+//     followed; steps that ran as root before this one may have created
+//     files there);
+//  2. front: a private mount namespace in which every mount is read-only
+//     except the state dir, and secrets (/etc/shadow, /etc/ssh, /root, …)
+//     are covered (needs CAP_SYS_ADMIN, so before the capabilities go);
 //  3. bounding set and securebits (needs CAP_SETPCAP): only the kept
 //     capabilities can ever be held again, root is no longer special;
 //  4. setgroups/setresgid/setresuid to the daemon user, keeping the
 //     permitted set across the change (SECBIT_KEEP_CAPS);
-//  5. capset: effective = permitted = kKeptCapabilities, inheritable and
-//     ambient empty;
+//  5. capset: effective = permitted = the role's capabilities
+//     (kFrontCapabilities, kSamplerCapabilities), inheritable and ambient
+//     empty;
 //  6. no_new_privs, not dumpable;
-//  7. the seccomp filter, last: it denies capset, setuid and mount, which
-//     the steps above still make.
-//
-// Why no Landlock, although this kernel has it: a Landlock domain denies its
-// members every ptrace-mode access to a process outside the domain, whatever
-// capabilities they hold (security/landlock/task.c, hook_ptrace_access_check),
-// and a scope-only domain does the same. readlink(/proc/PID/ns/*) and
-// /proc/PID/{root,exe} are ptrace-mode reads: under Landlock the sampler
-// reads no namespace and no sandbox root (measured here, ABI 7: EACCES).
-// Confinement that blinds the monitor is not an option; the read-only mount
-// namespace and the seccomp filter take its place. What remains possible
-// for code running as the daemon is listed in README.md ("The daemon").
+//  7. the seccomp filter: it denies capset, setuid and mount, which the
+//     steps above still make; the sampler's also denies every write;
+//  8. checks /proc/self/status against all of the above;
+//  9. front: Landlock, last (after it, /proc/self is out of reach).
 
 #include <linux/capability.h>
 #include <sys/types.h>
@@ -50,16 +63,19 @@
 
 namespace driftwatch::app {
 
-/// The capabilities the daemon keeps: reading other users'
+/// The capabilities the sampler keeps: reading other users'
 /// /proc/PID/{ns,root,exe} is a ptrace-mode read and needs CAP_SYS_PTRACE;
 /// looking up masked paths inside a sandbox's root and reading the runtimes'
-/// root-only state (/run/runc is 0700, state.json 0600), bundles and journals
-/// of other owners needs CAP_DAC_READ_SEARCH. Nothing else: no write
-/// override (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN), no CAP_KILL, no
-/// CAP_SYS_ADMIN. The seccomp filter takes from these two what the monitor
-/// never uses them for: ptrace(2), process_vm_readv/writev, pidfd_getfd,
-/// open_by_handle_at.
-inline constexpr int kKeptCapabilities[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+/// root-only state (/run/runc is 0700, state.json 0600) and bundles of
+/// other owners needs CAP_DAC_READ_SEARCH. Nothing else: no write override
+/// (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN), no CAP_KILL, no CAP_SYS_ADMIN.
+/// The seccomp filter takes from these two what the monitor never uses them
+/// for: ptrace(2), process_vm_readv/writev, pidfd_getfd, open_by_handle_at.
+inline constexpr int kSamplerCapabilities[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+/// The front's: CAP_DAC_READ_SEARCH alone, to read launch journals a control
+/// plane writes root-only (0600 in a 0700 directory); Landlock limits it to
+/// the journals' directories and the state dir.
+inline constexpr int kFrontCapabilities[] = {CAP_DAC_READ_SEARCH};
 
 /// The user the daemon runs as.
 struct DaemonUser {
@@ -90,14 +106,21 @@ Result<DaemonUser> user_to_run_as();
 /// root-owned one is handed over to `user` by confine().
 Result<void> ensure_state_dir(const std::filesystem::path& dir, const DaemonUser& user);
 
+/// Which of the daemon's two processes is confined.
+enum class ConfineRole { front, sampler };
+const char* to_string(ConfineRole role);
+
 /// What confine() is asked to do.
 struct ConfineOptions {
+  ConfineRole role = ConfineRole::front;
   /// Whom to become (ignored when not started as root).
   DaemonUser user;
-  /// The only place the daemon writes.
+  /// Front: the only place it writes. Sampler: unused (it writes nowhere).
   std::filesystem::path state_dir;
-  /// What the daemon reads after confinement outside /proc and /sys (launch
-  /// journals' directories, runc and crun roots): never covered by a mask.
+  /// Front: what it reads after confinement (its launch journals'
+  /// directories); Landlock allows reading there and nowhere else but the
+  /// state dir. A path that does not exist yet is allowed through its
+  /// nearest existing ancestor (said in ConfineReport::landlock).
   std::vector<std::filesystem::path> read_paths;
   /// bpf(2) for commands on map descriptors already open (lookup, update,
   /// delete, next key, batch forms, object info): for a daemon whose probes
@@ -105,22 +128,20 @@ struct ConfineOptions {
   /// to date. Every other bpf command (map create, program load, attach,
   /// pin, get-fd-by-id) stays denied. False: bpf(2) is denied outright.
   bool allow_bpf_map_ops = false;
-  /// Whether the caller, where PID 1's namespaces cannot be read, compares
-  /// sandboxes' mount namespaces with ConfineReport::original_mount_namespace
-  /// instead of the process's own. If not, confine() leaves the mount
-  /// namespace alone on such a host (the sampler would take the private one
-  /// for the host's, and every sandbox's mount namespace would look private)
-  /// and says so loudly. Where PID 1's can be read, the read-only mounts are
-  /// applied either way.
-  bool compares_with_original_mount_namespace = false;
 };
 
-/// The daemon's options: its state dir, the directories of its launch
-/// journals and its runc/crun roots, and user_to_run_as().
+/// The front's options: its state dir, the directories of its launch
+/// journals, and user_to_run_as().
 Result<ConfineOptions> confine_options_for(const NodeConfig& config);
+
+/// The sampler's options: `user` (the front's), kSamplerCapabilities, no state
+/// dir, no mount namespace (it must see the host's mounts, and it writes
+/// nowhere), the no-write seccomp filter.
+ConfineOptions sampler_confine_options(const DaemonUser& user);
 
 /// What confine() did; /healthz shows it (to_json below).
 struct ConfineReport {
+  ConfineRole role = ConfineRole::front;
   bool started_as_root = false;
   DaemonUser user;  // whom the process runs as now
   std::vector<std::string> kept_capabilities;
@@ -134,8 +155,10 @@ struct ConfineReport {
   std::vector<std::string> hidden_paths;
   /// The inode of the mount namespace the process was in before confine().
   uint64_t original_mount_namespace = 0;
-  /// The Landlock ABI this kernel offers (0: none) and why it is not used.
+  /// The Landlock ABI this kernel offers (0: none), whether the process is
+  /// in a Landlock domain, and what it allows (or why there is none).
   int landlock_abi = 0;
+  bool landlocked = false;
   std::string landlock;
   /// State dir entries whose owner was changed to `user` (an earlier run as
   /// root, or startup steps before this one).
@@ -145,13 +168,13 @@ struct ConfineReport {
 nlohmann::json to_json(const ConfineReport& report);
 
 /// Confines the calling process for good (see the top of this file). Must
-/// run before any thread is started: credentials, capabilities and
-/// no_new_privs are per thread, so it refuses a process with more than one.
-/// Started as root: every step. Started as another user: the capabilities
-/// are reduced to those of kKeptCapabilities it holds, then no_new_privs and
-/// seccomp; no mount namespace (it needs CAP_SYS_ADMIN). Checks the result
-/// in /proc/self/status before it returns, and fails if anything is not as
-/// asked.
+/// run before any thread is started: credentials, capabilities,
+/// no_new_privs and Landlock are per thread, so it refuses a process with
+/// more than one. Started as root: every step. Started as another user: the
+/// capabilities are reduced to those of the role it holds, then
+/// no_new_privs, seccomp and (front) Landlock; no mount namespace (it needs
+/// CAP_SYS_ADMIN). Checks the result in /proc/self/status, and fails if
+/// anything is not as asked.
 Result<ConfineReport> confine(const ConfineOptions& options);
 
 /// The seccomp filter of confine() alone: the denied syscalls get EPERM,
@@ -160,11 +183,18 @@ Result<ConfineReport> confine(const ConfineOptions& options);
 /// another architecture or an x32 syscall number kills the process. Needs
 /// no_new_privs or CAP_SYS_ADMIN. Exposed for the test that shows each
 /// denial comes from the filter and not from a missing capability.
-Result<void> install_seccomp_filter(bool allow_bpf_map_ops);
+/// The sampler's filter adds: open/openat with O_WRONLY, O_RDWR, O_CREAT or
+/// O_TRUNC EPERM, openat2 ENOSYS (its flags are out of a filter's reach;
+/// sandbox/in_root.hpp resolves paths without it), every call that makes,
+/// removes, renames, links, truncates or changes the owner, mode, times or
+/// attributes of a file EPERM, and every way of sending a signal EPERM.
+Result<void> install_seccomp_filter(bool allow_bpf_map_ops,
+                                    ConfineRole role = ConfineRole::front);
 
 /// The names of the syscalls install_seccomp_filter() answers with EPERM
-/// (clone3's ENOSYS, clone's flag check and ioctl's command check not
-/// included).
-std::vector<std::string> seccomp_denied_syscalls(bool allow_bpf_map_ops);
+/// (clone3's and openat2's ENOSYS, clone's flag check, ioctl's command
+/// check and open's flag check not included).
+std::vector<std::string> seccomp_denied_syscalls(bool allow_bpf_map_ops,
+                                                 ConfineRole role = ConfineRole::front);
 
 }  // namespace driftwatch::app

@@ -27,6 +27,7 @@
 #include "api/routes.hpp"
 #include "app/confine.hpp"
 #include "app/node_config.hpp"
+#include "app/sampler_process.hpp"
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
 #include "common/durable_writer.hpp"
@@ -67,8 +68,9 @@ int64_t boot_time() {
   return 0;
 }
 
-// The capabilities the daemon keeps after startup, and why: kKeptCapabilities
-// in app/confine.hpp, next to the code that keeps exactly those.
+// The capabilities the daemon's two processes keep after startup, and why:
+// kFrontCapabilities and kSamplerCapabilities in app/confine.hpp, next to the
+// code that keeps exactly those.
 
 // A launch journal and whether a batch of its lines is still being ingested
 // (the next poll waits for it, so lines are committed in order).
@@ -90,9 +92,9 @@ struct Daemon {
   policy::Policy policy;
   std::vector<Journal> journals;
   ingest::RestoreReport restore_report;
-  // Read once, before confinement gives the daemon a mount namespace of its
-  // own: every sample compares with these.
-  sandbox::Sampler::HostNamespaces host_namespaces;
+  // The process that reads /proc and the runtimes' state for the sweep; the
+  // pool's thread talks to it (app/sampler_process.hpp).
+  std::unique_ptr<SamplerProcess> sampler;
   std::optional<ConfineReport> confinement;
   correlate::Correlator correlator;
   std::unique_ptr<metrics::Metrics> metrics;
@@ -105,9 +107,20 @@ struct Daemon {
   bool sweep_requested = false;
   int64_t last_sweep = 0;
   int64_t boot = boot_time();
-  std::vector<std::string> kept_capabilities;
   bool stopping = false;
+  int exit_code = 0;
 };
+
+// The sampler process cannot be used any more: the daemon stops, loudly, and
+// its service manager starts it again (with a new sampler). Runs on the loop.
+void sampler_failed(Daemon& d, const std::string& why) {
+  if (d.stopping) return;
+  spdlog::critical("{}; stopping, as nothing can be sampled any more", why);
+  d.exit_code = 1;
+  d.stopping = true;
+  if (d.http) d.http->stop();
+  d.io.stop();
+}
 
 // ---- the sweep: discovery and sampling on the pool, results on the loop.
 
@@ -117,7 +130,6 @@ correlate::SweepOptions sweep_options(const Daemon& d) {
   options.roots.crun_roots.assign(d.config.crun_roots.begin(), d.config.crun_roots.end());
   options.cgroup_globs = d.config.cgroup_globs;
   options.boot_time = d.boot;
-  options.host_namespaces = d.host_namespaces;
   return options;
 }
 
@@ -149,12 +161,16 @@ void start_sweep(Daemon& d) {
   }
   // Sandboxes not yet seen may already have launches: their ids come from
   // discovery, so declared projections are looked up again per sandbox id.
-  asio::post(*d.pool, [&d, options = sweep_options(d), declared = std::move(declared)]() mutable {
-    // sweep() never throws: a sandbox that cannot be sampled is a problem
-    // line, and the others are still swept.
-    auto result = correlate::sweep(options, declared);
-    for (const auto& problem : result.problems) spdlog::warn("{}", problem);
-    asio::post(d.io, [&d, items = std::move(result.items)]() mutable {
+  asio::post(*d.pool, [&d, scopes = correlate::scopes_of(declared)]() mutable {
+    // A sandbox that cannot be sampled is a problem line, and the others are
+    // still swept; an error is the sampler process failing.
+    auto result = d.sampler->sweep(scopes);
+    if (!result) {
+      asio::post(d.io, [&d, why = result.error().message] { sampler_failed(d, why); });
+      return;
+    }
+    for (const auto& problem : result->problems) spdlog::warn("{}", problem);
+    asio::post(d.io, [&d, items = std::move(result->items)]() mutable {
       d.sweep_running = false;
       // A sandbox seen for the first time was sampled with the default scope;
       // if it has a launch, sample it again right away with the right one.
@@ -202,11 +218,13 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
   if (d.stopping) return;
   correlate::DeclaredBySandbox declared;
   if (auto p = correlate::declared_for(*d.ingestor, sandbox_id)) declared.emplace(sandbox_id, *p);
-  asio::post(*d.pool, [&d, options = sweep_options(d), declared = std::move(declared), sandbox_id,
+  asio::post(*d.pool, [&d, scopes = correlate::scopes_of(declared), sandbox_id,
                        trigger = std::move(trigger)]() mutable {
-    auto item = correlate::sample_one(options, sandbox_id, declared);
-    asio::post(d.io, [&d, item = std::move(item), sandbox_id, trigger]() mutable {
+    auto item = d.sampler->sample_one(sandbox_id, scopes);
+    const auto broken = d.sampler->failure();
+    asio::post(d.io, [&d, item = std::move(item), broken, sandbox_id, trigger]() mutable {
       if (d.stopping) return;
+      if (broken) return sampler_failed(d, "sampler process: " + *broken);
       if (!item) {
         spdlog::info("sandbox {}: resample ({}) found nothing to sample: {}; sweeping", sandbox_id,
                      trigger, item.error().message);
@@ -389,6 +407,15 @@ void schedule_journals(Daemon& d) {
   });
 }
 
+// What the daemon keeps across its two processes: the front none, the
+// sampler what its own confinement report says.
+json sampler_capabilities(const Daemon& d) {
+  if (!d.sampler) return json::array();
+  const json& report = d.sampler->hello().confinement;
+  const auto it = report.find("capabilities");
+  return it != report.end() && it->is_array() ? *it : json::array();
+}
+
 json healthz(const Daemon& d) {
   json ingest = json::object();
   for (auto kind : {ingest::EnvelopeKind::launch, ingest::EnvelopeKind::grant}) {
@@ -408,12 +435,17 @@ json healthz(const Daemon& d) {
   return json{
       {"status", "ok"},
       {"node", d.config.node_name},
-      {"host_namespaces", d.host_namespaces.source},
+      {"host_namespaces", d.sampler ? json(d.sampler->hello().host_namespaces.source) : json()},
       {"user", d.confinement ? json{{"name", d.confinement->user.name},
                                     {"uid", d.confinement->user.uid},
                                     {"gid", d.confinement->user.gid}}
                              : json()},
-      {"confinement", d.confinement ? to_json(*d.confinement) : json()},
+      {"processes",
+       {{"front", {{"pid", ::getpid()}}},
+        {"sampler", {{"pid", d.sampler ? json(d.sampler->pid()) : json()}}}}},
+      {"confinement",
+       {{"front", d.confinement ? to_json(*d.confinement) : json()},
+        {"sampler", d.sampler ? d.sampler->hello().confinement : json()}}},
       {"restore", recovery},
       {"version", build_version()},
       {"revision", build_revision()},
@@ -424,7 +456,7 @@ json healthz(const Daemon& d) {
       {"last_sweep", d.last_sweep ? json(ingest::format_rfc3339(d.last_sweep)) : json()},
       {"sandboxes", verdicts},
       {"ingest", ingest},
-      {"capabilities", d.kept_capabilities}};
+      {"capabilities", sampler_capabilities(d)}};
 }
 
 api::DaemonView daemon_view(Daemon& d) {
@@ -556,29 +588,42 @@ Result<void> start_http(Daemon& d) {
   return {};
 }
 
-// Everything in app/confine.hpp: the daemon user, two capabilities, a
-// read-only mount namespace but for state_dir, no_new_privs, seccomp.
+// The sampler process, started from this binary while this process may
+// still execute it, and confined by itself (role `sampler`) before it
+// answers.
+Result<void> start_sampler(Daemon& d) {
+  SamplerSetup setup;
+  setup.options = sweep_options(d);
+  DW_TRY(user, user_to_run_as());
+  setup.user = std::move(user);
+  DW_TRY(sampler, SamplerProcess::start(setup));
+  d.sampler = std::move(sampler);
+  const auto& hello = d.sampler->hello();
+  const json& report = hello.confinement;
+  spdlog::info("sampler process {}: host namespaces {}'s; confined: {}", d.sampler->pid(),
+               hello.host_namespaces.source == "pid1" ? "PID 1" : "the monitor",
+               report.value("seccomp", std::string("?")) == "filter"
+                   ? "capabilities " + sampler_capabilities(d).dump() +
+                         ", a seccomp filter that denies every write"
+                   : std::string("NOT CONFINED"));
+  return {};
+}
+
+// Everything in app/confine.hpp for the front: the daemon user,
+// CAP_DAC_READ_SEARCH alone, a read-only mount namespace but for state_dir, no_new_privs,
+// seccomp, Landlock.
 Result<void> drop_privileges(Daemon& d) {
-  {
-    observe::ProcReader proc("/proc");
-    d.host_namespaces = sandbox::Sampler::read_host_namespaces(proc);
-    spdlog::info("host namespaces: {}'s",
-                 d.host_namespaces.source == "pid1" ? "PID 1" : "the monitor");
-  }
   DW_TRY(options, confine_options_for(d.config));
-  // The sampler compares with the namespaces read just now, so the daemon
-  // may enter a read-only mount namespace of its own.
-  options.compares_with_original_mount_namespace = true;
   DW_TRY(report, confine(options));
   if (!report.started_as_root)
     spdlog::warn("not running as root: other users' sandboxes cannot be sampled");
-  d.kept_capabilities = report.kept_capabilities;
   d.confinement = report;
   spdlog::info(
       "confined: running as {} (uid {}, gid {}) with capabilities [{}], no_new_privs, a seccomp "
-      "filter denying {} syscalls; mounts: {}",
+      "filter denying {} syscalls; mounts: {}; Landlock: {}",
       report.user.name, report.user.uid, report.user.gid, fmt::join(report.kept_capabilities, ", "),
-      report.denied_syscalls.size(), report.mounts_note);
+      report.denied_syscalls.size(),
+      report.mounts_note, report.landlock);
   return {};
 }
 
@@ -627,11 +672,12 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       {"restore_ingest", restore_ingest},
       {"open_journals", open_journals},
       {"start_http", start_http},
+      {"start_sampler", start_sampler},
       {"drop_privileges", drop_privileges},
       {"start_writer", start_writer},
       {"start_loops", start_loops},
   };
-  int exit_code = 0;
+  int& exit_code = d.exit_code;
   for (const auto& [name, step] : steps) {
     auto result = step(d);
     if (!result) {
@@ -658,6 +704,9 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   if (d.http) d.http->stop();
   if (d.sweep_timer) d.sweep_timer->cancel();
   if (d.journal_timer) d.journal_timer->cancel();
+  // A request in flight on the pool ends at once (end of stream) rather
+  // than at the sampler's answer.
+  if (d.sampler) d.sampler->shut_down();
   if (d.pool) d.pool->join();
   // Finish the writes in flight and run their completions, so what was
   // stored is also committed (journal offsets); new work is refused by

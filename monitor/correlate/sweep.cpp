@@ -42,11 +42,9 @@ std::vector<sandbox::SandboxRef> discover(const SweepOptions& options,
 
 // The sample of one discovered sandbox, in the scope of its declared side.
 Result<SweepItem> sample_ref(const SweepOptions& options, const sandbox::SandboxRef& ref,
-                             const DeclaredBySandbox& declared, const sandbox::Sampler& sampler,
+                             const ScopesBySandbox& scopes, const sandbox::Sampler& sampler,
                              const sandbox::ProcessTable* table) {
-  const auto it = declared.find(ref.sandbox_id);
-  const auto scope =
-      it != declared.end() ? projection::scope_for(it->second) : projection::default_scope();
+  const auto scope = scope_in(scopes, ref.sandbox_id);
   const auto started = std::chrono::steady_clock::now();
   auto observation = sampler.sample(ref, scope, table);
   if (!observation) return std::unexpected(observation.error());
@@ -83,7 +81,27 @@ sandbox::Sampler make_sampler(const SweepOptions& options, const observe::ProcRe
 
 }  // namespace
 
+ScopesBySandbox scopes_of(const DeclaredBySandbox& declared) {
+  ScopesBySandbox scopes;
+  for (const auto& [id, projection] : declared) scopes.emplace(id, projection::scope_for(projection));
+  return scopes;
+}
+
+projection::ObservationScope scope_in(const ScopesBySandbox& scopes, std::string_view sandbox_id) {
+  const auto it = scopes.find(sandbox_id);
+  return it != scopes.end() ? it->second : projection::default_scope();
+}
+
 SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared) {
+  return sweep(options, scopes_of(declared));
+}
+
+Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
+                             const DeclaredBySandbox& declared) {
+  return sample_one(options, sandbox_id, scopes_of(declared));
+}
+
+SweepResult sweep(const SweepOptions& options, const ScopesBySandbox& scopes) {
   SweepResult result;
   try {
     observe::ProcReader proc(options.proc_root);
@@ -95,7 +113,7 @@ SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared
       // One sandbox's sample must never stop the sweep of the others: every
       // error is a Result, and an exception (a bug) costs only this sandbox.
       try {
-        auto item = sample_ref(options, ref, declared, sampler, &table);
+        auto item = sample_ref(options, ref, scopes, sampler, &table);
         if (item) {
           result.items.push_back(std::move(*item));
         } else if (!item.error().vanished) {
@@ -114,7 +132,7 @@ SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared
 }
 
 Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
-                             const DeclaredBySandbox& declared) {
+                             const ScopesBySandbox& scopes) {
   try {
     observe::ProcReader proc(options.proc_root);
     observe::CgroupReader cgroups(options.cgroup_root);
@@ -130,7 +148,7 @@ Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandb
         if (candidate.sandbox_id == sandbox_id) ref = std::move(candidate);
     }
     if (!ref) return std::unexpected(ref.error());
-    return sample_ref(options, *ref, declared, sampler, nullptr);
+    return sample_ref(options, *ref, scopes, sampler, nullptr);
   } catch (const std::exception& e) {
     return fail("sandbox ", sandbox_id, ": not sampled: internal error: ", e.what());
   }

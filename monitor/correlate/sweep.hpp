@@ -39,6 +39,11 @@ struct SweepOptions {
 /// (masked paths, rlimits) decides what is observed. Others get the
 /// runtime's default scope.
 using DeclaredBySandbox = std::map<std::string, projection::Projection, std::less<>>;
+/// The same as scopes: what the daemon's sampler process is sent.
+using ScopesBySandbox = std::map<std::string, projection::ObservationScope, std::less<>>;
+ScopesBySandbox scopes_of(const DeclaredBySandbox& declared);
+/// The scope of `sandbox_id`: its own, or projection::default_scope().
+projection::ObservationScope scope_in(const ScopesBySandbox& scopes, std::string_view sandbox_id);
 
 struct SweepResult {
   std::vector<SweepItem> items;
@@ -50,11 +55,15 @@ struct SweepResult {
 /// Every sandbox under the roots and globs, sampled. Never throws: a sandbox
 /// whose sample fails (or throws, a bug) is a problem line, and the others
 /// are still sampled.
+SweepResult sweep(const SweepOptions& options, const ScopesBySandbox& scopes);
 SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared);
 
 /// One sandbox by id (a resample): found again under the roots and globs,
 /// then sampled. An error when it is gone or cannot be sampled.
 Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
+                             const ScopesBySandbox& scopes);
+Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
                              const DeclaredBySandbox& declared);
+
 
 }  // namespace driftwatch::correlate

@@ -17,6 +17,7 @@
 #include "observe/proc_parsers.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
+#include "support/wait.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
@@ -24,10 +25,36 @@ namespace fs = std::filesystem;
 
 namespace {
 
-uint64_t kept_mask() {
+template <size_t N>
+uint64_t mask_of(const int (&caps)[N]) {
   uint64_t mask = 0;
-  for (int cap : driftwatch::app::kKeptCapabilities) mask |= uint64_t{1} << cap;
+  for (int cap : caps) mask |= uint64_t{1} << cap;
   return mask;
+}
+
+driftwatch::observe::ProcStatus status_of(pid_t pid) {
+  auto text = driftwatch::read_file("/proc/" + std::to_string(pid) + "/status", 1 << 16);
+  REQUIRE(text);
+  auto status = driftwatch::observe::parse_status(*text);
+  REQUIRE(status);
+  return *status;
+}
+
+void check_credentials(const driftwatch::observe::ProcStatus& status,
+                       const driftwatch::app::DaemonUser& user, uint64_t capabilities) {
+  for (int i = 0; i < 4; ++i) {
+    CHECK(status.uid[i] == user.uid);
+    CHECK(status.gid[i] == user.gid);
+  }
+  CHECK(status.uid[0] != 0);
+  CHECK(status.groups.empty());
+  CHECK(status.cap_effective == capabilities);
+  CHECK(status.cap_permitted == capabilities);
+  CHECK(status.cap_bounding == capabilities);
+  CHECK(status.cap_inheritable == 0);
+  CHECK(status.cap_ambient == 0);
+  CHECK(status.no_new_privs);
+  CHECK(status.seccomp == 2);
 }
 
 // The daemon's pid: the process whose command line names its config file.
@@ -67,9 +94,9 @@ std::vector<std::string> not_owned_by(const fs::path& dir, uid_t uid) {
 }  // namespace
 
 TEST_CASE(
-    "confinement: the running daemon is its own user with two capabilities, no_new_privs and a "
-    "seccomp filter (and read-only mounts where the sampler allows), owns its state dir, and "
-    "still attests a container",
+    "confinement: the running daemon is two processes of its own user: a Landlocked front with "
+    "CAP_DAC_READ_SEARCH alone and read-only mounts, and a sampler with two capabilities that "
+    "writes nothing; it owns its state dir and still attests a container",
     "[root][runc][integration][daemon]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
   auto user = driftwatch::app::resolve_daemon_user();
@@ -83,28 +110,32 @@ TEST_CASE(
   REQUIRE(pid > 0);
   INFO("daemon pid " << pid << "\n" << daemon.log());
 
-  // /proc/PID/status, as the kernel sees the daemon.
-  auto text = driftwatch::read_file("/proc/" + std::to_string(pid) + "/status", 1 << 16);
-  REQUIRE(text);
-  auto status = driftwatch::observe::parse_status(*text);
-  REQUIRE(status);
-  for (int i = 0; i < 4; ++i) {
-    CHECK(status->uid[i] == user->uid);
-    CHECK(status->gid[i] == user->gid);
-  }
-  CHECK(status->uid[0] != 0);
-  CHECK(status->groups.empty());
-  CHECK(status->cap_effective == kept_mask());
-  CHECK(status->cap_permitted == kept_mask());
-  CHECK(status->cap_bounding == kept_mask());
-  CHECK(status->cap_inheritable == 0);
-  CHECK(status->cap_ambient == 0);
-  CHECK(status->no_new_privs);
-  CHECK(status->seccomp == 2);
-  CHECK_THAT(daemon.log(), Catch::Contains("confined: running as " + user->name));
-
+  // /proc/PID/status, as the kernel sees the daemon's two processes.
   auto health = daemon.get("/healthz");
+  INFO(health.dump());
+  CHECK(health["processes"]["front"]["pid"] == pid);
+  REQUIRE(health["processes"]["sampler"]["pid"].is_number_integer());
+  const pid_t sampler = health["processes"]["sampler"]["pid"].get<pid_t>();
+  CHECK(sampler != pid);
+  {
+    INFO("front");
+    check_credentials(status_of(pid), *user, mask_of(driftwatch::app::kFrontCapabilities));
+  }
+  {
+    INFO("sampler");
+    const auto status = status_of(sampler);
+    CHECK(status.ppid == pid);
+    check_credentials(status, *user, mask_of(driftwatch::app::kSamplerCapabilities));
+  }
+  CHECK_THAT(daemon.log(), Catch::Contains("confined: running as " + user->name));
   CHECK(health["capabilities"] == json({"CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"}));
+  CHECK(health["confinement"]["front"]["role"] == "front");
+  CHECK(health["confinement"]["front"]["capabilities"] == json({"CAP_DAC_READ_SEARCH"}));
+  CHECK(health["confinement"]["front"]["landlocked"] == true);
+  CHECK(health["confinement"]["sampler"]["role"] == "sampler");
+  CHECK(health["confinement"]["sampler"]["landlocked"] == false);
+  CHECK(health["confinement"]["sampler"]["denied_syscalls"].size() >
+        health["confinement"]["front"]["denied_syscalls"].size());
 
   // The state dir is the daemon's, 0700, with all it holds.
   const fs::path state = daemon.dir() / "state";
@@ -128,14 +159,14 @@ TEST_CASE(
   CHECK(attested["consumed_config_sha256"].is_string());
   CHECK(not_owned_by(state, user->uid).empty());
 
-  // Its own mount namespace, read-only but the state dir; the sampler still
-  // compares with the host's (read before confinement), so the sandbox
-  // above is attested, not "private" in every namespace.
+  // The front in a mount namespace of its own, read-only but the state dir;
+  // the sampler in the host's (it writes nothing), so the sandbox above is
+  // attested, not "private" in every namespace.
   const std::string own_mnt = link_target("/proc/" + std::to_string(pid) + "/ns/mnt");
-  std::string host_mnt = link_target("/proc/1/ns/mnt");
-  if (host_mnt.empty()) host_mnt = link_target("/proc/self/ns/mnt");  // PID 1 hidden here
+  const std::string host_mnt = link_target("/proc/self/ns/mnt");
   REQUIRE_FALSE(host_mnt.empty());
   CHECK(own_mnt != host_mnt);
+  CHECK(link_target("/proc/" + std::to_string(sampler) + "/ns/mnt") == host_mnt);
   auto mountinfo = driftwatch::read_file("/proc/" + std::to_string(pid) + "/mountinfo", 1 << 20);
   REQUIRE(mountinfo);
   auto mounts = driftwatch::observe::parse_mountinfo(*mountinfo);
@@ -150,8 +181,11 @@ TEST_CASE(
   CHECK_THAT(daemon.log(), !Catch::Contains("CONFINEMENT WEAKER"));
   health = daemon.get("/healthz");
   CHECK(health["user"]["uid"] == user->uid);
-  CHECK(health["confinement"]["read_only_mounts"] == true);
+  CHECK(health["confinement"]["front"]["read_only_mounts"] == true);
   CHECK(daemon.stop() == 0);
+  // The sampler ends with the front.
+  driftwatch::testing::wait_until("the sampler process to end", std::chrono::seconds(5),
+                                  [&] { return !fs::exists("/proc/" + std::to_string(sampler)); });
 }
 
 TEST_CASE("confinement: a state_dir writable by others is refused at startup, its mode untouched",
