@@ -19,7 +19,6 @@ using nlohmann::json;
 // Deeper documents are rejected by both parse_json and canonical_json, so that
 // everything we write we can read back, and so neither recurses without bound.
 constexpr std::size_t kMaxDepth = 64;
-constexpr std::size_t kMaxInputBytes = std::size_t{4} * 1024 * 1024;
 // Integers up to 2^53 are exact in a double, so ECMAScript prints them as
 // written; beyond that JCS prints the nearest double.
 constexpr std::uint64_t kMaxExactInteger = std::uint64_t{1} << 53;
@@ -416,11 +415,17 @@ Result<std::string> canonical_json(const nlohmann::json& value) {
   return canonicalizer.take();
 }
 
-Result<nlohmann::json> parse_json(std::string_view text, std::string_view what) {
-  if (text.size() > kMaxInputBytes) {
+bool is_valid_utf8(std::string_view text) {
+  return !find_invalid_utf8(text).has_value();
+}
+
+Result<nlohmann::json> parse_json(std::string_view text, std::string_view what,
+                                  std::size_t max_bytes) {
+  if (text.size() > max_bytes) {
+    constexpr std::size_t kMiB = std::size_t{1} << 20;
     return fail("cannot parse ", what, ": it is ", std::to_string(text.size()),
-                " bytes, larger than the limit of ", std::to_string(kMaxInputBytes),
-                " bytes (4 MiB)");
+                " bytes, larger than the limit of ", std::to_string(max_bytes), " bytes",
+                max_bytes % kMiB == 0 ? " (" + std::to_string(max_bytes / kMiB) + " MiB)" : "");
   }
   // nlohmann's lexer takes a NUL byte for the end of input and would accept
   // "1\0anything" as 1. Valid JSON has none: in strings it must be escaped.

@@ -11,6 +11,7 @@
 
 using Catch::Matchers::Contains;
 using driftwatch::canonical_json;
+using driftwatch::is_valid_utf8;
 using driftwatch::parse_json;
 using nlohmann::json;
 
@@ -293,6 +294,29 @@ TEST_CASE("parse json: rejects input larger than 4 MiB", "[common]") {
   CHECK(parsed(text).get_ref<const std::string&>().size() == limit - 2);
   text.insert(0, " ");
   CHECK_THAT(parse_error(text, "policy.json"), Contains("policy.json") && Contains("4 MiB"));
+}
+
+TEST_CASE("parse json: a caller may set another size limit", "[common]") {
+  const std::string text = "\"" + std::string(5 * 1024 * 1024, 'a') + "\"";
+  CHECK(parse_error(text).find("4 MiB") != std::string::npos);
+  auto larger = parse_json(text, "frame", 8 * 1024 * 1024);
+  REQUIRE(larger.has_value());
+  CHECK(larger->get_ref<const std::string&>().size() == 5 * 1024 * 1024);
+  auto smaller = parse_json("[1,2,3]", "frame", 4);
+  REQUIRE_FALSE(smaller.has_value());
+  CHECK(smaller.error().message ==
+        "cannot parse frame: it is 7 bytes, larger than the limit of 4 bytes");
+}
+
+TEST_CASE("parse json: is_valid_utf8 applies the parser's UTF-8 rule", "[common]") {
+  CHECK(is_valid_utf8(""));
+  CHECK(is_valid_utf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  CHECK(is_valid_utf8(std::string("a\0b", 3)));
+  CHECK_FALSE(is_valid_utf8("\xff"));
+  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));      // a surrogate
+  CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  CHECK_FALSE(is_valid_utf8("\xc3"));              // truncated
 }
 
 TEST_CASE("parse json: rejects duplicate object keys", "[common]") {
