@@ -536,8 +536,8 @@ std::string report(const Options& opt, const Host& host, const SingleResults& on
   sum += paths;
   const size_t candidates = host.path_candidates();
   auto per_path = [&](double v) { return number(v / static_cast<double>(candidates), 1); };
-  md << "| masked/read-only path checks (" << candidates << " paths) | per path: openat2("
-     << "RESOLVE_IN_ROOT) through /proc/PID/root, statx, fstatfs, close; once: open root, fstatfs"
+  md << "| masked/read-only path checks (" << candidates << " paths) | per path: open_in_root "
+     << "(openat per component) in /proc/PID/root, statx, fstatfs, close; once: open root, fstatfs"
      << " | " << per_path(paths) << " (" << per_path(one.path_checks.min) << "–"
      << per_path(one.path_checks.max) << ") per path | " << candidates << " | " << number(paths, 1)
      << " | " << percent(paths / d.cpu_us.median) << " | — |\n";

@@ -2,11 +2,9 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -20,6 +18,7 @@
 
 #include "common/posix.hpp"
 #include "sandbox/identity.hpp"
+#include "sandbox/in_root.hpp"
 
 namespace driftwatch::sandbox {
 namespace {
@@ -29,25 +28,14 @@ using projection::MountView;
 using projection::Observation;
 using projection::ObservationScope;
 
-// Opens `path` inside the root `root_fd` without following symlinks out of
-// it: RESOLVE_IN_ROOT makes an absolute symlink the sandbox planted resolve
-// inside its own root, never on the host's.
-int open_in_root(int root_fd, const std::string& path) {
-  open_how how{};
-  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  std::string relative = path;
-  while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
-  if (relative.empty()) relative = ".";
-  return static_cast<int>(syscall(SYS_openat2, root_fd, relative.c_str(), &how, sizeof how));
-}
-
 enum class PathState { absent, masked, read_only, writable, unknown };
 
 // How runc and crun mask: a file gets /dev/null (char 1:3) bind-mounted over
-// it; a directory gets a read-only tmpfs mounted on it.
+// it; a directory gets a read-only tmpfs mounted on it. open_in_root keeps a
+// symlink the sandbox planted inside its own root, never on the host's, and
+// fails a magic link on the way with ELOOP: unknown, never absent.
 PathState path_state(int root_fd, const std::string& path) {
-  Fd fd(open_in_root(root_fd, path));
+  Fd fd = open_in_root(root_fd, path);
   if (!fd) return errno == ENOENT || errno == ENOTDIR ? PathState::absent : PathState::unknown;
   struct statx stx {};
   if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &stx) != 0)
