@@ -306,15 +306,18 @@ uint64_t namespace_inode(const char* link) {
   }
 }
 
-// Step 2, the front's: it samples nothing, so its mount namespace may be a
-// private one (the sampler stays in the host's).
+// Step 2. The sampler compares sandboxes with the host namespaces it read
+// before this step, so both processes may have a mount namespace of their
+// own; the sampler's has no writable state dir (it writes nowhere).
 Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   MountsOutcome outcome;
   outcome.original_namespace = namespace_inode("/proc/self/ns/mnt");
   std::error_code ec;
-  const fs::path state_dir = fs::canonical(options.state_dir, ec);
+  const bool has_state_dir = !options.state_dir.empty();
+  const fs::path state_dir = has_state_dir ? fs::canonical(options.state_dir, ec) : fs::path();
   if (ec) return fail("cannot resolve state_dir ", options.state_dir.string(), ": ", ec.message());
-  std::vector<fs::path> kept{state_dir};
+  std::vector<fs::path> kept;
+  if (has_state_dir) kept.push_back(state_dir);
   for (const auto& path : options.read_paths) {
     auto resolved = fs::weakly_canonical(fs::absolute(path, ec), ec);
     kept.push_back(ec ? path.lexically_normal() : resolved);
@@ -350,7 +353,8 @@ Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   // makes them so): bundles on new mounts stay readable.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     return fail("cannot make the monitor's mounts private: ", errno_text());
-  if (::mount(state_dir.c_str(), state_dir.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+  if (has_state_dir &&
+      ::mount(state_dir.c_str(), state_dir.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     return fail("cannot bind-mount state_dir ", state_dir.string(), ": ", errno_text());
   for (const auto& [path, is_dir] : masks) {
     if (is_dir) {
@@ -370,17 +374,18 @@ Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
   }
   if (mount_setattr_recursive("/", kMountAttrRdonly | kMountAttrNosuid, 0) != 0)
     return fail("cannot make the monitor's mounts read-only: ", errno_text());
-  if (mount_setattr_recursive(state_dir.c_str(), 0, kMountAttrRdonly) != 0)
+  if (has_state_dir && mount_setattr_recursive(state_dir.c_str(), 0, kMountAttrRdonly) != 0)
     return fail("cannot make state_dir ", state_dir.string(), " writable: ", errno_text());
 
   struct statvfs root {};
   struct statvfs state {};
   if (::statvfs("/", &root) != 0 || !(root.f_flag & ST_RDONLY))
     return fail("the monitor's root mount did not become read-only");
-  if (::statvfs(state_dir.c_str(), &state) != 0 || (state.f_flag & ST_RDONLY))
+  if (has_state_dir && (::statvfs(state_dir.c_str(), &state) != 0 || (state.f_flag & ST_RDONLY)))
     return fail("state_dir ", state_dir.string(), " did not stay writable");
   outcome.applied = true;
-  outcome.note = "every mount read-only but state_dir " + state_dir.string();
+  outcome.note = has_state_dir ? "every mount read-only but state_dir " + state_dir.string()
+                               : "every mount read-only";
   if (!outcome.hidden.empty()) {
     outcome.note += "; covered:";
     for (const auto& path : outcome.hidden) outcome.note += " " + path;
@@ -934,10 +939,12 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
   return options;
 }
 
-ConfineOptions sampler_confine_options(const DaemonUser& user) {
+ConfineOptions sampler_confine_options(const DaemonUser& user,
+                                       std::vector<fs::path> read_paths) {
   ConfineOptions options;
   options.role = ConfineRole::sampler;
   options.user = user;
+  options.read_paths = std::move(read_paths);
   return options;
 }
 
@@ -976,18 +983,16 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
               "every write instead";
   uint64_t keep = kept_mask(options.role);
   report.original_mount_namespace = namespace_inode("/proc/self/ns/mnt");
-  if (!front) report.mounts_note = "the host's (the sampler writes nowhere)";
   if (report.started_as_root) {
     if (front) {
       DW_TRY(handed, hand_over_state_dir(options.state_dir, options.user));
       report.handed_over = handed;
-      DW_TRY(mounts, confine_mounts(options));
-      report.read_only_mounts = mounts.applied;
-      report.mounts_note = mounts.note;
-      report.hidden_paths = mounts.hidden;
-      if (!mounts.applied)
-        spdlog::warn("CONFINEMENT WEAKER: read-only mounts {}", mounts.note);
     }
+    DW_TRY(mounts, confine_mounts(options));
+    report.read_only_mounts = mounts.applied;
+    report.mounts_note = mounts.note;
+    report.hidden_paths = mounts.hidden;
+    if (!mounts.applied) spdlog::warn("CONFINEMENT WEAKER: read-only mounts {}", mounts.note);
     if (auto became = become_user(options.user, keep); !became)
       return std::unexpected(became.error());
     report.user = options.user;
@@ -996,7 +1001,7 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
     keep = reduced;
     DW_TRY(self, user_to_run_as());
     report.user = std::move(self);
-    if (front) report.mounts_note = "not applied: not started as root";
+    report.mounts_note = "not applied: not started as root";
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fail("cannot set no_new_privs: ", errno_text());

@@ -31,9 +31,11 @@
 //  1. front: hands the state dir over to the daemon user (chown, no link
 //     followed; steps that ran as root before this one may have created
 //     files there);
-//  2. front: a private mount namespace in which every mount is read-only
-//     except the state dir, and secrets (/etc/shadow, /etc/ssh, /root, …)
-//     are covered (needs CAP_SYS_ADMIN, so before the capabilities go);
+//  2. a private mount namespace in which every mount is read-only (the
+//     front's state dir excepted), and secrets (/etc/shadow, /etc/ssh,
+//     /root, …) are covered (needs CAP_SYS_ADMIN, so before the capabilities
+//     go); the sampler read the host's namespaces before, and compares
+//     sandboxes with those;
 //  3. bounding set and securebits (needs CAP_SETPCAP): only the kept
 //     capabilities can ever be held again, root is no longer special;
 //  4. setgroups/setresgid/setresuid to the daemon user, keeping the
@@ -135,9 +137,10 @@ struct ConfineOptions {
 Result<ConfineOptions> confine_options_for(const NodeConfig& config);
 
 /// The sampler's options: `user` (the front's), kSamplerCapabilities, no state
-/// dir, no mount namespace (it must see the host's mounts, and it writes
-/// nowhere), the no-write seccomp filter.
-ConfineOptions sampler_confine_options(const DaemonUser& user);
+/// dir (its mounts are all read-only), the no-write seccomp filter.
+/// `read_paths`: its runc and crun roots, never covered.
+ConfineOptions sampler_confine_options(const DaemonUser& user,
+                                       std::vector<std::filesystem::path> read_paths = {});
 
 /// What confine() did; /healthz shows it (to_json below).
 struct ConfineReport {

@@ -378,7 +378,9 @@ int run_sampler_process() {
   }
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return complain("cannot open /dev/null: " + describe_errno(errno));
-  auto report = confine(sampler_confine_options(setup->user));
+  std::vector<fs::path> roots = options.roots.runc_roots;
+  roots.insert(roots.end(), options.roots.crun_roots.begin(), options.roots.crun_roots.end());
+  auto report = confine(sampler_confine_options(setup->user, std::move(roots)));
   if (!report) return complain("cannot confine the sampler: " + report.error().message);
   // The credential change cleared the parent-death signal: set it again,
   // and make sure the front did not die meanwhile.

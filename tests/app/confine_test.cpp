@@ -747,6 +747,7 @@ void check_confined_sampler() {
     }
     ATTEMPT(r, "mount a tmpfs", ::mount("tmpfs", own_dir.c_str(), "tmpfs", 0, nullptr));
 
+    ATTEMPT(r, "read /etc/shadow", ::open("/etc/shadow", O_RDONLY | O_CLOEXEC));
     // ---- reads it keeps, and cannot be kept from (reported, not asserted)
     ATTEMPT(r, "gap: read /etc/shadow through a root process's /proc/PID/root",
             ::open((victim_proc + "/root/etc/shadow").c_str(), O_RDONLY | O_CLOEXEC));
@@ -818,7 +819,8 @@ void check_confined_sampler() {
   CHECK(report["role"] == "sampler");
   CHECK(report["capabilities"] == json({"CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"}));
   CHECK(report["landlocked"] == false);
-  CHECK(report["read_only_mounts"] == false);
+  CHECK(report["read_only_mounts"] == true);
+  if (fs::exists("/etc/shadow")) check_denied(attempts, "read /etc/shadow", {EACCES});
 
   for (const char* name :
        {"open root's file for writing", "open its own file for reading and writing",
@@ -1160,7 +1162,7 @@ Attempts run_sampler_probes(bool filtered) {
 
 TEST_CASE(
     "confine: the sampler's filter answers every call that writes, changes a file or sends a "
-    "signal with EPERM, opens for writing with EPERM and openat2 with ENOSYS; reads pass",
+    "signal with EPERM, opens for writing with EPERM and openat2 with ENOSYS, and lets reads pass",
     "[root][app]") {
   if (::geteuid() != 0) DW_SKIP("needs root: without the filter the probes must not be EPERM");
   using driftwatch::app::ConfineRole;

@@ -3,6 +3,7 @@
 // attempts themselves (writes, ptrace, mount, connect, …) are made with the
 // same confine() in tests/app/confine_test.cpp.
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,7 +97,7 @@ std::vector<std::string> not_owned_by(const fs::path& dir, uid_t uid) {
 TEST_CASE(
     "confinement: the running daemon is two processes of its own user: a Landlocked front with "
     "CAP_DAC_READ_SEARCH alone and read-only mounts, and a sampler with two capabilities that "
-    "writes nothing; it owns its state dir and still attests a container",
+    "writes nothing, owning its state dir and still attesting a container",
     "[root][runc][integration][daemon]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
   auto user = driftwatch::app::resolve_daemon_user();
@@ -159,14 +160,16 @@ TEST_CASE(
   CHECK(attested["consumed_config_sha256"].is_string());
   CHECK(not_owned_by(state, user->uid).empty());
 
-  // The front in a mount namespace of its own, read-only but the state dir;
-  // the sampler in the host's (it writes nothing), so the sandbox above is
-  // attested, not "private" in every namespace.
+  // Each in a mount namespace of its own, read-only (the front's state dir
+  // excepted); the sampler compares with the host's, read before, so the
+  // sandbox above is attested, not "private" in every namespace.
   const std::string own_mnt = link_target("/proc/" + std::to_string(pid) + "/ns/mnt");
   const std::string host_mnt = link_target("/proc/self/ns/mnt");
   REQUIRE_FALSE(host_mnt.empty());
   CHECK(own_mnt != host_mnt);
-  CHECK(link_target("/proc/" + std::to_string(sampler) + "/ns/mnt") == host_mnt);
+  const std::string sampler_mnt = link_target("/proc/" + std::to_string(sampler) + "/ns/mnt");
+  CHECK(sampler_mnt != host_mnt);
+  CHECK(sampler_mnt != own_mnt);
   auto mountinfo = driftwatch::read_file("/proc/" + std::to_string(pid) + "/mountinfo", 1 << 20);
   REQUIRE(mountinfo);
   auto mounts = driftwatch::observe::parse_mountinfo(*mountinfo);
@@ -182,6 +185,7 @@ TEST_CASE(
   health = daemon.get("/healthz");
   CHECK(health["user"]["uid"] == user->uid);
   CHECK(health["confinement"]["front"]["read_only_mounts"] == true);
+  CHECK(health["confinement"]["sampler"]["read_only_mounts"] == true);
   CHECK(daemon.stop() == 0);
   // The sampler ends with the front.
   driftwatch::testing::wait_until("the sampler process to end", std::chrono::seconds(5),
@@ -259,4 +263,24 @@ TEST_CASE(
   CHECK((st.st_mode & 07777) == 0700);
   CHECK(not_owned_by(state, user->uid).empty());
   CHECK(daemon.stop() == 0);
+}
+
+TEST_CASE(
+    "confinement: when the sampler process dies, the daemon says why and exits 1 for its service "
+    "manager to restart it, instead of serving stale verdicts",
+    "[root][integration][daemon]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  auto health = daemon.get("/healthz");
+  INFO(health.dump());
+  REQUIRE(health["processes"]["sampler"]["pid"].is_number_integer());
+  const pid_t sampler = health["processes"]["sampler"]["pid"].get<pid_t>();
+  REQUIRE(::kill(sampler, SIGKILL) == 0);
+  driftwatch::testing::wait_until("the daemon to notice", std::chrono::seconds(20), [&] {
+    return daemon.log().find("nothing can be sampled any more") != std::string::npos;
+  });
+  INFO(daemon.log());
+  CHECK_THAT(daemon.log(), Catch::Contains("was killed by SIGKILL"));
+  CHECK(daemon.stop() == 1);
 }
