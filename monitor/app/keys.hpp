@@ -1,7 +1,7 @@
 #pragma once
 // `driftwatch keygen` and `driftwatch sign` (DESIGN.md "Command line"), and
 // the C2SP signed-note verifier key string that names an Ed25519 key in
-// node.vkey and checkpoint signatures.
+// node.vkey and checkpoint signatures (implemented once, in evidence/note).
 
 #include <filesystem>
 #include <string>
