@@ -107,6 +107,51 @@ std::string note_verifier_key(std::string_view name, const Ed25519PublicKey& key
   return evidence::verifier_key(name, key);
 }
 
+Result<evidence::NoteSigner> load_or_create_node_key(const std::filesystem::path& state_dir,
+                                                     const std::string& key_name) {
+  const std::filesystem::path private_path = state_dir / "node.key";
+  const std::filesystem::path public_path = state_dir / "node.pub";
+  const std::filesystem::path vkey_path = state_dir / "node.vkey";
+  if (!evidence::is_valid_key_name(key_name))
+    return fail("the evidence log key name \"", key_name,
+                "\" is not a signed-note key name (non-empty UTF-8, no '+' or spaces); check "
+                "node_name in the node configuration");
+  DW_TRY(existing, read_regular_file_if_exists(private_path, 64 * 1024, "node key"));
+  std::optional<Ed25519PrivateKey> key;
+  if (existing) {
+    auto parsed = Ed25519PrivateKey::from_pem(*existing);
+    if (!parsed)
+      return fail(private_path.string(),
+                  " is not an Ed25519 private key: ", parsed.error().message);
+    key = std::move(*parsed);
+  } else {
+    auto generated = Ed25519PrivateKey::generate();
+    if (!generated) return std::unexpected(generated.error());
+    if (auto ok = write_new_file(private_path, generated->pem(), 0600); !ok)
+      return std::unexpected(ok.error());
+    key = std::move(*generated);
+  }
+  DW_TRY(signer, evidence::NoteSigner::make(key_name, *key));
+  const Ed25519PublicKey public_key = key->public_key();
+  const struct {
+    const std::filesystem::path& path;
+    std::string content;
+  } derived[] = {{public_path, public_key.pem()}, {vkey_path, signer.vkey() + "\n"}};
+  for (const auto& file : derived) {
+    DW_TRY(on_disk, read_regular_file_if_exists(file.path, 64 * 1024, "node key file"));
+    if (!on_disk) {
+      if (auto ok = write_new_file(file.path, file.content, 0644); !ok)
+        return std::unexpected(ok.error());
+    } else if (*on_disk != file.content) {
+      return fail(file.path.string(), " does not match ", private_path.string(),
+                  " for the key name ", key_name,
+                  " (was the key or the node name changed?); restore the old key or name, or "
+                  "move the state directory's evidence/ and node.* aside to start a new log");
+    }
+  }
+  return signer;
+}
+
 int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir) {
   if (auto problem = keygen_name_problem(name)) return report(*problem);
   auto key = Ed25519PrivateKey::generate();
