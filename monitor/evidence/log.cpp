@@ -6,7 +6,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <system_error>
+#include <thread>
 
 #include "common/sha256.hpp"
 
@@ -214,6 +218,67 @@ class Log::EdgeReader : public ResourceReader {
   const Log& log_;
   DirectoryReader disk_;
 };
+
+// Deletes queued paths (files or directories) on its own thread, in order.
+// Failures are ignored: a partial left behind is harmless (open() and
+// clients do not need it, and do not mind it).
+class Log::Janitor {
+ public:
+  Janitor() : thread_([this] { run(); }) {}
+  ~Janitor() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  void remove(fs::path path) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(path));
+    }
+    wake_.notify_all();
+  }
+  void wait_idle() {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, all done
+      const fs::path path = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+      lock.lock();
+      busy_ = false;
+      if (queue_.empty()) idle_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<fs::path> queue_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the rest is constructed
+};
+
+Log::Log(Log&&) noexcept = default;
+Log& Log::operator=(Log&&) noexcept = default;
+Log::~Log() = default;
+
+void Log::wait_for_janitor() const {
+  if (janitor_) janitor_->wait_idle();
+}
 
 Result<void> Log::write_file(const std::string& path, std::string_view bytes) {
   const fs::path staging =
@@ -461,6 +526,7 @@ Result<Log> Log::open(const fs::path& dir, NoteSigner signer, std::string origin
   log.edge_ = std::move(edge);
   log.bundle_ = encode_entries(edge_entries);
   log.bundle_count_ = static_cast<uint32_t>(edge_entries.size());
+  log.janitor_ = std::make_unique<Janitor>();
   return log;
 }
 
@@ -519,13 +585,20 @@ Result<std::vector<uint64_t>> Log::append(const std::vector<std::string>& entrie
   std::vector<uint64_t> indexes;
   indexes.reserve(entries.size());
   for (uint64_t i = edge_.size(); i < edge.size(); ++i) indexes.push_back(i);
+  // The level 0 and bundle partials of the size before this batch, unless a
+  // checkpoint was issued at it (that would be the latest: sizes only grow).
+  const uint64_t old_size = edge_.size();
+  if (old_size % kTileWidth != 0 && !(latest_checkpoint_ && latest_checkpoint_size_ == old_size) &&
+      old_size / kTileWidth == edge.size() / kTileWidth) {
+    const auto width = static_cast<uint32_t>(old_size % kTileWidth);
+    for (const int level : {kEntriesLevel, 0})
+      janitor_->remove(dir_ / tile_path(Tile{level, old_size / kTileWidth, width}));
+  }
   edge_ = std::move(edge);
   bundle_ = std::move(bundle);
   bundle_count_ = bundle_count;
-  for (const Tile& tile : completed_tiles) {
-    std::error_code ignored;  // a leftover partial is harmless; open() ignores it
-    fs::remove_all(dir_ / partial_dir(tile.level, tile.index), ignored);
-  }
+  for (const Tile& tile : completed_tiles)
+    janitor_->remove(dir_ / partial_dir(tile.level, tile.index));
   return indexes;
 }
 

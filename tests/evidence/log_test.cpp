@@ -122,7 +122,14 @@ TEST_CASE("log: appends write the tlog-tiles layout and prove inclusion from the
   CHECK(log.root() == reference_root(70000));
 
   // 273 full level 0 tiles and a partial of 112, one full level 1 tile and a
-  // partial of 17, a partial level 2 tile of 1; a full tile's partials are gone.
+  // partial of 17, a partial level 2 tile of 1; a full tile's partials are
+  // gone, and so are level 0 partials no checkpoint needs.
+  log.wait_for_janitor();
+  const auto count_files = [](const fs::path& path) {
+    return std::distance(fs::directory_iterator(path), fs::directory_iterator());
+  };
+  CHECK(count_files(root / "tile/0/273.p") == 1);
+  CHECK(count_files(root / "tile/entries/273.p") == 1);
   CHECK(fs::file_size(root / "tile/0/272") == 8192);
   CHECK(fs::exists(root / "tile/0/273.p/112"));
   CHECK(fs::file_size(root / "tile/1/000") == 8192);
@@ -209,7 +216,16 @@ TEST_CASE("log: open cuts a torn tail back to the last consistent batch", "[evid
     REQUIRE(log.append(batch(0, 100)));
     REQUIRE(log.checkpoint());
     REQUIRE(log.append(batch(100, 20)));  // durable, not checkpointed: kept
-    REQUIRE(log.append(batch(120, 10)));  // the batch a crash tears
+    // The batch a crash tears. Its partials replace those of 120 only once
+    // it is durable, so at the crash those are still there: put them back.
+    const std::string bundle_120 = slurp(root / "tile/entries/000.p/120");
+    const std::string tile_120 = slurp(root / "tile/0/000.p/120");
+    REQUIRE(log.append(batch(120, 10)));
+    log.wait_for_janitor();
+    CHECK_FALSE(fs::exists(root / "tile/0/000.p/120"));
+    CHECK(fs::exists(root / "tile/0/000.p/100"));  // checkpointed: kept
+    std::ofstream(root / "tile/entries/000.p/120", std::ios::binary) << bundle_120;
+    std::ofstream(root / "tile/0/000.p/120", std::ios::binary) << tile_120;
   }
 
   SECTION("an entry bundle truncated mid-entry") {
