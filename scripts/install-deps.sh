@@ -31,6 +31,8 @@ packages=(
   # real runtimes and peers used by tests and benchmarks
   runc crun bubblewrap busybox-static prometheus auditd bpftrace
   hyperfine jq python3-cryptography iproute2
+  # the evidence log's interop test: Go's golang.org/x/mod/sumdb/{note,tlog}
+  golang-go golang-golang-x-mod-dev
   # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
 )

@@ -18,6 +18,7 @@
 #include "common/canonical_json.hpp"
 #include "common/result.hpp"
 #include "common/sha256.hpp"
+#include "evidence/note.hpp"
 #include "ingest/envelope.hpp"
 
 namespace driftwatch::app {
@@ -27,61 +28,6 @@ using nlohmann::json;
 
 constexpr int kOk = 0;
 constexpr int kBadInput = 2;
-constexpr char kEd25519Algorithm = 0x01;  // C2SP signed-note algorithm byte
-
-// Decodes one UTF-8 code point at `offset` (advancing it), nullopt when the
-// bytes there are not well-formed UTF-8.
-std::optional<char32_t> next_code_point(std::string_view text, size_t& offset) {
-  const auto lead = static_cast<unsigned char>(text[offset]);
-  size_t length = 0;
-  char32_t code_point = 0;
-  char32_t minimum = 0;
-  if (lead < 0x80) {
-    ++offset;
-    return lead;
-  } else if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2, code_point = lead & 0x1F, minimum = 0x80;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3, code_point = lead & 0x0F, minimum = 0x800;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4, code_point = lead & 0x07, minimum = 0x10000;
-  } else {
-    return std::nullopt;
-  }
-  if (text.size() - offset < length) return std::nullopt;
-  for (size_t i = 1; i < length; ++i) {
-    const auto next = static_cast<unsigned char>(text[offset + i]);
-    if ((next & 0xC0) != 0x80) return std::nullopt;
-    code_point = (code_point << 6) | (next & 0x3F);
-  }
-  if (code_point < minimum || code_point > 0x10FFFF) return std::nullopt;
-  if (code_point >= 0xD800 && code_point <= 0xDFFF) return std::nullopt;
-  offset += length;
-  return code_point;
-}
-
-// Go's unicode.IsSpace: the Unicode White_Space property.
-bool is_unicode_space(char32_t c) {
-  switch (c) {
-    case U'\t':
-    case U'\n':
-    case U'\v':
-    case U'\f':
-    case U'\r':
-    case U' ':
-    case 0x85:
-    case 0xA0:
-    case 0x1680:
-    case 0x2028:
-    case 0x2029:
-    case 0x202F:
-    case 0x205F:
-    case 0x3000:
-      return true;
-    default:
-      return c >= 0x2000 && c <= 0x200A;
-  }
-}
 
 int report(const std::string& message) {
   std::cerr << "driftwatch: " << message << "\n";
@@ -150,31 +96,60 @@ std::optional<std::string> keygen_name_problem(std::string_view name) {
 }  // namespace
 
 bool is_valid_note_key_name(std::string_view name) {
-  if (name.empty()) return false;
-  size_t offset = 0;
-  while (offset < name.size()) {
-    const auto c = next_code_point(name, offset);
-    if (!c || *c == U'+' || is_unicode_space(*c)) return false;
-  }
-  return true;
+  return evidence::is_valid_key_name(name);
 }
 
 uint32_t note_key_hash(std::string_view name, const Ed25519PublicKey& key) {
-  std::string input(name);
-  input.push_back('\n');
-  input.push_back(kEd25519Algorithm);
-  input += key.raw();
-  const Sha256Digest digest = sha256(input);
-  return (uint32_t{digest[0]} << 24) | (uint32_t{digest[1]} << 16) | (uint32_t{digest[2]} << 8) |
-         uint32_t{digest[3]};
+  return evidence::key_hash(name, key);
 }
 
 std::string note_verifier_key(std::string_view name, const Ed25519PublicKey& key) {
-  char hash[9];
-  std::snprintf(hash, sizeof hash, "%08x", static_cast<unsigned>(note_key_hash(name, key)));
-  std::string algorithm_and_key(1, kEd25519Algorithm);
-  algorithm_and_key += key.raw();
-  return std::string(name) + "+" + hash + "+" + base64_encode(algorithm_and_key);
+  return evidence::verifier_key(name, key);
+}
+
+Result<evidence::NoteSigner> load_or_create_node_key(const std::filesystem::path& state_dir,
+                                                     const std::string& key_name) {
+  const std::filesystem::path private_path = state_dir / "node.key";
+  const std::filesystem::path public_path = state_dir / "node.pub";
+  const std::filesystem::path vkey_path = state_dir / "node.vkey";
+  if (!evidence::is_valid_key_name(key_name))
+    return fail("the evidence log key name \"", key_name,
+                "\" is not a signed-note key name (non-empty UTF-8, no '+' or spaces); check "
+                "node_name in the node configuration");
+  DW_TRY(existing, read_regular_file_if_exists(private_path, 64 * 1024, "node key"));
+  std::optional<Ed25519PrivateKey> key;
+  if (existing) {
+    auto parsed = Ed25519PrivateKey::from_pem(*existing);
+    if (!parsed)
+      return fail(private_path.string(),
+                  " is not an Ed25519 private key: ", parsed.error().message);
+    key = std::move(*parsed);
+  } else {
+    auto generated = Ed25519PrivateKey::generate();
+    if (!generated) return std::unexpected(generated.error());
+    if (auto ok = write_new_file(private_path, generated->pem(), 0600); !ok)
+      return std::unexpected(ok.error());
+    key = std::move(*generated);
+  }
+  DW_TRY(signer, evidence::NoteSigner::make(key_name, *key));
+  const Ed25519PublicKey public_key = key->public_key();
+  const struct {
+    const std::filesystem::path& path;
+    std::string content;
+  } derived[] = {{public_path, public_key.pem()}, {vkey_path, signer.vkey() + "\n"}};
+  for (const auto& file : derived) {
+    DW_TRY(on_disk, read_regular_file_if_exists(file.path, 64 * 1024, "node key file"));
+    if (!on_disk) {
+      if (auto ok = write_new_file(file.path, file.content, 0644); !ok)
+        return std::unexpected(ok.error());
+    } else if (*on_disk != file.content) {
+      return fail(file.path.string(), " does not match ", private_path.string(),
+                  " for the key name ", key_name,
+                  " (was the key or the node name changed?); restore the old key or name, or "
+                  "move the state directory's evidence/ and node.* aside to start a new log");
+    }
+  }
+  return signer;
 }
 
 int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir) {

@@ -1,13 +1,15 @@
 #pragma once
 // `driftwatch keygen` and `driftwatch sign` (DESIGN.md "Command line"), and
 // the C2SP signed-note verifier key string that names an Ed25519 key in
-// node.vkey and checkpoint signatures.
+// node.vkey and checkpoint signatures (implemented once, in evidence/note).
 
 #include <filesystem>
 #include <string>
 #include <string_view>
 
 #include "common/crypto.hpp"
+#include "common/result.hpp"
+#include "evidence/note.hpp"
 
 namespace driftwatch::app {
 
@@ -24,6 +26,16 @@ uint32_t note_key_hash(std::string_view name, const Ed25519PublicKey& key);
 /// <base64(0x01 || 32-byte key)>`. `name` must satisfy
 /// is_valid_note_key_name.
 std::string note_verifier_key(std::string_view name, const Ed25519PublicKey& key);
+
+/// The node's evidence log key in `state_dir` (DESIGN.md "Evidence log"):
+/// node.key (PKCS#8 PEM, mode 0600), node.pub (SPKI PEM) and node.vkey (the
+/// verifier key string for `key_name` and a newline), as a signer named
+/// `key_name` (the log's origin, `driftwatch/<node_name>`). Created on the
+/// first start; afterwards node.key is read, node.pub and node.vkey are
+/// written again when missing, and refused when they name another key or
+/// name (a changed key or node name would orphan the log's checkpoints).
+Result<evidence::NoteSigner> load_or_create_node_key(const std::filesystem::path& state_dir,
+                                                     const std::string& key_name);
 
 /// Writes out_dir/NAME.key (PKCS#8 PEM, mode 0600), NAME.pub (SPKI PEM) and
 /// NAME.vkey (the verifier key string and a newline), creating out_dir (0700)
