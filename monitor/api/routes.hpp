@@ -17,6 +17,8 @@
 namespace driftwatch::api {
 
 using IngestDone = std::function<void(const ingest::IngestOutcome&)>;
+/// A tlog-proof@v1 text, or why there is none.
+using ProofDone = std::function<void(Result<std::string>)>;
 
 struct DaemonView {
   /// GET /healthz: the health document.
@@ -36,6 +38,9 @@ struct DaemonView {
   std::function<ingest::IngestOutcome(ingest::EnvelopeKind kind,
                                       std::optional<uint64_t> declared_length)>
       reject_too_large;
+  /// GET /v1/evidence/proof?index=N: the tlog-proof of entry N against the
+  /// latest checkpoint; `done` is called on the loop.
+  std::function<void(uint64_t index, ProofDone done)> evidence_proof;
 };
 
 /// The contract's answer to an ingest outcome: `{"result", "id"}` or

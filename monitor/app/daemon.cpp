@@ -4,6 +4,8 @@
 #include <utility>
 
 #include <glob.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -26,6 +28,7 @@
 #include "api/http_server.hpp"
 #include "api/routes.hpp"
 #include "app/confine.hpp"
+#include "app/keys.hpp"
 #include "app/node_config.hpp"
 #include "app/sampler_process.hpp"
 #include "common/build_info.hpp"
@@ -35,6 +38,9 @@
 #include "common/sha256.hpp"
 #include "correlate/correlator.hpp"
 #include "correlate/sweep.hpp"
+#include "evidence/entries.hpp"
+#include "evidence/log.hpp"
+#include "evidence/proof.hpp"
 #include "ingest/ingestor.hpp"
 #include "ingest/journal.hpp"
 #include "metrics/metrics.hpp"
@@ -82,13 +88,31 @@ struct Journal {
   std::string last_error;
 };
 
+// What the writer thread makes durable in one batch with others: evidence
+// entries (and their blobs), a line of the accepted store, and a job that
+// runs on the writer thread after the batch is durable (a checkpoint, a
+// proof: the evidence log belongs to that thread).
+struct DurableRecord {
+  std::vector<evidence::Pending> entries;
+  std::string store_line;
+  std::function<void(evidence::Log&)> job;
+};
+using Writer = BatchWriter<DurableRecord>;
+
+// Heartbeat observations of every live sandbox, this often (seconds), so the
+// log shows a sandbox kept its state, not only when it changed.
+constexpr int64_t kHeartbeatSeconds = 300;
+
 struct Daemon {
   NodeConfig config;
   std::string config_sha256;
+  std::string binary_sha256;
   asio::io_context io;
   std::unique_ptr<ingest::Ingestor> ingestor;
+  // The evidence log: the writer thread's once it runs.
+  std::unique_ptr<evidence::Log> evidence;
   // Declared after `io`, so it is destroyed (its thread joined) first.
-  std::unique_ptr<DurableWriter> writer;
+  std::unique_ptr<Writer> writer;
   policy::Policy policy;
   std::vector<Journal> journals;
   ingest::RestoreReport restore_report;
@@ -102,6 +126,9 @@ struct Daemon {
   std::unique_ptr<asio::thread_pool> pool;
   std::unique_ptr<asio::steady_timer> sweep_timer;
   std::unique_ptr<asio::steady_timer> journal_timer;
+  std::unique_ptr<asio::steady_timer> checkpoint_timer;
+  int64_t last_heartbeat = 0;
+  std::string stop_reason = "stopped";
   std::unique_ptr<asio::signal_set> signals;
   bool sweep_running = false;
   bool sweep_requested = false;
@@ -117,6 +144,7 @@ void sampler_failed(Daemon& d, const std::string& why) {
   if (d.stopping) return;
   spdlog::critical("{}; stopping, as nothing can be sampled any more", why);
   d.exit_code = 1;
+  d.stop_reason = why;
   d.stopping = true;
   if (d.http) d.http->stop();
   d.io.stop();
@@ -146,6 +174,99 @@ void log_changes(const std::vector<correlate::VerdictChange>& changes) {
       spdlog::info("sandbox {}: discovered, verdict {} (observed {}, {} findings)",
                    change.sandbox_id, change.to, observed, findings);
   }
+}
+
+// ---- evidence: every entry goes through the writer (durable, in order).
+
+// Writes `entries` to the evidence log, not waiting for them: a failure is
+// logged loudly (what could not be recorded is named).
+void record(Daemon& d, std::vector<evidence::Pending> entries) {
+  if (entries.empty() || !d.writer) return;
+  std::string types;
+  for (const auto& e : entries) types += (types.empty() ? "" : ", ") + e.entry.value("type", "?");
+  DurableRecord r;
+  r.entries = std::move(entries);
+  d.writer->submit(std::move(r), [types = std::move(types)](const Result<void>& written) {
+    if (!written)
+      spdlog::error("EVIDENCE NOT RECORDED: {}: {}", types, written.error().message);
+  });
+}
+
+void record_changes(Daemon& d, const std::vector<correlate::VerdictChange>& changes,
+                    int64_t now) {
+  std::vector<evidence::Pending> entries;
+  for (const auto& change : changes)
+    for (auto& entry : evidence::changed(now, change)) entries.push_back(std::move(entry));
+  record(d, std::move(entries));
+}
+
+// Every live sandbox's state, every kHeartbeatSeconds.
+void record_heartbeats(Daemon& d, int64_t now) {
+  if (now - d.last_heartbeat < kHeartbeatSeconds) return;
+  d.last_heartbeat = now;
+  std::vector<evidence::Pending> entries;
+  for (const auto& [id, status] : d.correlator.statuses())
+    if (status.verdict != "gone") entries.push_back(evidence::heartbeat(now, status));
+  record(d, std::move(entries));
+}
+
+// The gauges Prometheus witnesses the log with: the latest checkpoint's
+// size and the first 6 bytes of its root.
+void publish_checkpoint(Daemon& d, uint64_t size, const evidence::Hash& root) {
+  uint64_t prefix = 0;
+  for (int i = 0; i < 6; ++i) prefix = (prefix << 8) | root[i];
+  d.metrics->set_evidence(size, prefix);
+}
+
+// A checkpoint of the log as it is (a no-op when it did not grow).
+void checkpoint_now(Daemon& d) {
+  if (!d.writer) return;
+  auto signed_at = std::make_shared<std::optional<std::pair<uint64_t, evidence::Hash>>>();
+  auto error = std::make_shared<std::string>();
+  DurableRecord r;
+  r.job = [signed_at, error](evidence::Log& log) {
+    if (auto note = log.checkpoint(); note)
+      *signed_at = std::pair{log.size(), log.root()};
+    else
+      *error = note.error().message;
+  };
+  d.writer->submit(std::move(r), [&d, signed_at, error](const Result<void>&) {
+    if (*signed_at) publish_checkpoint(d, (*signed_at)->first, (*signed_at)->second);
+    if (!error->empty()) spdlog::error("evidence checkpoint not written: {}", *error);
+  });
+}
+
+void schedule_checkpoints(Daemon& d) {
+  d.checkpoint_timer->expires_after(std::chrono::seconds(d.config.checkpoint_interval_seconds));
+  d.checkpoint_timer->async_wait([&d](const boost::system::error_code& ec) {
+    if (ec || d.stopping) return;
+    checkpoint_now(d);
+    schedule_checkpoints(d);
+  });
+}
+
+// The batch sink, on the writer thread: blobs, then the entries (numbered
+// here, so `seq` is the index), one flush; then the accepted store; then the
+// jobs. Nothing is acknowledged before all of it is durable.
+Result<void> write_batch(Daemon& d, std::vector<DurableRecord>& records) {
+  evidence::Log& log = *d.evidence;
+  std::vector<std::string> sealed;
+  for (auto& r : records)
+    for (auto& pending : r.entries) {
+      for (const auto& blob : pending.blobs)
+        if (auto stored = log.put_blob(blob); !stored) return std::unexpected(stored.error());
+      DW_TRY(bytes, evidence::seal(std::move(pending.entry), log.size() + sealed.size()));
+      sealed.push_back(std::move(bytes));
+    }
+  if (!sealed.empty())
+    if (auto appended = log.append(sealed); !appended) return std::unexpected(appended.error());
+  std::string lines;
+  for (const auto& r : records) lines += r.store_line;
+  if (!lines.empty())
+    if (auto stored = d.ingestor->append_to_store(lines); !stored) return stored;
+  for (auto& r : records)
+    if (r.job) r.job(log);
+  return {};
 }
 
 void start_sweep(Daemon& d) {
@@ -184,6 +305,8 @@ void start_sweep(Daemon& d) {
         const auto changes = d.correlator.apply_sweep(items, *d.ingestor, d.policy, now,
                                                       d.config.unattested_grace_seconds);
         log_changes(changes);
+        record_changes(d, changes, now);
+        record_heartbeats(d, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
@@ -236,6 +359,7 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
         const auto changes = d.correlator.apply_sample(*item, *d.ingestor, d.policy, now,
                                                        d.config.unattested_grace_seconds);
         log_changes(changes);
+        record_changes(d, changes, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
         d.metrics->observe_sample_duration(item->sample_seconds);
       } catch (const std::exception& e) {
@@ -288,19 +412,46 @@ void report_outcome(Daemon& d, const ingest::IngestOutcome& outcome,
   }
 }
 
+// Whether a rejection is evidence: everything but a retry of what is
+// already in the log (duplicate) or in flight (unavailable).
+bool is_evidence(ingest::IngestResult result) {
+  return result != ingest::IngestResult::accepted && result != ingest::IngestResult::duplicate &&
+         result != ingest::IngestResult::unavailable;
+}
+
 void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::EnvelopeKind> kind,
                      std::string source, IngestDone done) {
-  auto begun = d.ingestor->begin(bytes, kind, unix_now());
+  const int64_t now = unix_now();
+  auto begun = d.ingestor->begin(bytes, kind, now);
   if (auto* outcome = std::get_if<ingest::IngestOutcome>(&begun)) {
     report_outcome(d, *outcome, kind, source);
-    done(*outcome);
+    if (!is_evidence(outcome->result) || !d.writer) {
+      done(*outcome);
+      return;
+    }
+    // A rejection is answered once its entry is durable (a journal line's
+    // offset is committed after it, too); a failure to record it is logged
+    // and does not change the answer.
+    DurableRecord r;
+    r.entries.push_back(evidence::rejected(
+        now, outcome->kind.value_or(kind.value_or(ingest::EnvelopeKind::launch)), *outcome, bytes,
+        bytes.size(), source));
+    d.writer->submit(std::move(r), [outcome = *outcome, done = std::move(done)](
+                                       const Result<void>& written) {
+      if (!written)
+        spdlog::error("EVIDENCE NOT RECORDED: a {} rejection: {}", ingest::to_string(outcome.result),
+                      written.error().message);
+      done(outcome);
+    });
     return;
   }
   auto pending =
       std::make_shared<ingest::PendingAccept>(std::move(std::get<ingest::PendingAccept>(begun)));
-  std::string line = pending->store_line;
-  d.writer->submit(std::move(line), [&d, pending, kind, source = std::move(source),
-                                     done = std::move(done)](const Result<void>& stored) {
+  DurableRecord r;
+  r.store_line = pending->store_line;
+  r.entries.push_back(evidence::accepted(now, *pending, bytes, source));
+  d.writer->submit(std::move(r), [&d, pending, kind, source = std::move(source),
+                                  done = std::move(done)](const Result<void>& stored) {
     auto outcome = d.ingestor->finish(std::move(*pending), stored);
     report_outcome(d, outcome, kind, source);
     done(outcome);
@@ -482,7 +633,25 @@ api::DaemonView daemon_view(Daemon& d) {
     auto outcome = d.ingestor->reject_too_large(kind, length);
     d.metrics->count_ingest(kind, outcome.result);
     spdlog::warn("POST {}: too_large: {}", ingest::to_string(kind), outcome.reason);
+    record(d, {evidence::rejected(unix_now(), kind, outcome, {}, length.value_or(0),
+                                  "POST " + ingest::to_string(kind))});
     return outcome;
+  };
+  view.evidence_proof = [&d](uint64_t index, api::ProofDone done) {
+    if (!d.writer) return done(fail("the evidence log is not open"));
+    auto proof = std::make_shared<Result<std::string>>(fail("not made"));
+    DurableRecord r;
+    r.job = [proof, index](evidence::Log& log) {
+      if (!log.latest_checkpoint() || index >= log.size()) {
+        *proof = fail("no entry ", std::to_string(index), " in the log's latest checkpoint");
+        return;
+      }
+      *proof = evidence::make_tlog_proof(log, index);
+    };
+    d.writer->submit(std::move(r), [proof, done = std::move(done)](const Result<void>& ran) {
+      if (!ran) return done(std::unexpected(ran.error()));
+      done(std::move(*proof));
+    });
   };
   return view;
 }
@@ -502,6 +671,70 @@ using Step = std::function<Result<void>(Daemon&)>;
 Result<void> prepare_state_dir(Daemon& d) {
   DW_TRY(user, user_to_run_as());
   return ensure_state_dir(d.config.state_dir, user);
+}
+
+// The sha256 of the running binary, for `monitor_started`: read now, while
+// /proc/self/exe is within reach (Landlock takes it away).
+Result<void> hash_binary(Daemon& d) {
+  auto binary = read_file("/proc/self/exe", size_t{1} << 30);
+  if (!binary) return fail("cannot hash the running binary: ", binary.error().message);
+  d.binary_sha256 = sha256_hex(*binary);
+  return {};
+}
+
+// The evidence log and the node key that signs its checkpoints, both in
+// state_dir, opened as the daemon user after drop_privileges (the log
+// starts a thread of its own). What open() had to cut is a `recovered`
+// entry, and so is what restore_ingest had to cut; then `monitor_started`.
+Result<void> open_evidence(Daemon& d) {
+  const std::string origin = "driftwatch/" + d.config.node_name;
+  DW_TRY(signer, load_or_create_node_key(d.config.state_dir, origin));
+  DW_TRY(log, evidence::Log::open(d.config.state_dir / "evidence", std::move(signer), origin));
+  d.evidence = std::make_unique<evidence::Log>(std::move(log));
+  const auto& recovery = d.evidence->recovery();
+  std::vector<std::string> entries;
+  const int64_t now = unix_now();
+  if (!recovery.clean()) {
+    spdlog::error("RECOVERY: evidence log: {}", recovery.summary());
+    json details{{"cut_entries", recovery.cut_entries},
+                 {"removed", recovery.removed},
+                 {"rewritten", recovery.rewritten},
+                 {"checkpoint_size", recovery.checkpoint_size},
+                 {"size", recovery.size}};
+    DW_TRY(bytes, evidence::seal(evidence::recovered(now, "evidence", recovery.summary(),
+                                                     std::move(details))
+                                     .entry,
+                                 d.evidence->size()));
+    entries.push_back(std::move(bytes));
+  }
+  if (const auto& report = d.restore_report; !report.clean()) {
+    json details{{"skipped", report.skipped},
+                 {"truncated_bytes", report.truncated_bytes},
+                 {"quarantine", report.quarantine}};
+    DW_TRY(bytes, evidence::seal(evidence::recovered(now, "accepted",
+                                                     std::to_string(report.skipped.size()) +
+                                                         " lines skipped, " +
+                                                         std::to_string(report.truncated_bytes) +
+                                                         " bytes of a torn last line cut",
+                                                     std::move(details))
+                                     .entry,
+                                 d.evidence->size() + entries.size()));
+    entries.push_back(std::move(bytes));
+  }
+  DW_TRY(started, evidence::seal(evidence::monitor_started(now, d.config.node_name,
+                                                           build_version(), build_revision(),
+                                                           d.binary_sha256, d.config_sha256)
+                                     .entry,
+                                 d.evidence->size() + entries.size()));
+  entries.push_back(std::move(started));
+  if (auto appended = d.evidence->append(entries); !appended)
+    return fail("evidence log ", d.evidence->dir().string(), ": ", appended.error().message);
+  DW_TRY(note, d.evidence->checkpoint());
+  (void)note;
+  publish_checkpoint(d, d.evidence->size(), d.evidence->root());
+  spdlog::info("evidence log {}: {} entries, checkpoint signed by {}", d.evidence->dir().string(),
+               d.evidence->size(), origin);
+  return {};
 }
 
 Result<void> load_trust(Daemon& d) {
@@ -558,10 +791,8 @@ Result<void> restore_ingest(Daemon& d) {
 }
 
 Result<void> start_writer(Daemon& d) {
-  d.writer =
-      std::make_unique<DurableWriter>(d.io, [ingestor = d.ingestor.get()](std::string_view lines) {
-        return ingestor->append_to_store(lines);
-      });
+  d.writer = std::make_unique<Writer>(
+      d.io, [&d](std::vector<DurableRecord>& records) { return write_batch(d, records); });
   return {};
 }
 
@@ -631,10 +862,19 @@ Result<void> start_loops(Daemon& d) {
   d.pool = std::make_unique<asio::thread_pool>(1);
   d.sweep_timer = std::make_unique<asio::steady_timer>(d.io);
   d.journal_timer = std::make_unique<asio::steady_timer>(d.io);
+  d.checkpoint_timer = std::make_unique<asio::steady_timer>(d.io);
   d.signals = std::make_unique<asio::signal_set>(d.io, SIGTERM, SIGINT);
+  {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  }
   d.signals->async_wait([&d](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: stopping", signal);
+    d.stop_reason = "signal " + std::to_string(signal);
     d.stopping = true;
     if (d.http) d.http->stop();
     d.sweep_timer->cancel();
@@ -644,6 +884,7 @@ Result<void> start_loops(Daemon& d) {
   poll_journals(d);
   schedule_journals(d);
   schedule_sweep(d, std::chrono::milliseconds(0));
+  schedule_checkpoints(d);
   return {};
 }
 
@@ -651,6 +892,14 @@ Result<void> start_loops(Daemon& d) {
 
 int cmd_run(const std::optional<fs::path>& config_path) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  // SIGTERM and SIGINT wait (blocked, pending) until start_loops can handle
+  // them: a stop during startup still runs the teardown. Every thread
+  // started meanwhile inherits the mask, so they reach the loop's thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto loaded = load_node_config(config_path);
   if (!loaded) {
     std::cerr << "driftwatch: " << loaded.error().message << "\n";
@@ -667,6 +916,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
 
   const std::vector<std::pair<const char*, Step>> steps = {
       {"prepare_state_dir", prepare_state_dir},
+      {"hash_binary", hash_binary},
       {"load_trust", load_trust},
       {"load_policy", load_node_policy},
       {"restore_ingest", restore_ingest},
@@ -674,6 +924,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       {"start_http", start_http},
       {"start_sampler", start_sampler},
       {"drop_privileges", drop_privileges},
+      {"open_evidence", open_evidence},
       {"start_writer", start_writer},
       {"start_loops", start_loops},
   };
@@ -696,6 +947,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       // (teardown below) rather than terminate, and say so.
       spdlog::critical("internal error on the event loop: {}; stopping", e.what());
       exit_code = 1;
+      d.stop_reason = std::string("internal error: ") + e.what();
     }
   }
 
@@ -704,13 +956,18 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   if (d.http) d.http->stop();
   if (d.sweep_timer) d.sweep_timer->cancel();
   if (d.journal_timer) d.journal_timer->cancel();
+  if (d.checkpoint_timer) d.checkpoint_timer->cancel();
   // A request in flight on the pool ends at once (end of stream) rather
   // than at the sampler's answer.
   if (d.sampler) d.sampler->shut_down();
   if (d.pool) d.pool->join();
-  // Finish the writes in flight and run their completions, so what was
-  // stored is also committed (journal offsets); new work is refused by
-  // `stopping`.
+  // The last entry and a checkpoint covering everything, then finish the
+  // writes in flight and run their completions, so what was stored is also
+  // committed (journal offsets); new work is refused by `stopping`.
+  if (d.writer) {
+    record(d, {evidence::monitor_stopped(unix_now(), d.stop_reason)});
+    checkpoint_now(d);
+  }
   d.writer.reset();
   d.io.restart();
   try {

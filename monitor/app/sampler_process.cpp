@@ -188,7 +188,11 @@ Result<std::unique_ptr<SamplerProcess>> SamplerProcess::start(
   const pid_t pid = ::fork();
   if (pid < 0) return fail("cannot start the sampler process: fork: ", describe_errno(errno));
   if (pid == 0) {
-    // The child: async-signal-safe calls only until execv.
+    // The child: async-signal-safe calls only until execv. The front's
+    // blocked stop signals are not the sampler's.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     if (theirs.get() == kSocketFd) {

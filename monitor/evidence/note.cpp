@@ -138,8 +138,9 @@ Result<NoteVerifier> NoteVerifier::parse(std::string_view vkey) {
   while (!vkey.empty() && (vkey.back() == '\n' || vkey.back() == '\r')) vkey.remove_suffix(1);
   const size_t first = vkey.find('+');
   const size_t second = first == std::string_view::npos ? first : vkey.find('+', first + 1);
-  if (second == std::string_view::npos || vkey.find('+', second + 1) != std::string_view::npos)
-    return bad("does not have three parts separated by '+'");
+  // The key is base64, which has '+' of its own: only the first two
+  // separate (a name has none).
+  if (second == std::string_view::npos) return bad("does not have three parts separated by '+'");
   const std::string_view name = vkey.substr(0, first);
   const std::string_view hash_text = vkey.substr(first + 1, second - first - 1);
   if (!is_valid_key_name(name)) return bad("has an invalid key name");

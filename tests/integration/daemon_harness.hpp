@@ -111,6 +111,13 @@ class DaemonUnderTest {
     return code;
   }
 
+  /// SIGKILL, as a crash would: nothing of the teardown runs.
+  void kill_hard() {
+    if (!child_) return;
+    child_->kill();
+    child_.reset();
+  }
+
   std::string log() const { return read(log_path()); }
   uint16_t port() const { return port_; }
 
