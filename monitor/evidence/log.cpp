@@ -492,10 +492,14 @@ Result<Log> Log::open(const fs::path& dir, NoteSigner signer, std::string origin
                                                    [&](const auto& w) { return w.first == path; }))
         writes.emplace_back(path, partial_bytes);
     }
-    for (uint64_t next = index + 1;; ++next) {
+    // A torn batch may have left any of its tiles beyond, with gaps; it
+    // wrote at most kMaxBatchEntries entries, which bounds how far.
+    const uint64_t reach =
+        (kMaxBatchEntries >> (kTileHeight * std::max(level, 0))) / kTileWidth + 2;
+    for (uint64_t next = index + 1; next <= index + reach; ++next) {
       const bool any = path_exists(dir / tile_path(full_tile(level, next))) ||
                        path_exists(dir / partial_dir(level, next));
-      if (!any) break;
+      if (!any) continue;
       if (level == kEntriesLevel) {
         DW_TRY(beyond, best_bundle(reader, next, listings));
         seen_end = std::max<uint64_t>(seen_end, next * kTileWidth + beyond.entries.size());
@@ -540,6 +544,9 @@ Result<std::vector<uint64_t>> Log::append(const std::vector<std::string>& entrie
                   " bytes, more than the ", str(kMaxEntryBytes),
                   " an entry may hold; store the large part as a blob");
   if (entries.empty()) return std::vector<uint64_t>{};
+  if (entries.size() > kMaxBatchEntries)
+    return fail("a batch of ", str(entries.size()), " evidence entries is more than the ",
+                str(kMaxBatchEntries), " one append takes; split it");
 
   RightEdge edge = edge_;
   std::string bundle = bundle_;

@@ -56,6 +56,9 @@ namespace driftwatch::evidence {
 inline constexpr size_t kMaxEntryBytes = 60 * 1024;
 /// A blob (a signed envelope, a whole config) is at most this large.
 inline constexpr size_t kMaxBlobBytes = 16 << 20;
+/// One append() takes at most this many entries (which bounds how far past
+/// the recovered tree open() looks for a torn batch's files).
+inline constexpr size_t kMaxBatchEntries = 65536;
 /// An entry bundle: at most 256 entries of at most 2 + 65535 bytes.
 inline constexpr size_t kMaxBundleBytes = kTileWidth * (2 + 65535);
 
@@ -109,7 +112,8 @@ class Log {
   const std::string& origin() const { return origin_; }
   NoteVerifier verifier() const { return signer_.verifier(); }
 
-  /// Appends a batch of entries (each at most kMaxEntryBytes) and makes
+  /// Appends a batch of entries (at most kMaxBatchEntries, each at most
+  /// kMaxEntryBytes) and makes
   /// them durable with one flush; returns their indexes. On an error
   /// nothing of the batch is kept.
   Result<std::vector<uint64_t>> append(const std::vector<std::string>& entries);
