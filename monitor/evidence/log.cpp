@@ -79,10 +79,8 @@ Result<std::vector<uint32_t>> partial_widths(const DirectoryReader& reader, int 
 // file, then its partials, widest first; a torn file counts for the
 // complete entries it has, up to its width).
 struct BestBundle {
-  std::string bytes;
   std::vector<std::string> entries;
-  std::string path;
-  bool any_file = false;
+  std::string path;  // the file they came from; empty when there is none
 };
 
 Result<BestBundle> best_bundle(const DirectoryReader& reader, uint64_t index, uint64_t& listings) {
@@ -94,7 +92,6 @@ Result<BestBundle> best_bundle(const DirectoryReader& reader, uint64_t index, ui
     const std::string path = tile_path(Tile{kEntriesLevel, index, width});
     DW_TRY(bytes, reader.read(path, kMaxBundleBytes));
     if (!bytes) continue;
-    best.any_file = true;
     const BundleParse parsed = parse_entry_bundle(*bytes);
     const size_t usable = std::min<size_t>(parsed.entries.size(), width);
     if (usable > best.entries.size() || best.path.empty()) {
@@ -195,6 +192,14 @@ std::string RecoveryReport::summary() const {
   list("removed", removed);
   list("rewrote", rewritten);
   return text;
+}
+
+nlohmann::json RecoveryReport::to_json() const {
+  return nlohmann::json{{"checkpoint_size", checkpoint_size},
+                        {"size", size},
+                        {"cut_entries", cut_entries},
+                        {"removed", removed},
+                        {"rewritten", rewritten}};
 }
 
 // Serves the partial tiles of the current right edge from memory (any

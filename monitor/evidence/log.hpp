@@ -44,6 +44,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/posix.hpp"
 #include "common/result.hpp"
 #include "evidence/merkle.hpp"
@@ -87,8 +89,11 @@ struct RecoveryReport {
   uint64_t files_read = 0;             // files read and directories listed by open()
 
   bool clean() const { return cut_entries == 0 && removed.empty() && rewritten.empty(); }
-  /// One line for the log and the `recovered` entry.
+  /// One line for the daemon's log.
   std::string summary() const;
+  /// The fields of a `recovered` entry: checkpoint_size, size, cut_entries,
+  /// removed, rewritten (paths relative to the log).
+  nlohmann::json to_json() const;
 };
 
 class Log {

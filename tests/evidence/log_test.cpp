@@ -245,6 +245,11 @@ TEST_CASE("log: open cuts a torn tail back to the last consistent batch", "[evid
     CHECK_FALSE(fs::exists(root / "tile/entries/000.p/130"));
     INFO(log.recovery().summary());
     CHECK_THAT(log.recovery().summary(), Catch::Contains("recovered to 129 entries"));
+    const auto fields = log.recovery().to_json();
+    CHECK(fields["size"] == 129);
+    CHECK(fields["checkpoint_size"] == 100);
+    CHECK(fields["removed"] ==
+          nlohmann::json::array({"tile/entries/000.p/130", "tile/0/000.p/130"}));
   }
   SECTION("the last hash tile deleted") {
     fs::remove(root / "tile/0/000.p/130");
