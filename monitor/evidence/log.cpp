@@ -207,12 +207,12 @@ nlohmann::json RecoveryReport::to_json() const {
 // proof for a tree size that no batch ended at still finds its hashes.
 class Log::EdgeReader : public ResourceReader {
  public:
-  EdgeReader(const Log& log) : log_(log), disk_(log.dir_.string()) {}
+  EdgeReader(RightEdge edge, const fs::path& dir) : edge_(std::move(edge)), disk_(dir.string()) {}
   Result<std::optional<std::string>> read(const std::string& path,
                                           size_t max_bytes) const override {
     if (auto tile = parse_tile_path(path); tile && tile->level >= 0 && !tile->is_full()) {
-      const auto& hashes = log_.edge_.partial(tile->level);
-      const auto edge_tile = tile_in_tree(tile->level, tile->index, log_.edge_.size());
+      const auto& hashes = edge_.partial(tile->level);
+      const auto edge_tile = tile_in_tree(tile->level, tile->index, edge_.size());
       if (edge_tile && !edge_tile->is_full() && tile->width <= hashes.size())
         return std::optional(tile_bytes(std::span<const Hash>(hashes).first(tile->width)));
     }
@@ -220,7 +220,7 @@ class Log::EdgeReader : public ResourceReader {
   }
 
  private:
-  const Log& log_;
+  RightEdge edge_;
   DirectoryReader disk_;
 };
 
@@ -280,6 +280,21 @@ class Log::Janitor {
 Log::Log(Log&&) noexcept = default;
 Log& Log::operator=(Log&&) noexcept = default;
 Log::~Log() = default;
+
+TreeHead Log::head() const {
+  std::shared_lock lock(*mutex_);
+  return TreeHead{edge_.size(), root_};
+}
+
+std::optional<std::string> Log::latest_checkpoint() const {
+  std::shared_lock lock(*mutex_);
+  return latest_checkpoint_;
+}
+
+RightEdge Log::edge_snapshot() const {
+  std::shared_lock lock(*mutex_);
+  return edge_;
+}
 
 void Log::wait_for_janitor() const {
   if (janitor_) janitor_->wait_idle();
@@ -532,6 +547,8 @@ Result<Log> Log::open(const fs::path& dir, NoteSigner signer, std::string origin
   report.size = size;
   report.cut_entries = seen_end - size;
   report.files_read = reader.reads() + listings;
+  log.mutex_ = std::make_unique<std::shared_mutex>();
+  log.root_ = edge.root();
   log.edge_ = std::move(edge);
   log.bundle_ = encode_entries(edge_entries);
   log.bundle_count_ = static_cast<uint32_t>(edge_entries.size());
@@ -606,9 +623,14 @@ Result<std::vector<uint64_t>> Log::append(const std::vector<std::string>& entrie
     for (const int level : {kEntriesLevel, 0})
       janitor_->remove(dir_ / tile_path(Tile{level, old_size / kTileWidth, width}));
   }
-  edge_ = std::move(edge);
-  bundle_ = std::move(bundle);
-  bundle_count_ = bundle_count;
+  const Hash root = edge.root();
+  {
+    std::unique_lock lock(*mutex_);
+    edge_ = std::move(edge);
+    root_ = root;
+    bundle_ = std::move(bundle);
+    bundle_count_ = bundle_count;
+  }
   for (const Tile& tile : completed_tiles)
     janitor_->remove(dir_ / partial_dir(tile.level, tile.index));
   return indexes;
@@ -629,8 +651,9 @@ Result<std::string> Log::put_blob(std::string_view bytes) {
 }
 
 Result<std::string> Log::checkpoint() {
-  if (latest_checkpoint_ && latest_checkpoint_size_ == size()) return *latest_checkpoint_;
-  const Checkpoint checkpoint{origin_, size(), root(), {}};
+  // The writer thread owns these: no lock to read them.
+  if (latest_checkpoint_ && latest_checkpoint_size_ == edge_.size()) return *latest_checkpoint_;
+  const Checkpoint checkpoint{origin_, edge_.size(), root_, {}};
   DW_TRY(note, signer_.sign(format_checkpoint(checkpoint)));
   // checkpoints/<size> first: `checkpoint` never names a size whose copy
   // under checkpoints/ is not durable.
@@ -639,44 +662,52 @@ Result<std::string> Log::checkpoint() {
   if (auto ok = flush(); !ok) return std::unexpected(ok.error());
   if (auto ok = write_file("checkpoint", note); !ok) return std::unexpected(ok.error());
   if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+  std::unique_lock lock(*mutex_);
   latest_checkpoint_ = note;
   latest_checkpoint_size_ = checkpoint.size;
   return note;
 }
 
 Result<std::vector<Hash>> Log::inclusion_proof(uint64_t index, uint64_t tree_size) const {
-  if (tree_size > size())
-    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(size()));
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (tree_size > edge.size())
+    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(edge.size()));
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, tree_size);
   return evidence::inclusion_proof(source, index, tree_size);
 }
 
 Result<std::vector<Hash>> Log::consistency_proof(uint64_t old_size, uint64_t new_size) const {
-  if (new_size > size())
-    return fail("no tree of ", str(new_size), " entries: the log holds ", str(size()));
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (new_size > edge.size())
+    return fail("no tree of ", str(new_size), " entries: the log holds ", str(edge.size()));
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, new_size);
   return evidence::consistency_proof(source, old_size, new_size);
 }
 
 Result<Hash> Log::root_at(uint64_t tree_size) const {
-  if (tree_size > size())
-    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(size()));
-  if (tree_size == size()) return root();
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (tree_size > edge.size())
+    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(edge.size()));
+  if (tree_size == edge.size()) return edge.root();
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, tree_size);
   return tree_hash(source, tree_size);
 }
 
 Result<std::string> Log::read_entry(uint64_t index) const {
-  if (index >= size())
-    return fail("no evidence entry ", str(index), ": the log holds ", str(size()));
-  const uint64_t bundle_index = index / kTileWidth;
-  if (bundle_index == size() / kTileWidth) {
-    const BundleParse parsed = parse_entry_bundle(bundle_);
-    return std::string(parsed.entries.at(index % kTileWidth));
+  uint64_t size = 0;
+  {
+    std::shared_lock lock(*mutex_);
+    size = edge_.size();
+    if (index < size && index / kTileWidth == size / kTileWidth) {
+      const BundleParse parsed = parse_entry_bundle(bundle_);
+      return std::string(parsed.entries.at(index % kTileWidth));
+    }
   }
+  if (index >= size) return fail("no evidence entry ", str(index), ": the log holds ", str(size));
+  const uint64_t bundle_index = index / kTileWidth;
   const std::string path = tile_path(full_tile(kEntriesLevel, bundle_index));
   DirectoryReader reader(dir_.string());
   DW_TRY(bytes, reader.read(path, kMaxBundleBytes));

@@ -34,12 +34,17 @@
 // file system mounted with `discard`, and a tile completed after many small
 // batches has up to 510 partials.
 //
-// Not thread-safe: one writer thread owns a Log.
+// Threads: append(), put_blob(), checkpoint() and sync() are called from one
+// writer thread. The readers (head(), size(), root(), latest_checkpoint(),
+// the proofs, root_at(), read_entry()) may be called from any thread at the
+// same time: they copy the right edge under a shared lock and read tiles
+// without it (tiles on disk are written before the edge that names them).
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +101,12 @@ struct RecoveryReport {
   nlohmann::json to_json() const;
 };
 
+/// A tree size and its root, read together.
+struct TreeHead {
+  uint64_t size = 0;
+  Hash root{};
+};
+
 class Log {
  public:
   /// Opens (or creates) the log in `dir`, checking its right edge: the
@@ -131,10 +142,11 @@ class Log {
   /// For a size already checkpointed, returns that note again.
   Result<std::string> checkpoint();
   /// The latest checkpoint note, if one was issued.
-  const std::optional<std::string>& latest_checkpoint() const { return latest_checkpoint_; }
+  std::optional<std::string> latest_checkpoint() const;
 
-  uint64_t size() const { return edge_.size(); }
-  Hash root() const { return edge_.root(); }
+  TreeHead head() const;
+  uint64_t size() const { return head().size; }
+  Hash root() const { return head().root; }
 
   /// The inclusion proof of entry `index` in the tree of `tree_size`
   /// (at most size()), read from the tiles.
@@ -158,12 +170,17 @@ class Log {
 
   Result<void> write_file(const std::string& path, std::string_view bytes);
   Result<void> flush();
+  RightEdge edge_snapshot() const;
 
   std::filesystem::path dir_;
   Fd dir_fd_;
   NoteSigner signer_;
   std::string origin_;
+  // Written by the writer thread under a unique lock, read by others under
+  // a shared one (the writer reads them without).
+  std::unique_ptr<std::shared_mutex> mutex_;
   RightEdge edge_;
+  Hash root_{};
   std::string bundle_;  // the encoded entries of the rightmost, partial bundle
   uint32_t bundle_count_ = 0;
   std::optional<std::string> latest_checkpoint_;

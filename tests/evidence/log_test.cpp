@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -454,4 +456,37 @@ TEST_CASE("log: a crash anywhere in a batch recovers to a consistent prefix", "[
     CHECK(reopened.recovery().clean());
     CHECK(reopened.size() == size + 3);
   }
+}
+
+TEST_CASE("log: proofs and entries are read while the writer appends", "[evidence]") {
+  TempDir dir("evidence-log");
+  Log log = open_log(dir / "evidence");
+  REQUIRE(log.append(batch(0, 10)));
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (uint64_t size = log.size(); size < 20000;) {
+      const uint64_t n = std::min<uint64_t>(1 + size % 397, 20000 - size);
+      if (!log.append(batch(size, n))) break;
+      size += n;
+    }
+    done = true;
+  });
+  uint64_t checked = 0;
+  std::mt19937_64 random(3);
+  bool all_good = true;
+  while (!done || checked < 50) {
+    const TreeHead head = log.head();
+    const uint64_t index = random() % head.size;
+    auto proof = log.inclusion_proof(index, head.size);
+    auto entry = log.read_entry(index);
+    all_good = all_good && proof && entry && *entry == entry_text(index) &&
+               verify_inclusion(index, head.size, leaf_hash(*entry), *proof, head.root);
+    ++checked;
+    if (!all_good) break;
+  }
+  writer.join();
+  INFO(checked << " proofs checked while appending");
+  CHECK(all_good);
+  CHECK(log.size() == 20000);
+  CHECK(log.root() == reference_root(20000));
 }
