@@ -79,10 +79,8 @@ Result<std::vector<uint32_t>> partial_widths(const DirectoryReader& reader, int 
 // file, then its partials, widest first; a torn file counts for the
 // complete entries it has, up to its width).
 struct BestBundle {
-  std::string bytes;
   std::vector<std::string> entries;
-  std::string path;
-  bool any_file = false;
+  std::string path;  // the file they came from; empty when there is none
 };
 
 Result<BestBundle> best_bundle(const DirectoryReader& reader, uint64_t index, uint64_t& listings) {
@@ -94,7 +92,6 @@ Result<BestBundle> best_bundle(const DirectoryReader& reader, uint64_t index, ui
     const std::string path = tile_path(Tile{kEntriesLevel, index, width});
     DW_TRY(bytes, reader.read(path, kMaxBundleBytes));
     if (!bytes) continue;
-    best.any_file = true;
     const BundleParse parsed = parse_entry_bundle(*bytes);
     const size_t usable = std::min<size_t>(parsed.entries.size(), width);
     if (usable > best.entries.size() || best.path.empty()) {
@@ -197,17 +194,25 @@ std::string RecoveryReport::summary() const {
   return text;
 }
 
+nlohmann::json RecoveryReport::to_json() const {
+  return nlohmann::json{{"checkpoint_size", checkpoint_size},
+                        {"size", size},
+                        {"cut_entries", cut_entries},
+                        {"removed", removed},
+                        {"rewritten", rewritten}};
+}
+
 // Serves the partial tiles of the current right edge from memory (any
 // width up to the current one), everything else from the directory: a
 // proof for a tree size that no batch ended at still finds its hashes.
 class Log::EdgeReader : public ResourceReader {
  public:
-  EdgeReader(const Log& log) : log_(log), disk_(log.dir_.string()) {}
+  EdgeReader(RightEdge edge, const fs::path& dir) : edge_(std::move(edge)), disk_(dir.string()) {}
   Result<std::optional<std::string>> read(const std::string& path,
                                           size_t max_bytes) const override {
     if (auto tile = parse_tile_path(path); tile && tile->level >= 0 && !tile->is_full()) {
-      const auto& hashes = log_.edge_.partial(tile->level);
-      const auto edge_tile = tile_in_tree(tile->level, tile->index, log_.edge_.size());
+      const auto& hashes = edge_.partial(tile->level);
+      const auto edge_tile = tile_in_tree(tile->level, tile->index, edge_.size());
       if (edge_tile && !edge_tile->is_full() && tile->width <= hashes.size())
         return std::optional(tile_bytes(std::span<const Hash>(hashes).first(tile->width)));
     }
@@ -215,7 +220,7 @@ class Log::EdgeReader : public ResourceReader {
   }
 
  private:
-  const Log& log_;
+  RightEdge edge_;
   DirectoryReader disk_;
 };
 
@@ -275,6 +280,21 @@ class Log::Janitor {
 Log::Log(Log&&) noexcept = default;
 Log& Log::operator=(Log&&) noexcept = default;
 Log::~Log() = default;
+
+TreeHead Log::head() const {
+  std::shared_lock lock(*mutex_);
+  return TreeHead{edge_.size(), root_};
+}
+
+std::optional<std::string> Log::latest_checkpoint() const {
+  std::shared_lock lock(*mutex_);
+  return latest_checkpoint_;
+}
+
+RightEdge Log::edge_snapshot() const {
+  std::shared_lock lock(*mutex_);
+  return edge_;
+}
 
 void Log::wait_for_janitor() const {
   if (janitor_) janitor_->wait_idle();
@@ -492,10 +512,14 @@ Result<Log> Log::open(const fs::path& dir, NoteSigner signer, std::string origin
                                                    [&](const auto& w) { return w.first == path; }))
         writes.emplace_back(path, partial_bytes);
     }
-    for (uint64_t next = index + 1;; ++next) {
+    // A torn batch may have left any of its tiles beyond, with gaps; it
+    // wrote at most kMaxBatchEntries entries, which bounds how far.
+    const uint64_t reach =
+        (kMaxBatchEntries >> (kTileHeight * std::max(level, 0))) / kTileWidth + 2;
+    for (uint64_t next = index + 1; next <= index + reach; ++next) {
       const bool any = path_exists(dir / tile_path(full_tile(level, next))) ||
                        path_exists(dir / partial_dir(level, next));
-      if (!any) break;
+      if (!any) continue;
       if (level == kEntriesLevel) {
         DW_TRY(beyond, best_bundle(reader, next, listings));
         seen_end = std::max<uint64_t>(seen_end, next * kTileWidth + beyond.entries.size());
@@ -523,6 +547,8 @@ Result<Log> Log::open(const fs::path& dir, NoteSigner signer, std::string origin
   report.size = size;
   report.cut_entries = seen_end - size;
   report.files_read = reader.reads() + listings;
+  log.mutex_ = std::make_unique<std::shared_mutex>();
+  log.root_ = edge.root();
   log.edge_ = std::move(edge);
   log.bundle_ = encode_entries(edge_entries);
   log.bundle_count_ = static_cast<uint32_t>(edge_entries.size());
@@ -540,6 +566,9 @@ Result<std::vector<uint64_t>> Log::append(const std::vector<std::string>& entrie
                   " bytes, more than the ", str(kMaxEntryBytes),
                   " an entry may hold; store the large part as a blob");
   if (entries.empty()) return std::vector<uint64_t>{};
+  if (entries.size() > kMaxBatchEntries)
+    return fail("a batch of ", str(entries.size()), " evidence entries is more than the ",
+                str(kMaxBatchEntries), " one append takes; split it");
 
   RightEdge edge = edge_;
   std::string bundle = bundle_;
@@ -594,9 +623,14 @@ Result<std::vector<uint64_t>> Log::append(const std::vector<std::string>& entrie
     for (const int level : {kEntriesLevel, 0})
       janitor_->remove(dir_ / tile_path(Tile{level, old_size / kTileWidth, width}));
   }
-  edge_ = std::move(edge);
-  bundle_ = std::move(bundle);
-  bundle_count_ = bundle_count;
+  const Hash root = edge.root();
+  {
+    std::unique_lock lock(*mutex_);
+    edge_ = std::move(edge);
+    root_ = root;
+    bundle_ = std::move(bundle);
+    bundle_count_ = bundle_count;
+  }
   for (const Tile& tile : completed_tiles)
     janitor_->remove(dir_ / partial_dir(tile.level, tile.index));
   return indexes;
@@ -617,8 +651,9 @@ Result<std::string> Log::put_blob(std::string_view bytes) {
 }
 
 Result<std::string> Log::checkpoint() {
-  if (latest_checkpoint_ && latest_checkpoint_size_ == size()) return *latest_checkpoint_;
-  const Checkpoint checkpoint{origin_, size(), root(), {}};
+  // The writer thread owns these: no lock to read them.
+  if (latest_checkpoint_ && latest_checkpoint_size_ == edge_.size()) return *latest_checkpoint_;
+  const Checkpoint checkpoint{origin_, edge_.size(), root_, {}};
   DW_TRY(note, signer_.sign(format_checkpoint(checkpoint)));
   // checkpoints/<size> first: `checkpoint` never names a size whose copy
   // under checkpoints/ is not durable.
@@ -627,44 +662,52 @@ Result<std::string> Log::checkpoint() {
   if (auto ok = flush(); !ok) return std::unexpected(ok.error());
   if (auto ok = write_file("checkpoint", note); !ok) return std::unexpected(ok.error());
   if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+  std::unique_lock lock(*mutex_);
   latest_checkpoint_ = note;
   latest_checkpoint_size_ = checkpoint.size;
   return note;
 }
 
 Result<std::vector<Hash>> Log::inclusion_proof(uint64_t index, uint64_t tree_size) const {
-  if (tree_size > size())
-    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(size()));
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (tree_size > edge.size())
+    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(edge.size()));
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, tree_size);
   return evidence::inclusion_proof(source, index, tree_size);
 }
 
 Result<std::vector<Hash>> Log::consistency_proof(uint64_t old_size, uint64_t new_size) const {
-  if (new_size > size())
-    return fail("no tree of ", str(new_size), " entries: the log holds ", str(size()));
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (new_size > edge.size())
+    return fail("no tree of ", str(new_size), " entries: the log holds ", str(edge.size()));
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, new_size);
   return evidence::consistency_proof(source, old_size, new_size);
 }
 
 Result<Hash> Log::root_at(uint64_t tree_size) const {
-  if (tree_size > size())
-    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(size()));
-  if (tree_size == size()) return root();
-  EdgeReader reader(*this);
+  RightEdge edge = edge_snapshot();
+  if (tree_size > edge.size())
+    return fail("no tree of ", str(tree_size), " entries: the log holds ", str(edge.size()));
+  if (tree_size == edge.size()) return edge.root();
+  EdgeReader reader(std::move(edge), dir_);
   TileHashSource source(reader, tree_size);
   return tree_hash(source, tree_size);
 }
 
 Result<std::string> Log::read_entry(uint64_t index) const {
-  if (index >= size())
-    return fail("no evidence entry ", str(index), ": the log holds ", str(size()));
-  const uint64_t bundle_index = index / kTileWidth;
-  if (bundle_index == size() / kTileWidth) {
-    const BundleParse parsed = parse_entry_bundle(bundle_);
-    return std::string(parsed.entries.at(index % kTileWidth));
+  uint64_t size = 0;
+  {
+    std::shared_lock lock(*mutex_);
+    size = edge_.size();
+    if (index < size && index / kTileWidth == size / kTileWidth) {
+      const BundleParse parsed = parse_entry_bundle(bundle_);
+      return std::string(parsed.entries.at(index % kTileWidth));
+    }
   }
+  if (index >= size) return fail("no evidence entry ", str(index), ": the log holds ", str(size));
+  const uint64_t bundle_index = index / kTileWidth;
   const std::string path = tile_path(full_tile(kEntriesLevel, bundle_index));
   DirectoryReader reader(dir_.string());
   DW_TRY(bytes, reader.read(path, kMaxBundleBytes));

@@ -34,15 +34,22 @@
 // file system mounted with `discard`, and a tile completed after many small
 // batches has up to 510 partials.
 //
-// Not thread-safe: one writer thread owns a Log.
+// Threads: append(), put_blob(), checkpoint() and sync() are called from one
+// writer thread. The readers (head(), size(), root(), latest_checkpoint(),
+// the proofs, root_at(), read_entry()) may be called from any thread at the
+// same time: they copy the right edge under a shared lock and read tiles
+// without it (tiles on disk are written before the edge that names them).
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/posix.hpp"
 #include "common/result.hpp"
@@ -56,6 +63,9 @@ namespace driftwatch::evidence {
 inline constexpr size_t kMaxEntryBytes = 60 * 1024;
 /// A blob (a signed envelope, a whole config) is at most this large.
 inline constexpr size_t kMaxBlobBytes = 16 << 20;
+/// One append() takes at most this many entries (which bounds how far past
+/// the recovered tree open() looks for a torn batch's files).
+inline constexpr size_t kMaxBatchEntries = 65536;
 /// An entry bundle: at most 256 entries of at most 2 + 65535 bytes.
 inline constexpr size_t kMaxBundleBytes = kTileWidth * (2 + 65535);
 
@@ -84,8 +94,17 @@ struct RecoveryReport {
   uint64_t files_read = 0;             // files read and directories listed by open()
 
   bool clean() const { return cut_entries == 0 && removed.empty() && rewritten.empty(); }
-  /// One line for the log and the `recovered` entry.
+  /// One line for the daemon's log.
   std::string summary() const;
+  /// The fields of a `recovered` entry: checkpoint_size, size, cut_entries,
+  /// removed, rewritten (paths relative to the log).
+  nlohmann::json to_json() const;
+};
+
+/// A tree size and its root, read together.
+struct TreeHead {
+  uint64_t size = 0;
+  Hash root{};
 };
 
 class Log {
@@ -109,7 +128,8 @@ class Log {
   const std::string& origin() const { return origin_; }
   NoteVerifier verifier() const { return signer_.verifier(); }
 
-  /// Appends a batch of entries (each at most kMaxEntryBytes) and makes
+  /// Appends a batch of entries (at most kMaxBatchEntries, each at most
+  /// kMaxEntryBytes) and makes
   /// them durable with one flush; returns their indexes. On an error
   /// nothing of the batch is kept.
   Result<std::vector<uint64_t>> append(const std::vector<std::string>& entries);
@@ -122,10 +142,11 @@ class Log {
   /// For a size already checkpointed, returns that note again.
   Result<std::string> checkpoint();
   /// The latest checkpoint note, if one was issued.
-  const std::optional<std::string>& latest_checkpoint() const { return latest_checkpoint_; }
+  std::optional<std::string> latest_checkpoint() const;
 
-  uint64_t size() const { return edge_.size(); }
-  Hash root() const { return edge_.root(); }
+  TreeHead head() const;
+  uint64_t size() const { return head().size; }
+  Hash root() const { return head().root; }
 
   /// The inclusion proof of entry `index` in the tree of `tree_size`
   /// (at most size()), read from the tiles.
@@ -149,12 +170,17 @@ class Log {
 
   Result<void> write_file(const std::string& path, std::string_view bytes);
   Result<void> flush();
+  RightEdge edge_snapshot() const;
 
   std::filesystem::path dir_;
   Fd dir_fd_;
   NoteSigner signer_;
   std::string origin_;
+  // Written by the writer thread under a unique lock, read by others under
+  // a shared one (the writer reads them without).
+  std::unique_ptr<std::shared_mutex> mutex_;
   RightEdge edge_;
+  Hash root_{};
   std::string bundle_;  // the encoded entries of the rightmost, partial bundle
   uint32_t bundle_count_ = 0;
   std::optional<std::string> latest_checkpoint_;

@@ -136,10 +136,10 @@ Result<NoteVerifier> NoteVerifier::parse(std::string_view vkey) {
                 "; expected <name>+<8 hex digits>+<base64 key>");
   };
   while (!vkey.empty() && (vkey.back() == '\n' || vkey.back() == '\r')) vkey.remove_suffix(1);
+  // The name and the key hash hold no '+'; the base64 key may (as Go's
+  // note.NewVerifier splits it: at the first two).
   const size_t first = vkey.find('+');
   const size_t second = first == std::string_view::npos ? first : vkey.find('+', first + 1);
-  // The key is base64, which has '+' of its own: only the first two
-  // separate (a name has none).
   if (second == std::string_view::npos) return bad("does not have three parts separated by '+'");
   const std::string_view name = vkey.substr(0, first);
   const std::string_view hash_text = vkey.substr(first + 1, second - first - 1);

@@ -85,6 +85,18 @@ TEST_CASE("note: verifier keys are parsed strictly", "[evidence]") {
     INFO(bad);
     CHECK_FALSE(NoteVerifier::parse(bad));
   }
+  // The base64 key may hold '+' (one key in 64 has one): found by a random key.
+  const std::string plus_key =
+      base64_decode("AW5hkrrRzbZwG3hNOtVJ+72GGyqU8aPVMytmeT7wg0uu").value();
+  REQUIRE(plus_key.size() == 33);
+  auto with_plus = Ed25519PublicKey::from_raw(plus_key.substr(1));
+  REQUIRE(with_plus);
+  const std::string plus_vkey = verifier_key("driftwatch/n", *with_plus);
+  CHECK(plus_vkey.find('+', plus_vkey.find('+', plus_vkey.find('+') + 1) + 1) != std::string::npos);
+  auto parsed_plus = NoteVerifier::parse(plus_vkey);
+  INFO((parsed_plus ? std::string() : parsed_plus.error().message));
+  REQUIRE(parsed_plus);
+  CHECK(parsed_plus->vkey() == plus_vkey);
   // A trailing newline (as node.vkey holds it) is fine.
   CHECK(NoteVerifier::parse(kPeterVkey + "\n"));
 }
