@@ -127,7 +127,8 @@ std::vector<Pending> changed(int64_t now, const correlate::VerdictChange& change
     f["sandbox_id"] = change.sandbox_id;
     f["launch_id"] = optional_json(change.status.launch_id);
     f["verdict"] = change.to;
-    for (auto& [key, value] : projection::to_json(finding).items()) f[key] = value;
+    const json described = projection::to_json(finding);
+    for (const auto& [key, value] : described.items()) f[key] = value;
     out.push_back(Pending{std::move(f), {}});
   }
   return out;
