@@ -156,7 +156,11 @@ int cmd_verify(const VerifySource& source) {
     return kExitBadInput;
   }
   evidence::DirectoryReader reader(source.log_dir);
-  const auto result = evidence::verify_log(reader, *verifier);
+  // The key is named after the log's origin (driftwatch/<node>): a
+  // checkpoint of another origin is not this log's.
+  evidence::VerifyOptions options;
+  options.origin = verifier->name();
+  const auto result = evidence::verify_log(reader, *verifier, options);
   if (!result.ok()) {
     std::cerr << "driftwatch verify: " << result.message << "\n";
     return result.failure == evidence::VerifyFailure::kTampered ? kExitProblem : kExitBadInput;

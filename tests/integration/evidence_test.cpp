@@ -270,3 +270,41 @@ TEST_CASE(
     if (!logged.contains(id)) lost.push_back(id);
   CHECK(lost.empty());
 }
+
+TEST_CASE(
+    "evidence: driftwatch verify says in one line, exit 2, when the directory is not a log or the "
+    "key is not the node's",
+    "[root][integration][daemon][evidence]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  CHECK(daemon.stop() == 0);
+  const std::string log = (daemon.dir() / "state" / "evidence").string();
+  const std::string vkey = (daemon.dir() / "state" / "node.vkey").string();
+
+  auto not_a_log = run_driftwatch({"verify", "--log", daemon.dir().string(), "--key", vkey});
+  INFO(not_a_log.err);
+  CHECK(not_a_log.exit_code == 2);
+  CHECK(std::count(not_a_log.err.begin(), not_a_log.err.end(), '\n') == 1);
+  CHECK_THAT(not_a_log.err, Catch::Contains("not an evidence log"));
+
+  auto made = run_driftwatch({"keygen", "--name", "other-node", "--out",
+                              (daemon.dir() / "other").string()});
+  INFO(made.err);
+  REQUIRE(made.exit_code == 0);
+  fs::path other;
+  for (const auto& entry : fs::directory_iterator(daemon.dir() / "other"))
+    if (entry.path().extension() == ".vkey") other = entry.path();
+  REQUIRE_FALSE(other.empty());
+  auto wrong_key = run_driftwatch({"verify", "--log", log, "--key", other.string()});
+  INFO(wrong_key.err);
+  CHECK(wrong_key.exit_code == 2);
+  CHECK(std::count(wrong_key.err.begin(), wrong_key.err.end(), '\n') == 1);
+
+  auto not_a_key = run_driftwatch({"verify", "--log", log, "--key", log + "/checkpoint"});
+  INFO(not_a_key.err);
+  CHECK(not_a_key.exit_code == 2);
+  CHECK_THAT(not_a_key.err, Catch::Contains("not a verifier key"));
+
+  CHECK(run_driftwatch({"verify", "--log", log, "--key", vkey}).exit_code == 0);
+}
