@@ -100,6 +100,10 @@ struct Daemon {
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<api::HttpServer> http;
   std::unique_ptr<asio::thread_pool> pool;
+  // Reads evidence files too large for the loop (GET /evidence/: entry
+  // bundles, blobs), on a thread of its own: a cold disk delays those
+  // answers, never the loop or a sweep.
+  std::unique_ptr<asio::thread_pool> files;
   std::unique_ptr<asio::steady_timer> sweep_timer;
   std::unique_ptr<asio::steady_timer> journal_timer;
   std::unique_ptr<asio::signal_set> signals;
@@ -484,6 +488,16 @@ api::DaemonView daemon_view(Daemon& d) {
     spdlog::warn("POST {}: too_large: {}", ingest::to_string(kind), outcome.reason);
     return outcome;
   };
+  view.evidence_dir = d.config.state_dir / "evidence";
+  view.off_loop = [&d](std::function<api::HttpResponse()> work, api::Respond respond) {
+    if (!d.files) return respond(work());  // no thread yet (nor a running loop)
+    asio::post(*d.files, [&d, work = std::move(work), respond = std::move(respond)]() mutable {
+      api::HttpResponse answer = work();
+      asio::post(d.io, [respond = std::move(respond), answer = std::move(answer)]() mutable {
+        respond(std::move(answer));
+      });
+    });
+  };
   return view;
 }
 
@@ -629,6 +643,7 @@ Result<void> drop_privileges(Daemon& d) {
 
 Result<void> start_loops(Daemon& d) {
   d.pool = std::make_unique<asio::thread_pool>(1);
+  d.files = std::make_unique<asio::thread_pool>(1);
   d.sweep_timer = std::make_unique<asio::steady_timer>(d.io);
   d.journal_timer = std::make_unique<asio::steady_timer>(d.io);
   d.signals = std::make_unique<asio::signal_set>(d.io, SIGTERM, SIGINT);
@@ -708,6 +723,8 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   // than at the sampler's answer.
   if (d.sampler) d.sampler->shut_down();
   if (d.pool) d.pool->join();
+  // Reads in flight finish; their answers go nowhere (connections closed).
+  if (d.files) d.files->join();
   // Finish the writes in flight and run their completions, so what was
   // stored is also committed (journal offsets); new work is refused by
   // `stopping`.
