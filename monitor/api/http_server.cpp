@@ -462,6 +462,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response_->set(http::field::server, "driftwatch");
     response_->set(http::field::content_type, response.content_type);
     if (!allow.empty()) response_->set(http::field::allow, allow);
+    for (const auto& [name, value] : response.headers) response_->set(name, value);
     response_->keep_alive(keep_alive);
     response_->body() = std::move(response.body);
     response_->prepare_payload();

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -45,6 +46,9 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Further header fields, written as given ("Cache-Control", "…"). Names
+  /// and values come from the code, never from a request.
+  std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 /// Answers on the loop, before returning.

@@ -1,6 +1,7 @@
 #include "api/routes.hpp"
 
 #include <charconv>
+#include "api/evidence_files.hpp"
 
 #include <memory>
 #include <utility>
@@ -17,6 +18,7 @@ std::string dump(const json& value) {
 }
 
 constexpr const char* kSandboxPrefix = "/v1/sandboxes/";
+constexpr std::string_view kEvidencePrefix = "/evidence/";
 
 }  // namespace
 
@@ -48,6 +50,20 @@ void add_routes(HttpServer& http, DaemonView view) {
                           dump(json{{"error", "no sandbox '" + id + "' on this node"}})};
     return HttpResponse{200, "application/json", dump(*sandbox)};
   });
+  // The static tlog-tiles API. Checkpoints and hash tiles (at most 16 and 8
+  // KiB) are read on the loop; entry bundles and blobs (up to 16 and 4 MiB)
+  // by `off_loop`, so the loop never waits for more than one small read.
+  http.route_async(
+      "GET", std::string(kEvidencePrefix), [shared](const HttpRequest& request, Respond respond) {
+        auto file = evidence_request(std::string_view(request.path).substr(kEvidencePrefix.size()));
+        if (!file) return respond(std::move(file.error()));
+        if (!shared->evidence_dir) return respond(no_evidence_log_response());
+        if (read_on_loop(*file) || !shared->off_loop)
+          return respond(serve_evidence_file(*shared->evidence_dir, *file));
+        shared->off_loop([dir = *shared->evidence_dir,
+                          file = std::move(*file)] { return serve_evidence_file(dir, file); },
+                         std::move(respond));
+      });
   // Answered once the outcome is final: for an accept, once it is durable.
   const auto ingest_route = [shared](ingest::EnvelopeKind kind, std::string source) {
     return [shared, kind, source](const HttpRequest& request, Respond respond) {

@@ -4,6 +4,7 @@
 // the daemon's: routes see it only through the callbacks of DaemonView,
 // which run on the loop.
 
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -41,6 +42,14 @@ struct DaemonView {
   /// GET /v1/evidence/proof?index=N: the tlog-proof of entry N against the
   /// latest checkpoint; `done` is called on the loop.
   std::function<void(uint64_t index, ProofDone done)> evidence_proof;
+  /// GET /evidence/…: the evidence log's directory (state_dir/evidence),
+  /// served as it lies (api/evidence_files.hpp); nullopt: every such GET is
+  /// a 404 saying this daemon serves none.
+  std::optional<std::filesystem::path> evidence_dir;
+  /// Runs `work`, which blocks on the disk (reading an entry bundle or a
+  /// blob of up to a few MiB), off the loop, and answers with what it
+  /// returns through `respond` on the loop. Unset: `work` runs on the loop.
+  std::function<void(std::function<HttpResponse()> work, Respond respond)> off_loop;
 };
 
 /// The contract's answer to an ingest outcome: `{"result", "id"}` or

@@ -20,7 +20,9 @@
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
 #include "correlate/sweep.hpp"
+#include "evidence/http_fetch.hpp"
 #include "evidence/merkle.hpp"
+#include "evidence/reader.hpp"
 #include "evidence/note.hpp"
 #include "evidence/verify.hpp"
 #include "observe/cgroupfs.hpp"
@@ -145,22 +147,33 @@ int cmd_verify(const VerifySource& source) {
     std::cerr << "driftwatch verify: " << verifier.error().message << "\n";
     return kExitBadInput;
   }
-  if (!source.url.empty()) {
-    std::cerr << "driftwatch verify: --url is not available in this build yet; copy the log "
-                 "directory and use --log\n";
-    return kExitBadInput;
-  }
-  std::error_code ec;
-  if (!std::filesystem::is_directory(source.log_dir, ec)) {
-    std::cerr << "driftwatch verify: " << source.log_dir << " is not a directory\n";
-    return kExitBadInput;
-  }
-  evidence::DirectoryReader reader(source.log_dir);
   // The key is named after the log's origin (driftwatch/<node>): a
   // checkpoint of another origin is not this log's.
   evidence::VerifyOptions options;
   options.origin = verifier->name();
-  const auto result = evidence::verify_log(reader, *verifier, options);
+  evidence::VerifyResult result;
+  if (!source.url.empty()) {
+    // Over HTTP (the daemon's /evidence/ or any static copy): what a plain
+    // file server cannot list (checkpoints/, blob/) is not checked.
+    auto fetcher = evidence::HttpFetcher::for_url(source.url);
+    if (!fetcher) {
+      std::cerr << "driftwatch verify: " << fetcher.error().message << "\n";
+      return kExitBadInput;
+    }
+    evidence::CallbackReader reader(
+        [get = evidence::url_reader(std::move(*fetcher))](const std::string& path, size_t max) {
+          return get(path, max);
+        });
+    result = evidence::verify_log(reader, *verifier, options);
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(source.log_dir, ec)) {
+      std::cerr << "driftwatch verify: " << source.log_dir << " is not a directory\n";
+      return kExitBadInput;
+    }
+    evidence::DirectoryReader reader(source.log_dir);
+    result = evidence::verify_log(reader, *verifier, options);
+  }
   if (!result.ok()) {
     std::cerr << "driftwatch verify: " << result.message << "\n";
     return result.failure == evidence::VerifyFailure::kTampered ? kExitProblem : kExitBadInput;

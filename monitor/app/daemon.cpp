@@ -124,6 +124,10 @@ struct Daemon {
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<api::HttpServer> http;
   std::unique_ptr<asio::thread_pool> pool;
+  // Reads evidence files too large for the loop (GET /evidence/: entry
+  // bundles, blobs), on a thread of its own: a cold disk delays those
+  // answers, never the loop or a sweep.
+  std::unique_ptr<asio::thread_pool> files;
   std::unique_ptr<asio::steady_timer> sweep_timer;
   std::unique_ptr<asio::steady_timer> journal_timer;
   std::unique_ptr<asio::steady_timer> checkpoint_timer;
@@ -653,6 +657,16 @@ api::DaemonView daemon_view(Daemon& d) {
       done(std::move(*proof));
     });
   };
+  view.evidence_dir = d.config.state_dir / "evidence";
+  view.off_loop = [&d](std::function<api::HttpResponse()> work, api::Respond respond) {
+    if (!d.files) return respond(work());  // no thread yet (nor a running loop)
+    asio::post(*d.files, [&d, work = std::move(work), respond = std::move(respond)]() mutable {
+      api::HttpResponse answer = work();
+      asio::post(d.io, [respond = std::move(respond), answer = std::move(answer)]() mutable {
+        respond(std::move(answer));
+      });
+    });
+  };
   return view;
 }
 
@@ -860,6 +874,7 @@ Result<void> drop_privileges(Daemon& d) {
 
 Result<void> start_loops(Daemon& d) {
   d.pool = std::make_unique<asio::thread_pool>(1);
+  d.files = std::make_unique<asio::thread_pool>(1);
   d.sweep_timer = std::make_unique<asio::steady_timer>(d.io);
   d.journal_timer = std::make_unique<asio::steady_timer>(d.io);
   d.checkpoint_timer = std::make_unique<asio::steady_timer>(d.io);
@@ -961,9 +976,12 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   // than at the sampler's answer.
   if (d.sampler) d.sampler->shut_down();
   if (d.pool) d.pool->join();
+  // Reads in flight finish; their answers go nowhere (connections closed).
+  if (d.files) d.files->join();
   // The last entry and a checkpoint covering everything, then finish the
-  // writes in flight and run their completions, so what was stored is also
-  // committed (journal offsets); new work is refused by `stopping`.
+  // writes in flight and run their completions, so what was
+  // stored is also committed (journal offsets); new work is refused by
+  // `stopping`.
   if (d.writer) {
     record(d, {evidence::monitor_stopped(unix_now(), d.stop_reason)});
     checkpoint_now(d);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <vector>
 
 namespace driftwatch {
 namespace {
@@ -56,55 +57,56 @@ std::unexpected<Error> not_regular(const std::string& name, mode_t mode) {
   return fail(name, " is ", type, ", not a regular file");
 }
 
-// open_regular_file() with nullopt for ENOENT; `verb` ("open", "read") for
-// the generic failure message.
-Result<std::optional<RegularFile>> open_regular(const std::filesystem::path& path,
-                                                std::string_view what, std::string_view verb) {
-  const std::string name = name_of(what, path);
+// open_regular_file() with nullopt for ENOENT, of `name` in the directory
+// `dir_fd` (AT_FDCWD: a path); `display` names it in messages, `verb`
+// ("open", "read") is for the generic failure message.
+Result<std::optional<RegularFile>> open_regular_at(int dir_fd, const char* name,
+                                                   const std::string& display,
+                                                   std::string_view verb) {
   // O_NONBLOCK: open(2) of a FIFO waits for a writer, forever if none comes;
   // with it the open returns at once and fstat below refuses the FIFO.
   // O_NOFOLLOW covers the last component only (ELOOP when it is a link).
   int fd;
   do {
-    fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    fd = ::openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     const int error = errno;
     if (error == ENOENT) return std::nullopt;
     // ELOOP: the name is a link (O_NOFOLLOW). ENXIO: a socket. Say which.
     struct stat st {};
-    if ((error == ELOOP || error == ENXIO) && ::lstat(path.c_str(), &st) == 0) {
-      if (S_ISLNK(st.st_mode)) return fail(name, " is a symbolic link; name the file itself");
-      if (!S_ISREG(st.st_mode)) return not_regular(name, st.st_mode);
+    if ((error == ELOOP || error == ENXIO) &&
+        ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (S_ISLNK(st.st_mode)) return fail(display, " is a symbolic link; name the file itself");
+      if (!S_ISREG(st.st_mode)) return not_regular(display, st.st_mode);
     }
-    return fail("cannot ", verb, " ", name, ": ", describe_errno(error));
+    return fail("cannot ", verb, " ", display, ": ", describe_errno(error));
   }
   Fd owned(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    return fail("cannot ", verb, " ", name, ": fstat failed: ", describe_errno(errno));
+    return fail("cannot ", verb, " ", display, ": fstat failed: ", describe_errno(errno));
   }
-  if (!S_ISREG(st.st_mode)) return not_regular(name, st.st_mode);
+  if (!S_ISREG(st.st_mode)) return not_regular(display, st.st_mode);
   // A regular file never blocks a read anyway; clear the flag so that the
   // descriptor behaves as any other for whoever reads it.
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-    return fail("cannot ", verb, " ", name, ": fcntl failed: ", describe_errno(errno));
+    return fail("cannot ", verb, " ", display, ": fcntl failed: ", describe_errno(errno));
   }
   return RegularFile{std::move(owned), st.st_ino, st.st_dev, static_cast<uint64_t>(st.st_size)};
+}
+
+Result<std::optional<RegularFile>> open_regular(const std::filesystem::path& path,
+                                                std::string_view what, std::string_view verb) {
+  return open_regular_at(AT_FDCWD, path.c_str(), name_of(what, path), verb);
 }
 
 Result<std::optional<std::string>> read_regular(const std::filesystem::path& path, size_t max_bytes,
                                                 std::string_view what) {
   DW_TRY(file, open_regular(path, what, "read"));
   if (!file) return std::nullopt;
-  std::string text;
-  const int error = read_fd_into(file->fd.get(), text, max_bytes);
-  if (error == EFBIG) {
-    return fail("cannot read ", name_of(what, path), ": larger than ", std::to_string(max_bytes),
-                " bytes");
-  }
-  if (error != 0) return fail("cannot read ", name_of(what, path), ": ", describe_errno(error));
+  DW_TRY(text, read_opened_file(*file, max_bytes, name_of(what, path)));
   return text;
 }
 
@@ -133,6 +135,17 @@ Result<std::string> read_file(const std::filesystem::path& path, size_t max_byte
   return text;
 }
 
+Result<std::string> read_opened_file(const RegularFile& file, size_t max_bytes,
+                                     std::string_view name) {
+  std::string text;
+  const int error = read_fd_into(file.fd.get(), text, max_bytes);
+  if (error == EFBIG) {
+    return fail("cannot read ", name, ": larger than ", std::to_string(max_bytes), " bytes");
+  }
+  if (error != 0) return fail("cannot read ", name, ": ", describe_errno(error));
+  return text;
+}
+
 Result<RegularFile> open_regular_file(const std::filesystem::path& path, std::string_view what) {
   DW_TRY(file, open_regular(path, what, "open"));
   if (!file) return fail("cannot open ", name_of(what, path), ": ", describe_errno(ENOENT));
@@ -155,6 +168,68 @@ Result<std::optional<std::string>> read_regular_file_if_exists(const std::filesy
                                                                size_t max_bytes,
                                                                std::string_view what) {
   return read_regular(path, max_bytes, what);
+}
+
+Result<std::optional<RegularFile>> open_regular_file_beneath(const std::filesystem::path& root,
+                                                             std::string_view relative,
+                                                             std::string_view what) {
+  // Not root / relative: an absolute `relative` would replace root there.
+  const std::string display = name_of(what, root.string() + "/" + std::string(relative));
+  // The components, each checked: the walk must stay below root by itself,
+  // whatever the caller checked before.
+  std::vector<std::string> components;
+  for (std::string_view rest = relative;;) {
+    const size_t slash = rest.find('/');
+    const std::string_view component = rest.substr(0, slash);
+    if (component.empty() || component == "." || component == ".." ||
+        component.find('\0') != std::string_view::npos) {
+      return fail("cannot open ", display,
+                  ": not a relative path of plain names (no '', '.', '..' or NUL)");
+    }
+    components.emplace_back(component);
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  int flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  Fd dir(::open(root.c_str(), flags));
+  if (!dir) {
+    if (errno == ENOENT) return std::nullopt;
+    return fail("cannot open ", display, ": cannot open ", root.string(), ": ",
+                describe_errno(errno));
+  }
+  // Each directory below root with O_NOFOLLOW: a link there is opened as
+  // itself, and O_DIRECTORY then refuses it (ENOTDIR).
+  flags |= O_NOFOLLOW;
+  for (size_t i = 0; i + 1 < components.size(); ++i) {
+    Fd next(::openat(dir.get(), components[i].c_str(), flags));
+    if (!next) {
+      const int error = errno;
+      if (error == ENOENT) return std::nullopt;
+      struct stat st {};
+      if (error == ENOTDIR &&
+          ::fstatat(dir.get(), components[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+          return fail(display, ": ", components[i],
+                      " on the way is a symbolic link, which is not followed");
+        }
+        return std::nullopt;  // a file where a directory would be: no such path
+      }
+      return fail("cannot open ", display, ": ", describe_errno(error));
+    }
+    dir = std::move(next);
+  }
+  return open_regular_at(dir.get(), components.back().c_str(), display, "open");
+}
+
+Result<std::optional<std::string>> read_regular_file_beneath(const std::filesystem::path& root,
+                                                             std::string_view relative,
+                                                             size_t max_bytes,
+                                                             std::string_view what) {
+  DW_TRY(file, open_regular_file_beneath(root, relative, what));
+  if (!file) return std::nullopt;
+  DW_TRY(text, read_opened_file(*file, max_bytes,
+                                name_of(what, root.string() + "/" + std::string(relative))));
+  return text;
 }
 
 Result<void> make_private_dirs(const std::filesystem::path& dir) {

@@ -50,6 +50,11 @@ struct RegularFile {
 /// failures: "cannot open WHAT PATH: reason".
 Result<RegularFile> open_regular_file(const std::filesystem::path& path, std::string_view what);
 
+/// What is left of `file` to read, at most `max_bytes` ("cannot read NAME:
+/// larger than N bytes" past it); `name` names the file in messages.
+Result<std::string> read_opened_file(const RegularFile& file, size_t max_bytes,
+                                     std::string_view name);
+
 /// open_regular_file(), but a file that does not exist (ENOENT) is nullopt
 /// instead of an error. A dangling symbolic link is still an error.
 Result<std::optional<RegularFile>> open_regular_file_if_exists(const std::filesystem::path& path,
@@ -65,6 +70,26 @@ Result<std::string> read_regular_file(const std::filesystem::path& path, size_t 
 Result<std::optional<std::string>> read_regular_file_if_exists(const std::filesystem::path& path,
                                                                size_t max_bytes,
                                                                std::string_view what);
+
+/// open_regular_file_if_exists() of `relative` below the directory `root`,
+/// following no symbolic link below root: every directory on the way is
+/// opened with openat(O_NOFOLLOW | O_DIRECTORY) from the one before, so a
+/// link anywhere below root is refused ("WHAT ROOT/REL: tile on the way is a
+/// symbolic link, which is not followed"), not only a last one. root itself
+/// is followed (it is named by configuration). `relative` must be plain
+/// names joined by '/': "", ".", ".." or a NUL is an error, never a lookup.
+/// nullopt when root or a component does not exist, or a component on the
+/// way is not a directory.
+Result<std::optional<RegularFile>> open_regular_file_beneath(const std::filesystem::path& root,
+                                                             std::string_view relative,
+                                                             std::string_view what);
+
+/// The whole of the file open_regular_file_beneath() opens; errors as there
+/// and as in read_regular_file().
+Result<std::optional<std::string>> read_regular_file_beneath(const std::filesystem::path& root,
+                                                             std::string_view relative,
+                                                             size_t max_bytes,
+                                                             std::string_view what);
 
 /// mkdir -p with mode 0700 for what it creates (state and key directories:
 /// nobody else needs to list them). Existing directories keep their mode.

@@ -186,3 +186,44 @@ TEST_CASE("file io: a file over the limit is refused naming the limit", "[common
   CHECK(big.error().message ==
         "cannot read config " + (dir.path / "big").string() + ": larger than 99 bytes");
 }
+
+TEST_CASE("file io: below a root, no link is followed and only plain names are looked up",
+          "[common]") {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path / "root" / "a");
+  std::filesystem::create_directories(dir.path / "outside");
+  write(dir.path / "root" / "a" / "file", "inside");
+  write(dir.path / "outside" / "file", "outside");
+  const auto root = dir.path / "root";
+  const auto read = [&](std::string_view relative) {
+    return driftwatch::read_regular_file_beneath(root, relative, 1024, "evidence file");
+  };
+  auto inside = read("a/file");
+  REQUIRE(inside.has_value());
+  REQUIRE(inside->has_value());
+  CHECK(**inside == "inside");
+  auto missing = read("a/none");
+  REQUIRE(missing.has_value());
+  CHECK_FALSE(missing->has_value());
+  auto through_file = read("a/file/more");  // a file where a directory would be
+  REQUIRE(through_file.has_value());
+  CHECK_FALSE(through_file->has_value());
+
+  std::filesystem::create_directory_symlink(dir.path / "outside", root / "link");
+  auto linked = read("link/file");
+  REQUIRE_FALSE(linked.has_value());
+  CHECK(linked.error().message ==
+        "evidence file " + (root / "link/file").string() +
+            ": link on the way is a symbolic link, which is not followed");
+  for (const char* bad :
+       {"", "/a/file", "a//file", "a/file/", "./a/file", "a/../a/file", "..", "../outside/file"}) {
+    INFO(bad);
+    auto refused = read(bad);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK_THAT(refused.error().message, Contains("not a relative path of plain names"));
+  }
+  // A root that does not exist: nothing there.
+  auto no_root = driftwatch::read_regular_file_beneath(dir.path / "none", "a", 10, "x");
+  REQUIRE(no_root.has_value());
+  CHECK_FALSE(no_root->has_value());
+}

@@ -187,6 +187,9 @@ TEST_CASE("merkle: tile paths are tlog-tiles paths", "[evidence]") {
   CHECK(tile_index_path(1234067) == "x001/x234/067");
   CHECK(tile_index_path(5) == "005");
   CHECK(tile_index_path(1000) == "x001/000");
+  CHECK(tile_index_path(0) == "000");
+  CHECK(tile_index_path(999) == "999");
+  CHECK(tile_index_path(18446744073709551615ull) == "x018/x446/x744/x073/x709/x551/615");
   CHECK(tile_path(Tile{2, 1234067, 5}) == "tile/2/x001/x234/067.p/5");
   CHECK(tile_path(Tile{0, 0, 256}) == "tile/0/000");
   CHECK(tile_path(Tile{kEntriesLevel, 1234067, 256}) == "tile/entries/x001/x234/067");

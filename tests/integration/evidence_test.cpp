@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -89,6 +90,7 @@ TEST_CASE(
     "the sandbox's verdicts and its stop, and the log verifies until a byte is flipped",
     "[root][runc][integration][daemon][evidence]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  if (!fs::exists("/usr/bin/python3")) DW_SKIP("needs python3 for a static file server");
   auto bundle = OciBundle::with_default_spec();
   auto container =
       value_or_throw(Container::start("runc", bundle, unique_container_id("evidence")));
@@ -164,6 +166,28 @@ TEST_CASE(
   CHECK(intact.exit_code == 0);
   CHECK_THAT(intact.out, Catch::Contains("ok: " + std::to_string(entries.size()) + " entries"));
 
+  // The same directory from a plain static file server, as an auditor's
+  // copy would be served.
+  const fs::path served_log = daemon.dir() / "http-server.log";
+  SpawnOptions options;
+  options.output_path = served_log;
+  auto server = ChildProcess::start({"python3", "-u", "-m", "http.server", "--bind", "127.0.0.1",
+                                     "-d", (daemon.dir() / "state" / "evidence").string(), "0"},
+                                    options);
+  std::string url;
+  wait_until("python3's http.server to listen", std::chrono::seconds(10), [&] {
+    std::smatch m;
+    const std::string text = std::filesystem::exists(served_log) ? read_all(served_log) : "";
+    if (!std::regex_search(text, m, std::regex(R"(Serving HTTP on \S+ port (\d+))"))) return false;
+    url = "http://127.0.0.1:" + m[1].str() + "/";
+    return true;
+  });
+  const std::string vkey = (daemon.dir() / "state" / "node.vkey").string();
+  auto over_http = run_driftwatch({"verify", "--url", url, "--key", vkey});
+  INFO(over_http.out << over_http.err);
+  CHECK(over_http.exit_code == 0);
+  CHECK_THAT(over_http.out, Catch::Contains("ok: " + std::to_string(entries.size()) + " entries"));
+
   // One byte of the accepted launch's entry changed in its bundle.
   const fs::path bundle_path =
       daemon.dir() / "state" / "evidence" /
@@ -177,6 +201,10 @@ TEST_CASE(
   INFO(tampered.out << tampered.err);
   CHECK(tampered.exit_code == 1);
   CHECK_THAT(tampered.err, Catch::Contains("tile/entries/000"));
+  auto tampered_over_http = run_driftwatch({"verify", "--url", url, "--key", vkey});
+  INFO(tampered_over_http.out << tampered_over_http.err);
+  CHECK(tampered_over_http.exit_code == 1);
+  server.kill();
 }
 
 TEST_CASE(

@@ -92,6 +92,19 @@ HttpReply http_request(uint16_t port, const std::string& method, const std::stri
   if (header_end != std::string::npos) {
     std::string headers = response.substr(0, header_end);
     reply.body = response.substr(header_end + 4);
+    for (size_t line = headers.find("\r\n"); line != std::string::npos;) {
+      const size_t next = headers.find("\r\n", line + 2);
+      const std::string field = headers.substr(line + 2, next - line - 2);
+      const size_t colon = field.find(':');
+      if (colon != std::string::npos) {
+        std::string name = field.substr(0, colon);
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        const size_t value = field.find_first_not_of(" \t", colon + 1);
+        reply.headers[name] = value == std::string::npos ? "" : field.substr(value);
+      }
+      line = next;
+    }
     // Chunked answers: join the chunks.
     if (headers.find("chunked") != std::string::npos) {
       std::string joined;
