@@ -58,7 +58,6 @@ struct EvidencePath {
   friend bool operator==(const EvidencePath&, const EvidencePath&) = default;
 };
 
-
 /// Parses a path below the evidence directory ("tile/0/x001/234.p/17").
 /// Accepts exactly the layout above, each file in its one spelling: L is
 /// 0..63 and W is 1..255, decimal without leading zeros; N is as

@@ -80,27 +80,27 @@ void add_routes(HttpServer& http, DaemonView view) {
                    ingest_route(ingest::EnvelopeKind::launch, "POST /v1/launch-events"));
   http.route_async("POST", "/v1/grants",
                    ingest_route(ingest::EnvelopeKind::grant, "POST /v1/grants"));
-  http.route_async("GET", "/v1/evidence/proof", [shared](const HttpRequest& request,
-                                                        Respond respond) {
-    const auto it = request.query.find("index");
-    uint64_t index = 0;
-    const std::string text = it == request.query.end() ? std::string() : it->second;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-        (text.size() > 1 && text.front() == '0'))
-      return respond(HttpResponse{
-          400, "application/json",
-          dump(json{{"error", "index must be an entry number: /v1/evidence/proof?index=N"}})});
-    if (!shared->evidence_proof)
-      return respond(HttpResponse{404, "application/json",
-                                  dump(json{{"error", "this daemon keeps no evidence log"}})});
-    shared->evidence_proof(index, [respond](Result<std::string> proof) {
-      if (!proof)
-        return respond(
-            HttpResponse{404, "application/json", dump(json{{"error", proof.error().message}})});
-      respond(HttpResponse{200, "text/plain; charset=utf-8", std::move(*proof)});
-    });
-  });
+  http.route_async(
+      "GET", "/v1/evidence/proof", [shared](const HttpRequest& request, Respond respond) {
+        const auto it = request.query.find("index");
+        uint64_t index = 0;
+        const std::string text = it == request.query.end() ? std::string() : it->second;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
+        if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+            (text.size() > 1 && text.front() == '0'))
+          return respond(HttpResponse{
+              400, "application/json",
+              dump(json{{"error", "index must be an entry number: /v1/evidence/proof?index=N"}})});
+        if (!shared->evidence_proof)
+          return respond(HttpResponse{404, "application/json",
+                                      dump(json{{"error", "this daemon keeps no evidence log"}})});
+        shared->evidence_proof(index, [respond](Result<std::string> proof) {
+          if (!proof)
+            return respond(HttpResponse{404, "application/json",
+                                        dump(json{{"error", proof.error().message}})});
+          respond(HttpResponse{200, "text/plain; charset=utf-8", std::move(*proof)});
+        });
+      });
 }
 
 }  // namespace driftwatch::api

@@ -22,8 +22,8 @@
 #include "correlate/sweep.hpp"
 #include "evidence/http_fetch.hpp"
 #include "evidence/merkle.hpp"
-#include "evidence/reader.hpp"
 #include "evidence/note.hpp"
+#include "evidence/reader.hpp"
 #include "evidence/verify.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
@@ -178,10 +178,9 @@ int cmd_verify(const VerifySource& source) {
     std::cerr << "driftwatch verify: " << result.message << "\n";
     return result.failure == evidence::VerifyFailure::kTampered ? kExitProblem : kExitBadInput;
   }
-  std::cout << "ok: " << result.tree_size << " entries, root "
-            << evidence::hash_base64(result.root) << ", " << result.tiles_checked << " tiles, "
-            << result.checkpoints_checked << " checkpoints, " << result.blobs_checked
-            << " blobs checked\n";
+  std::cout << "ok: " << result.tree_size << " entries, root " << evidence::hash_base64(result.root)
+            << ", " << result.tiles_checked << " tiles, " << result.checkpoints_checked
+            << " checkpoints, " << result.blobs_checked << " blobs checked\n";
   return kExitOk;
 }
 

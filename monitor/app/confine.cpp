@@ -741,11 +741,11 @@ constexpr uint64_t kLandlockReadFile = 1ULL << 2;
 constexpr uint64_t kLandlockReadDir = 1ULL << 3;
 constexpr uint64_t kLandlockMakeChar = 1ULL << 6;
 constexpr uint64_t kLandlockMakeBlock = 1ULL << 11;
-constexpr uint64_t kLandlockRefer = 1ULL << 13;     // ABI 2
-constexpr uint64_t kLandlockTruncate = 1ULL << 14;  // ABI 3
-constexpr uint64_t kLandlockIoctlDev = 1ULL << 15;  // ABI 5
-constexpr uint64_t kLandlockNetBindTcp = 1ULL << 0;     // ABI 4
-constexpr uint64_t kLandlockNetConnectTcp = 1ULL << 1;  // ABI 4
+constexpr uint64_t kLandlockRefer = 1ULL << 13;             // ABI 2
+constexpr uint64_t kLandlockTruncate = 1ULL << 14;          // ABI 3
+constexpr uint64_t kLandlockIoctlDev = 1ULL << 15;          // ABI 5
+constexpr uint64_t kLandlockNetBindTcp = 1ULL << 0;         // ABI 4
+constexpr uint64_t kLandlockNetConnectTcp = 1ULL << 1;      // ABI 4
 constexpr uint64_t kLandlockScopeAbstractUnix = 1ULL << 0;  // ABI 6
 constexpr uint64_t kLandlockScopeSignal = 1ULL << 1;        // ABI 6
 
@@ -939,8 +939,7 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
   return options;
 }
 
-ConfineOptions sampler_confine_options(const DaemonUser& user,
-                                       std::vector<fs::path> read_paths) {
+ConfineOptions sampler_confine_options(const DaemonUser& user, std::vector<fs::path> read_paths) {
   ConfineOptions options;
   options.role = ConfineRole::sampler;
   options.user = user;
@@ -1009,8 +1008,7 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
   // the same user may ptrace this one.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
     return fail("cannot clear the dumpable flag: ", errno_text());
-  if (auto installed = install_seccomp_filter(options.allow_bpf_map_ops, options.role);
-      !installed)
+  if (auto installed = install_seccomp_filter(options.allow_bpf_map_ops, options.role); !installed)
     return std::unexpected(installed.error());
   report.kept_capabilities = observe::capability_names(keep);
   report.no_new_privs = true;

@@ -191,8 +191,7 @@ Result<ConfineReport> confine(const ConfineOptions& options);
 /// sandbox/in_root.hpp resolves paths without it), every call that makes,
 /// removes, renames, links, truncates or changes the owner, mode, times or
 /// attributes of a file EPERM, and every way of sending a signal EPERM.
-Result<void> install_seccomp_filter(bool allow_bpf_map_ops,
-                                    ConfineRole role = ConfineRole::front);
+Result<void> install_seccomp_filter(bool allow_bpf_map_ops, ConfineRole role = ConfineRole::front);
 
 /// The names of the syscalls install_seccomp_filter() answers with EPERM
 /// (clone3's and openat2's ENOSYS, clone's flag check, ioctl's command

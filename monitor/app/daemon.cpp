@@ -4,9 +4,9 @@
 #include <utility>
 
 #include <glob.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
-#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -191,13 +191,11 @@ void record(Daemon& d, std::vector<evidence::Pending> entries) {
   DurableRecord r;
   r.entries = std::move(entries);
   d.writer->submit(std::move(r), [types = std::move(types)](const Result<void>& written) {
-    if (!written)
-      spdlog::error("EVIDENCE NOT RECORDED: {}: {}", types, written.error().message);
+    if (!written) spdlog::error("EVIDENCE NOT RECORDED: {}: {}", types, written.error().message);
   });
 }
 
-void record_changes(Daemon& d, const std::vector<correlate::VerdictChange>& changes,
-                    int64_t now) {
+void record_changes(Daemon& d, const std::vector<correlate::VerdictChange>& changes, int64_t now) {
   std::vector<evidence::Pending> entries;
   for (const auto& change : changes)
     for (auto& entry : evidence::changed(now, change)) entries.push_back(std::move(entry));
@@ -437,16 +435,16 @@ void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::En
     // offset is committed after it, too); a failure to record it is logged
     // and does not change the answer.
     DurableRecord r;
-    r.entries.push_back(evidence::rejected(
-        now, outcome->kind.value_or(kind.value_or(ingest::EnvelopeKind::launch)), *outcome, bytes,
-        bytes.size(), source));
-    d.writer->submit(std::move(r), [outcome = *outcome, done = std::move(done)](
-                                       const Result<void>& written) {
-      if (!written)
-        spdlog::error("EVIDENCE NOT RECORDED: a {} rejection: {}", ingest::to_string(outcome.result),
-                      written.error().message);
-      done(outcome);
-    });
+    r.entries.push_back(
+        evidence::rejected(now, outcome->kind.value_or(kind.value_or(ingest::EnvelopeKind::launch)),
+                           *outcome, bytes, bytes.size(), source));
+    d.writer->submit(std::move(r),
+                     [outcome = *outcome, done = std::move(done)](const Result<void>& written) {
+                       if (!written)
+                         spdlog::error("EVIDENCE NOT RECORDED: a {} rejection: {}",
+                                       ingest::to_string(outcome.result), written.error().message);
+                       done(outcome);
+                     });
     return;
   }
   auto pending =
@@ -715,10 +713,10 @@ Result<void> open_evidence(Daemon& d) {
                  {"rewritten", recovery.rewritten},
                  {"checkpoint_size", recovery.checkpoint_size},
                  {"size", recovery.size}};
-    DW_TRY(bytes, evidence::seal(evidence::recovered(now, "evidence", recovery.summary(),
-                                                     std::move(details))
-                                     .entry,
-                                 d.evidence->size()));
+    DW_TRY(bytes,
+           evidence::seal(
+               evidence::recovered(now, "evidence", recovery.summary(), std::move(details)).entry,
+               d.evidence->size()));
     entries.push_back(std::move(bytes));
   }
   if (const auto& report = d.restore_report; !report.clean()) {
@@ -735,11 +733,11 @@ Result<void> open_evidence(Daemon& d) {
                                  d.evidence->size() + entries.size()));
     entries.push_back(std::move(bytes));
   }
-  DW_TRY(started, evidence::seal(evidence::monitor_started(now, d.config.node_name,
-                                                           build_version(), build_revision(),
-                                                           d.binary_sha256, d.config_sha256)
-                                     .entry,
-                                 d.evidence->size() + entries.size()));
+  DW_TRY(started, evidence::seal(
+                      evidence::monitor_started(now, d.config.node_name, build_version(),
+                                                build_revision(), d.binary_sha256, d.config_sha256)
+                          .entry,
+                      d.evidence->size() + entries.size()));
   entries.push_back(std::move(started));
   if (auto appended = d.evidence->append(entries); !appended)
     return fail("evidence log ", d.evidence->dir().string(), ": ", appended.error().message);
@@ -867,8 +865,7 @@ Result<void> drop_privileges(Daemon& d) {
       "confined: running as {} (uid {}, gid {}) with capabilities [{}], no_new_privs, a seccomp "
       "filter denying {} syscalls; mounts: {}; Landlock: {}",
       report.user.name, report.user.uid, report.user.gid, fmt::join(report.kept_capabilities, ", "),
-      report.denied_syscalls.size(),
-      report.mounts_note, report.landlock);
+      report.denied_syscalls.size(), report.mounts_note, report.landlock);
   return {};
 }
 

@@ -83,7 +83,8 @@ sandbox::Sampler make_sampler(const SweepOptions& options, const observe::ProcRe
 
 ScopesBySandbox scopes_of(const DeclaredBySandbox& declared) {
   ScopesBySandbox scopes;
-  for (const auto& [id, projection] : declared) scopes.emplace(id, projection::scope_for(projection));
+  for (const auto& [id, projection] : declared)
+    scopes.emplace(id, projection::scope_for(projection));
   return scopes;
 }
 

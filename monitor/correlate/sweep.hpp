@@ -65,5 +65,4 @@ Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandb
 Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
                              const DeclaredBySandbox& declared);
 
-
 }  // namespace driftwatch::correlate

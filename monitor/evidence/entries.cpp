@@ -31,8 +31,8 @@ void describe(json& entry, const correlate::SandboxStatus& status) {
   entry["observed_sha256"] = optional_json(status.observed_sha256);
   entry["consumed_config_sha256"] = optional_json(status.consumed_config_sha256);
   entry["members"] = status.members.size();
-  entry["last_observed"] = status.last_observed ? json(ingest::format_rfc3339(status.last_observed))
-                                                : json();
+  entry["last_observed"] =
+      status.last_observed ? json(ingest::format_rfc3339(status.last_observed)) : json();
 }
 
 }  // namespace
@@ -96,7 +96,8 @@ Pending accepted(int64_t now, const ingest::PendingAccept& accept, std::string_v
 
 Pending rejected(int64_t now, ingest::EnvelopeKind kind, const ingest::IngestOutcome& outcome,
                  std::string_view envelope, uint64_t envelope_bytes, std::string_view source) {
-  json entry = base(now, kind == ingest::EnvelopeKind::launch ? "launch_rejected" : "grant_rejected");
+  json entry =
+      base(now, kind == ingest::EnvelopeKind::launch ? "launch_rejected" : "grant_rejected");
   entry["result"] = ingest::to_string(outcome.result);
   entry["reason"] = outcome.reason;
   entry["id"] = outcome.id.empty() ? json() : json(outcome.id);
@@ -104,8 +105,10 @@ Pending rejected(int64_t now, ingest::EnvelopeKind kind, const ingest::IngestOut
   entry["envelope_bytes"] = envelope_bytes;
   Pending pending;
   const bool whole = !envelope.empty() && envelope.size() == envelope_bytes;
-  if (whole) entry["envelope_sha256"] = sha256_hex(envelope);
-  else entry["envelope_sha256"] = json();
+  if (whole)
+    entry["envelope_sha256"] = sha256_hex(envelope);
+  else
+    entry["envelope_sha256"] = json();
   entry["envelope_kept"] = whole && envelope.size() <= kMaxRejectedBlobBytes;
   if (whole && envelope.size() <= kMaxRejectedBlobBytes) pending.blobs.emplace_back(envelope);
   pending.entry = std::move(entry);
@@ -114,7 +117,7 @@ Pending rejected(int64_t now, ingest::EnvelopeKind kind, const ingest::IngestOut
 
 std::vector<Pending> changed(int64_t now, const correlate::VerdictChange& change) {
   std::vector<Pending> out;
-  const char* type = !change.from           ? "sandbox_discovered"
+  const char* type = !change.from          ? "sandbox_discovered"
                      : change.to == "gone" ? "sandbox_gone"
                                            : "observation";
   json entry = base(now, type);

@@ -719,8 +719,7 @@ void check_confined_sampler() {
     {
       int fd = ::open(own_path.c_str(), O_RDONLY | O_CLOEXEC);
       ATTEMPT(r, "fchmod its own file through a read-only descriptor", ::fchmod(fd, 0666));
-      ATTEMPT(r, "set an attribute on its own file",
-              ::fsetxattr(fd, "user.driftwatch", "x", 1, 0));
+      ATTEMPT(r, "set an attribute on its own file", ::fsetxattr(fd, "user.driftwatch", "x", 1, 0));
       if (fd >= 0) ::close(fd);
     }
     ATTEMPT(r, "touch its own file", ::utimensat(AT_FDCWD, own_path.c_str(), nullptr, 0));
@@ -822,19 +821,33 @@ void check_confined_sampler() {
   CHECK(report["read_only_mounts"] == true);
   if (fs::exists("/etc/shadow")) check_denied(attempts, "read /etc/shadow", {EACCES});
 
-  for (const char* name :
-       {"open root's file for writing", "open its own file for reading and writing",
-        "truncate its own file on open", "create a file in its own directory",
-        "create a file in /tmp", "create a file in /tmp through a root process's /proc/PID/root",
-        "an unnamed temporary file in /tmp", "write a sysctl",
-        "open a root process's /proc/PID/mem for writing", "mkdir in a world-writable directory",
-        "symlink in a world-writable directory", "hard-link its own file elsewhere",
-        "rename its own file", "unlink its own file", "truncate its own file",
-        "chmod its own file", "fchmod its own file through a read-only descriptor",
-        "set an attribute on its own file", "touch its own file", "kill a root process",
-        "signal its parent", "ptrace PTRACE_ATTACH a root process",
-        "process_vm_writev into a root process", "pidfd_getfd from a root process",
-        "make a new TCP socket", "execute a shell", "mount a tmpfs"})
+  for (const char* name : {"open root's file for writing",
+                           "open its own file for reading and writing",
+                           "truncate its own file on open",
+                           "create a file in its own directory",
+                           "create a file in /tmp",
+                           "create a file in /tmp through a root process's /proc/PID/root",
+                           "an unnamed temporary file in /tmp",
+                           "write a sysctl",
+                           "open a root process's /proc/PID/mem for writing",
+                           "mkdir in a world-writable directory",
+                           "symlink in a world-writable directory",
+                           "hard-link its own file elsewhere",
+                           "rename its own file",
+                           "unlink its own file",
+                           "truncate its own file",
+                           "chmod its own file",
+                           "fchmod its own file through a read-only descriptor",
+                           "set an attribute on its own file",
+                           "touch its own file",
+                           "kill a root process",
+                           "signal its parent",
+                           "ptrace PTRACE_ATTACH a root process",
+                           "process_vm_writev into a root process",
+                           "pidfd_getfd from a root process",
+                           "make a new TCP socket",
+                           "execute a shell",
+                           "mount a tmpfs"})
     check_denied(attempts, name, {EPERM});
   check_denied(attempts, "openat2", {ENOSYS});
 
@@ -1093,8 +1106,7 @@ std::vector<Probe> sampler_probes() {
       {"unlinkat", [] { return ::syscall(SYS_unlinkat, AT_FDCWD, missing, 0); }},
       {"rename", [] { return ::syscall(SYS_rename, missing, other); }},
       {"renameat", [] { return ::syscall(SYS_renameat, AT_FDCWD, missing, AT_FDCWD, other); }},
-      {"renameat2",
-       [] { return ::syscall(SYS_renameat2, AT_FDCWD, missing, AT_FDCWD, other, 0); }},
+      {"renameat2", [] { return ::syscall(SYS_renameat2, AT_FDCWD, missing, AT_FDCWD, other, 0); }},
       {"link", [] { return ::syscall(SYS_link, missing, other); }},
       {"linkat", [] { return ::syscall(SYS_linkat, AT_FDCWD, missing, AT_FDCWD, other, 0); }},
       {"symlink", [] { return ::syscall(SYS_symlink, "target", missing); }},
@@ -1122,7 +1134,8 @@ std::vector<Probe> sampler_probes() {
       {"utimes", [] { return ::syscall(SYS_utimes, missing, nullptr); }},
       {"futimesat", [] { return ::syscall(SYS_futimesat, AT_FDCWD, missing, nullptr); }},
       {"utimensat", [] { return ::syscall(SYS_utimensat, AT_FDCWD, missing, nullptr, 0); }},
-      {"mq_open", [] { return ::syscall(SYS_mq_open, "no-such-queue-driftwatch", O_RDONLY, 0, nullptr); }},
+      {"mq_open",
+       [] { return ::syscall(SYS_mq_open, "no-such-queue-driftwatch", O_RDONLY, 0, nullptr); }},
       {"shmget", [] { return ::syscall(SYS_shmget, 0x7eadbeef, 0, 0); }},
       {"msgget", [] { return ::syscall(SYS_msgget, 0x7eadbeef, 0); }},
       {"semget", [] { return ::syscall(SYS_semget, 0x7eadbeef, 0, 0); }},

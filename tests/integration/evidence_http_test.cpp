@@ -93,9 +93,9 @@ TEST_CASE(
   // The daemon's own checkpoint (written at start), and files of kinds its
   // young log has none of yet, at indexes it will not reach in this test.
   const std::string checkpoint = read_file_text(evidence / "checkpoint");
-  const std::string size = checkpoint.substr(checkpoint.find('\n') + 1,
-                                             checkpoint.find('\n', checkpoint.find('\n') + 1) -
-                                                 checkpoint.find('\n') - 1);
+  const std::string size = checkpoint.substr(
+      checkpoint.find('\n') + 1,
+      checkpoint.find('\n', checkpoint.find('\n') + 1) - checkpoint.find('\n') - 1);
   const EvidenceWriter writer(evidence, *user);
   const std::string blob = pattern(3 * 1024 * 1024 + 17, 5);  // read off the loop
   const std::string blob_name = "blob/" + driftwatch::sha256_hex(blob);

@@ -79,8 +79,8 @@ std::vector<json> documents_of(const std::vector<std::string>& entries) {
 }
 
 CommandResult verify(const DaemonUnderTest& daemon) {
-  return run_driftwatch({"verify", "--log", (daemon.dir() / "state" / "evidence").string(),
-                         "--key", (daemon.dir() / "state" / "node.vkey").string()});
+  return run_driftwatch({"verify", "--log", (daemon.dir() / "state" / "evidence").string(), "--key",
+                         (daemon.dir() / "state" / "node.vkey").string()});
 }
 
 }  // namespace
@@ -316,8 +316,8 @@ TEST_CASE(
   CHECK(std::count(not_a_log.err.begin(), not_a_log.err.end(), '\n') == 1);
   CHECK_THAT(not_a_log.err, Catch::Contains("not an evidence log"));
 
-  auto made = run_driftwatch({"keygen", "--name", "other-node", "--out",
-                              (daemon.dir() / "other").string()});
+  auto made = run_driftwatch(
+      {"keygen", "--name", "other-node", "--out", (daemon.dir() / "other").string()});
   INFO(made.err);
   REQUIRE(made.exit_code == 0);
   fs::path other;
