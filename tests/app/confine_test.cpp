@@ -298,19 +298,39 @@ struct stat stat_of(const fs::path& path) {
 
 namespace {
 
+// What an attack aims at on the host, under one temp dir (0755): root's
+// file, a world-writable directory, and a runc state root as runc leaves it
+// (0700 root, 0600 state.json).
+struct HostFiles {
+  explicit HostFiles(const std::string& label) : base(label) {
+    fs::permissions(base.path(), fs::perms(0755), fs::perm_options::replace);
+    write_text(victim_file, "root's\n", 0644);
+    fs::create_directory(public_dir);
+    fs::permissions(public_dir, fs::perms(01777), fs::perm_options::replace);
+    fs::create_directories(runc_root / "c1");
+    fs::permissions(runc_root, fs::perms(0700), fs::perm_options::replace);
+    write_text(runc_root / "c1" / "state.json", "{\"init_process_pid\": 1}\n", 0600);
+  }
+  TempDir base;
+  const fs::path victim_file = base.path() / "root-owned.txt";
+  const fs::path public_dir = base.path() / "public";
+  const fs::path runc_root = base.path() / "runc";
+};
+
+}  // namespace
+
+namespace {
+
 // The front's drop_privileges, in a child, then every attempt.
 void check_confined_front() {
   auto user = driftwatch::app::resolve_daemon_user();
   REQUIRE(user);
 
-  TempDir base("confine");
-  fs::permissions(base.path(), fs::perms(0755), fs::perm_options::replace);
-  // Root's file outside the state dir, and a world-writable directory.
-  const fs::path victim_file = base.path() / "root-owned.txt";
-  write_text(victim_file, "root's\n", 0644);
-  const fs::path public_dir = base.path() / "public";
-  fs::create_directory(public_dir);
-  fs::permissions(public_dir, fs::perms(01777), fs::perm_options::replace);
+  HostFiles host("confine");
+  const TempDir& base = host.base;
+  const fs::path& victim_file = host.victim_file;
+  const fs::path& public_dir = host.public_dir;
+  const fs::path& runc_root = host.runc_root;
   // A state dir as an earlier version running as root left it: 0700, root's,
   // with a symlink to root's file and a hard link of a root-only file (the
   // hand-over must change neither of those files).
@@ -322,11 +342,7 @@ void check_confined_front() {
   const fs::path outside_secret = base.path() / "outside-secret";
   write_text(outside_secret, "secret\n", 0600);
   fs::create_hard_link(outside_secret, state / "hard-link");
-  // runc's state root is 0700 root with 0600 files; a journal likewise.
-  const fs::path runc_root = base.path() / "runc";
-  fs::create_directories(runc_root / "c1");
-  fs::permissions(runc_root, fs::perms(0700), fs::perm_options::replace);
-  write_text(runc_root / "c1" / "state.json", "{\"init_process_pid\": 1}\n", 0600);
+  // A journal root-only, as runc's state root is.
   const fs::path journal_dir = base.path() / "journals";
   fs::create_directory(journal_dir);
   fs::permissions(journal_dir, fs::perms(0700), fs::perm_options::replace);
@@ -648,13 +664,11 @@ namespace {
 void check_confined_sampler() {
   auto user = driftwatch::app::resolve_daemon_user();
   REQUIRE(user);
-  TempDir base("confine-sampler");
-  fs::permissions(base.path(), fs::perms(0755), fs::perm_options::replace);
-  const fs::path victim_file = base.path() / "root-owned.txt";
-  write_text(victim_file, "root's\n", 0644);
-  const fs::path public_dir = base.path() / "public";
-  fs::create_directory(public_dir);
-  fs::permissions(public_dir, fs::perms(01777), fs::perm_options::replace);
+  HostFiles host("confine-sampler");
+  const TempDir& base = host.base;
+  const fs::path& victim_file = host.victim_file;
+  const fs::path& public_dir = host.public_dir;
+  const fs::path& runc_root = host.runc_root;
   // The daemon user's own directory (as its state dir is): still no write.
   const fs::path own_dir = base.path() / "own";
   fs::create_directory(own_dir);
@@ -662,10 +676,6 @@ void check_confined_sampler() {
   const fs::path own_file = own_dir / "file";
   write_text(own_file, "own\n", 0600);
   REQUIRE(::chown(own_file.c_str(), user->uid, user->gid) == 0);
-  const fs::path runc_root = base.path() / "runc";
-  fs::create_directories(runc_root / "c1");
-  fs::permissions(runc_root, fs::perms(0700), fs::perm_options::replace);
-  write_text(runc_root / "c1" / "state.json", "{\"init_process_pid\": 1}\n", 0600);
   const fs::path tmp_file = "/tmp/driftwatch-sampler-test-" + std::to_string(::getpid());
   struct Cleanup {
     fs::path a;
