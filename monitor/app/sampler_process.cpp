@@ -247,11 +247,17 @@ std::optional<std::string> SamplerProcess::failure() const {
   return failure_;
 }
 
-Error SamplerProcess::broke(std::string why) {
+Error SamplerProcess::broke(std::string why) {  // with mutex_ held
+  // A killed process closes its socket before it becomes a zombie: give it
+  // a moment to, so that the log says how it ended. Called off the loop.
   int status = 0;
-  if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
-    why += " (the sampler process " + wait_status_text(status) + ")";
-    pid_ = -1;
+  for (int i = 0; pid_ > 0 && i < 100; ++i) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      why += " (the sampler process " + wait_status_text(status) + ")";
+      pid_ = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   failure_ = why;
   return Error{"sampler process: " + why};

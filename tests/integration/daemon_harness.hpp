@@ -76,8 +76,9 @@ class DaemonUnderTest {
     return dir_ / "keys" / (name + suffix);
   }
 
-  /// Starts the daemon and waits until it listens. Fails the test if it
-  /// exits instead.
+  /// Starts the daemon and waits until it runs: it listens, it has
+  /// confined itself and its loops have started ("running"). Fails the test
+  /// if it exits instead.
   void start() {
     log_offset_ = std::filesystem::exists(log_path()) ? std::filesystem::file_size(log_path()) : 0;
     SpawnOptions options;
@@ -88,7 +89,8 @@ class DaemonUnderTest {
     for (int i = 0; i < 200; ++i) {
       std::smatch m;
       std::string text = log().substr(std::min(log().size(), log_offset_));
-      if (std::regex_search(text, m, port_line)) {
+      if (std::regex_search(text, m, port_line) &&
+          text.find(" info running\n", static_cast<size_t>(m.position(0))) != std::string::npos) {
         port_ = static_cast<uint16_t>(std::stoi(m[1]));
         return;
       }
@@ -98,7 +100,7 @@ class DaemonUnderTest {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    FAIL("driftwatch run did not listen within 10 s:\n" << log());
+    FAIL("driftwatch run did not start running within 10 s:\n" << log());
   }
 
   /// SIGTERM, then the exit code (SIGKILL after 10 s: a failure).
