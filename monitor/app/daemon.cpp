@@ -17,7 +17,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -41,8 +43,10 @@
 #include "evidence/entries.hpp"
 #include "evidence/log.hpp"
 #include "evidence/proof.hpp"
+#include "evidence/restore.hpp"
 #include "ingest/ingestor.hpp"
 #include "ingest/journal.hpp"
+#include "ingest/legacy_store.hpp"
 #include "metrics/metrics.hpp"
 #include "observe/capabilities.hpp"
 #include "policy/policy.hpp"
@@ -89,12 +93,11 @@ struct Journal {
 };
 
 // What the writer thread makes durable in one batch with others: evidence
-// entries (and their blobs), a line of the accepted store, and a job that
-// runs on the writer thread after the batch is durable (a checkpoint, a
-// proof: the evidence log belongs to that thread).
+// entries (and their blobs), and a job that runs on the writer thread after
+// the batch is durable (a checkpoint, a proof: the evidence log belongs to
+// that thread).
 struct DurableRecord {
   std::vector<evidence::Pending> entries;
-  std::string store_line;
   std::function<void(evidence::Log&)> job;
 };
 using Writer = BatchWriter<DurableRecord>;
@@ -115,7 +118,14 @@ struct Daemon {
   std::unique_ptr<Writer> writer;
   policy::Policy policy;
   std::vector<Journal> journals;
-  ingest::RestoreReport restore_report;
+  // What restore_ingest found, for /healthz.
+  json restore_summary;
+  // The writer thread's: the log index of every accepted entry whose
+  // envelope may still be held, by envelope sha256 (the restore point's
+  // list). The loop hands over what the ingestor forgets (`forgotten`),
+  // and the next restore point drops it.
+  std::map<std::string, uint64_t, std::less<>> accepted_index;
+  std::vector<std::string> forgotten;
   // The process that reads /proc and the runtimes' state for the sweep; the
   // pool's thread talks to it (app/sampler_process.hpp).
   std::unique_ptr<SamplerProcess> sampler;
@@ -226,15 +236,25 @@ void checkpoint_now(Daemon& d) {
   auto signed_at = std::make_shared<std::optional<std::pair<uint64_t, evidence::Hash>>>();
   auto error = std::make_shared<std::string>();
   DurableRecord r;
-  r.job = [signed_at, error](evidence::Log& log) {
+  r.job = [&d, signed_at, error, forgotten = std::exchange(d.forgotten, {})](evidence::Log& log) {
     if (auto note = log.checkpoint(); note)
       *signed_at = std::pair{log.size(), log.root()};
     else
       *error = note.error().message;
+    for (const auto& envelope : forgotten) d.accepted_index.erase(envelope);
+    evidence::RestorePoint point;
+    const auto head = log.head();
+    point.tree_size = head.size;
+    point.root = head.root;
+    for (const auto& [envelope, index] : d.accepted_index) point.accepted.push_back(index);
+    std::sort(point.accepted.begin(), point.accepted.end());
+    if (auto written = evidence::write_restore_point(d.config.state_dir, point); !written)
+      *error += (error->empty() ? "" : "; ") + written.error().message;
   };
   d.writer->submit(std::move(r), [&d, signed_at, error](const Result<void>&) {
     if (*signed_at) publish_checkpoint(d, (*signed_at)->first, (*signed_at)->second);
-    if (!error->empty()) spdlog::error("evidence checkpoint not written: {}", *error);
+    if (!error->empty())
+      spdlog::error("evidence checkpoint or restore point not written: {}", *error);
   });
 }
 
@@ -247,25 +267,37 @@ void schedule_checkpoints(Daemon& d) {
   });
 }
 
+// Blobs, then the entries, numbered as they go in, in one append; the
+// accepted ones join the restore point's list. On the writer thread, or at
+// startup before it runs.
+Result<void> append_entries(Daemon& d, std::vector<evidence::Pending>& entries) {
+  evidence::Log& log = *d.evidence;
+  std::vector<std::string> sealed;
+  std::vector<std::pair<std::string, uint64_t>> accepted;
+  for (auto& pending : entries) {
+    for (const auto& blob : pending.blobs)
+      if (auto stored = log.put_blob(blob); !stored) return std::unexpected(stored.error());
+    const uint64_t index = log.size() + sealed.size();
+    if (evidence::is_accepted_entry(pending.entry))
+      accepted.emplace_back(pending.entry.value("envelope_sha256", ""), index);
+    DW_TRY(bytes, evidence::seal(std::move(pending.entry), index));
+    sealed.push_back(std::move(bytes));
+  }
+  if (sealed.empty()) return {};
+  if (auto appended = log.append(sealed); !appended) return std::unexpected(appended.error());
+  for (auto& [envelope, index] : accepted) d.accepted_index[std::move(envelope)] = index;
+  return {};
+}
+
 // The batch sink, on the writer thread: blobs, then the entries (numbered
 // here, so `seq` is the index), one flush; then the accepted store; then the
 // jobs. Nothing is acknowledged before all of it is durable.
 Result<void> write_batch(Daemon& d, std::vector<DurableRecord>& records) {
   evidence::Log& log = *d.evidence;
-  std::vector<std::string> sealed;
+  std::vector<evidence::Pending> entries;
   for (auto& r : records)
-    for (auto& pending : r.entries) {
-      for (const auto& blob : pending.blobs)
-        if (auto stored = log.put_blob(blob); !stored) return std::unexpected(stored.error());
-      DW_TRY(bytes, evidence::seal(std::move(pending.entry), log.size() + sealed.size()));
-      sealed.push_back(std::move(bytes));
-    }
-  if (!sealed.empty())
-    if (auto appended = log.append(sealed); !appended) return std::unexpected(appended.error());
-  std::string lines;
-  for (const auto& r : records) lines += r.store_line;
-  if (!lines.empty())
-    if (auto stored = d.ingestor->append_to_store(lines); !stored) return stored;
+    for (auto& pending : r.entries) entries.push_back(std::move(pending));
+  if (auto appended = append_entries(d, entries); !appended) return appended;
   for (auto& r : records)
     if (r.job) r.job(log);
   return {};
@@ -317,10 +349,12 @@ void start_sweep(Daemon& d) {
       // are not running and that are older than the replay window leave
       // memory (never the store).
       const size_t forgotten = d.ingestor->forget(
-          now - d.config.event_max_age_seconds, [&d](std::string_view sandbox_id) {
+          now - d.config.event_max_age_seconds,
+          [&d](std::string_view sandbox_id) {
             const auto* status = d.correlator.find(sandbox_id);
             return status && status->verdict != "gone";
-          });
+          },
+          &d.forgotten);
       if (forgotten > 0)
         spdlog::info("dropped {} launches of sandboxes gone for longer than {} s from memory",
                      forgotten, d.config.event_max_age_seconds);
@@ -450,7 +484,6 @@ void ingest_envelope(Daemon& d, std::string_view bytes, std::optional<ingest::En
   auto pending =
       std::make_shared<ingest::PendingAccept>(std::move(std::get<ingest::PendingAccept>(begun)));
   DurableRecord r;
-  r.store_line = pending->store_line;
   r.entries.push_back(evidence::accepted(now, *pending, bytes, source));
   d.writer->submit(std::move(r), [&d, pending, kind, source = std::move(source),
                                   done = std::move(done)](const Result<void>& stored) {
@@ -581,10 +614,6 @@ json healthz(const Daemon& d) {
   for (const char* v : correlate::kVerdicts) verdicts[v] = 0;
   for (const auto& [id, s] : d.correlator.statuses())
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
-  json recovery{{"skipped_lines", d.restore_report.skipped.size()},
-                {"truncated_bytes", d.restore_report.truncated_bytes},
-                {"quarantine",
-                 d.restore_report.quarantine.empty() ? json() : json(d.restore_report.quarantine)}};
   return json{
       {"status", "ok"},
       {"node", d.config.node_name},
@@ -599,7 +628,7 @@ json healthz(const Daemon& d) {
       {"confinement",
        {{"front", d.confinement ? to_json(*d.confinement) : json()},
         {"sampler", d.sampler ? d.sampler->hello().confinement : json()}}},
-      {"restore", recovery},
+      {"restore", d.restore_summary},
       {"version", build_version()},
       {"revision", build_revision()},
       {"config_sha256", d.config_sha256},
@@ -697,7 +726,7 @@ Result<void> hash_binary(Daemon& d) {
 // The evidence log and the node key that signs its checkpoints, both in
 // state_dir, opened as the daemon user after drop_privileges (the log
 // starts a thread of its own). What open() had to cut is a `recovered`
-// entry, and so is what restore_ingest had to cut; then `monitor_started`.
+// entry; then `monitor_started`.
 Result<void> open_evidence(Daemon& d) {
   const std::string origin = "driftwatch/" + d.config.node_name;
   DW_TRY(signer, load_or_create_node_key(d.config.state_dir, origin));
@@ -717,20 +746,6 @@ Result<void> open_evidence(Daemon& d) {
            evidence::seal(
                evidence::recovered(now, "evidence", recovery.summary(), std::move(details)).entry,
                d.evidence->size()));
-    entries.push_back(std::move(bytes));
-  }
-  if (const auto& report = d.restore_report; !report.clean()) {
-    json details{{"skipped", report.skipped},
-                 {"truncated_bytes", report.truncated_bytes},
-                 {"quarantine", report.quarantine}};
-    DW_TRY(bytes, evidence::seal(evidence::recovered(now, "accepted",
-                                                     std::to_string(report.skipped.size()) +
-                                                         " lines skipped, " +
-                                                         std::to_string(report.truncated_bytes) +
-                                                         " bytes of a torn last line cut",
-                                                     std::move(details))
-                                     .entry,
-                                 d.evidence->size() + entries.size()));
     entries.push_back(std::move(bytes));
   }
   DW_TRY(started, evidence::seal(
@@ -767,7 +782,7 @@ Result<void> load_trust(Daemon& d) {
   }
   ingest::IngestOptions options;
   options.event_max_age_seconds = d.config.event_max_age_seconds;
-  d.ingestor = std::make_unique<ingest::Ingestor>(std::move(trust), options, d.config.state_dir);
+  d.ingestor = std::make_unique<ingest::Ingestor>(std::move(trust), options);
   return {};
 }
 
@@ -781,24 +796,81 @@ Result<void> load_node_policy(Daemon& d) {
   return {};
 }
 
-// Nothing acknowledged may vanish silently: whatever restore had to cut or
-// skip is logged line by line, copied to the quarantine, counted in
-// /healthz, and recorded in the store itself as a `recovered` entry.
+// Launches and grants come back from the evidence log (evidence/restore.hpp:
+// the entries a restore point names and those after it). Nothing
+// acknowledged may vanish silently: an entry whose envelope cannot be read
+// back or no longer verifies is logged line by line, counted in /healthz,
+// and recorded as a `recovered` entry. The accepted store of versions before
+// the log (ingest/accepted.jsonl) is read once: what the log lacks is entered
+// into it, and the file is renamed, never deleted.
 Result<void> restore_ingest(Daemon& d) {
-  DW_TRY(report, d.ingestor->restore());
-  spdlog::info("restored {} accepted launch events and grants", report.restored);
-  if (!report.clean()) {
-    for (const auto& why : report.skipped) spdlog::error("RECOVERY: {}", why);
-    if (report.truncated_bytes > 0)
-      spdlog::error("RECOVERY: cut a torn last line of {} bytes off {} (never acknowledged)",
-                    report.truncated_bytes, d.ingestor->accepted_path().string());
-    spdlog::error("RECOVERY: what was cut or skipped is kept in {}", report.quarantine);
-    if (auto recorded =
-            d.ingestor->append_to_store(ingest::Ingestor::recovered_line(report, unix_now()));
-        !recorded)
-      return fail("cannot record the recovery in the accepted store: ", recorded.error().message);
+  evidence::Log& log = *d.evidence;
+  DW_TRY(found, evidence::read_accepted(log, d.config.state_dir));
+  if (!found.point_refused.empty())
+    spdlog::warn("restore point not used: {}; reading the whole log", found.point_refused);
+  DW_TRY(legacy, ingest::read_legacy_store(d.config.state_dir));
+  std::vector<ingest::StoredEnvelope> stored = found.envelopes;
+  std::set<std::string> in_log;
+  for (const auto& e : found.envelopes) in_log.insert(sha256_hex(e.bytes));
+  size_t legacy_from = stored.size();
+  if (legacy)
+    for (const auto& e : legacy->envelopes)
+      if (!in_log.contains(sha256_hex(e.bytes))) stored.push_back(e);
+  auto report = d.ingestor->restore(stored);
+  for (size_t i = 0; i < found.envelopes.size(); ++i)
+    if (d.ingestor->id_of(sha256_hex(found.envelopes[i].bytes)))
+      d.accepted_index[sha256_hex(found.envelopes[i].bytes)] = found.indexes[i];
+
+  const int64_t now = unix_now();
+  std::vector<evidence::Pending> entries;
+  std::vector<std::string> lost = found.problems;
+  for (auto& why : report.skipped) lost.push_back(std::move(why));
+  size_t migrated = 0;
+  if (legacy) {
+    for (const auto& why : legacy->skipped) lost.push_back(why);
+    if (legacy->torn_bytes > 0)
+      lost.push_back(legacy->path.string() + ": a torn last line of " +
+                     std::to_string(legacy->torn_bytes) + " bytes (never acknowledged) not read");
+    const std::string source = "migrated from " + legacy->path.string();
+    for (size_t i = legacy_from; i < stored.size(); ++i) {
+      const std::string envelope_sha256 = sha256_hex(stored[i].bytes);
+      const auto id = d.ingestor->id_of(envelope_sha256);
+      if (!id) continue;
+      ingest::PendingAccept accept;
+      accept.kind = stored[i].kind;
+      accept.id = *id;
+      accept.envelope_sha256 = envelope_sha256;
+      if (accept.kind == ingest::EnvelopeKind::launch)
+        accept.launch = *d.ingestor->launch(*id);
+      else
+        accept.grant = *d.ingestor->grant(*id);
+      entries.push_back(evidence::accepted(now, accept, stored[i].bytes, source));
+      ++migrated;
+    }
   }
-  d.restore_report = std::move(report);
+  for (const auto& why : lost) spdlog::error("RECOVERY: {}", why);
+  if (!lost.empty())
+    entries.push_back(evidence::recovered(
+        now, "accepted", std::to_string(lost.size()) + " accepted envelopes not restored",
+        json{{"not_restored", lost}}));
+  if (!entries.empty()) {
+    if (auto appended = append_entries(d, entries); !appended)
+      return fail("evidence log ", log.dir().string(), ": ", appended.error().message);
+    DW_TRY(note, log.checkpoint());
+    (void)note;
+    publish_checkpoint(d, log.size(), log.root());
+  }
+  if (legacy) {
+    DW_TRY(retired, ingest::retire_legacy_store(*legacy));
+    spdlog::warn("{}: {} accepted envelopes entered into the evidence log, the file renamed to {}",
+                 legacy->path.string(), migrated, retired.string());
+  }
+  spdlog::info("restored {} accepted launch events and grants {}", report.restored, found.how);
+  d.restore_summary = json{{"restored", report.restored},
+                           {"how", found.how},
+                           {"entries_read", found.entries_read},
+                           {"not_restored", lost.size()},
+                           {"migrated", migrated}};
   return {};
 }
 
@@ -931,12 +1003,12 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       {"hash_binary", hash_binary},
       {"load_trust", load_trust},
       {"load_policy", load_node_policy},
-      {"restore_ingest", restore_ingest},
       {"open_journals", open_journals},
       {"start_http", start_http},
       {"start_sampler", start_sampler},
       {"drop_privileges", drop_privileges},
       {"open_evidence", open_evidence},
+      {"restore_ingest", restore_ingest},
       {"start_writer", start_writer},
       {"start_loops", start_loops},
   };

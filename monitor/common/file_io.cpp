@@ -1,5 +1,7 @@
 #include "common/file_io.hpp"
 
+#include "common/posix.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -240,6 +242,33 @@ Result<void> make_private_dirs(const std::filesystem::path& dir) {
     if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
       return fail("cannot create directory ", partial.string(), ": ", std::strerror(errno));
   }
+  return {};
+}
+
+Result<void> replace_file_durably(const std::filesystem::path& path, std::string_view text,
+                                  mode_t mode, std::string_view what) {
+  const std::string name = std::string(what) + " " + path.string();
+  const std::filesystem::path directory =
+      path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::error_code ec;
+  std::filesystem::create_directories(directory, ec);
+  if (ec)
+    return fail("cannot write ", name, ": cannot create ", directory.string(), ": ", ec.message());
+  std::filesystem::path temporary = path;
+  temporary += ".tmp";
+  {
+    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (!fd) return fail("cannot write ", name, ": ", std::strerror(errno));
+    if (auto written = write_all(fd.get(), text); !written)
+      return fail("cannot write ", name, ": ", written.error().message);
+    if (::fsync(fd.get()) != 0) return fail("cannot fsync ", name, ": ", std::strerror(errno));
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0)
+    return fail("cannot write ", name, ": rename from ", temporary.string(),
+                " failed: ", std::strerror(errno));
+  Fd dirfd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dirfd || ::fsync(dirfd.get()) != 0)
+    return fail("cannot fsync the directory of ", name, ": ", std::strerror(errno));
   return {};
 }
 

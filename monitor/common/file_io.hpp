@@ -91,6 +91,13 @@ Result<std::optional<std::string>> read_regular_file_beneath(const std::filesyst
                                                              size_t max_bytes,
                                                              std::string_view what);
 
+/// Replaces `path` with `text` so that after a crash it holds the old text
+/// or the new, never a mix: a temporary file beside it (`path`.tmp, `mode`),
+/// fsync, rename, fsync of the directory (created first when missing).
+/// Errors name the file as "WHAT PATH".
+Result<void> replace_file_durably(const std::filesystem::path& path, std::string_view text,
+                                  mode_t mode, std::string_view what);
+
 /// mkdir -p with mode 0700 for what it creates (state and key directories:
 /// nobody else needs to list them). Existing directories keep their mode.
 Result<void> make_private_dirs(const std::filesystem::path& dir);

@@ -1,5 +1,7 @@
 #include "common/sha256.hpp"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -45,15 +47,45 @@ Sha256Digest sha256(std::string_view bytes) {
   return digest;
 }
 
-std::string to_hex(const Sha256Digest& digest) {
+std::string to_hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(digest.size() * 2);
-  for (const uint8_t byte : digest) {
+  hex.reserve(bytes.size() * 2);
+  for (const unsigned char byte : bytes) {
     hex.push_back(kHex[byte >> 4]);
     hex.push_back(kHex[byte & 0x0F]);
   }
   return hex;
+}
+
+std::string to_hex(const Sha256Digest& digest) {
+  return to_hex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  const auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string bytes;
+  bytes.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int high = digit(hex[i]);
+    const int low = digit(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    bytes += static_cast<char>((high << 4) | low);
+  }
+  return bytes;
+}
+
+std::optional<Sha256Digest> digest_from_hex(std::string_view hex) {
+  const auto bytes = from_hex(hex);
+  if (!bytes || bytes->size() != Sha256Digest{}.size()) return std::nullopt;
+  Sha256Digest digest{};
+  std::copy(bytes->begin(), bytes->end(), digest.begin());
+  return digest;
 }
 
 std::string sha256_hex(std::string_view bytes) {

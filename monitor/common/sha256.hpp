@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,12 @@ using Sha256Digest = std::array<uint8_t, 32>;
 Sha256Digest sha256(std::string_view bytes);
 /// Lowercase hex of a digest.
 std::string to_hex(const Sha256Digest& digest);
+/// Lowercase hex of bytes.
+std::string to_hex(std::string_view bytes);
+/// The bytes of lowercase hex digits in pairs; nullopt for anything else.
+std::optional<std::string> from_hex(std::string_view hex);
+/// A digest from 64 lowercase hex digits; nullopt for anything else.
+std::optional<Sha256Digest> digest_from_hex(std::string_view hex);
 /// Lowercase hex SHA-256 of bytes.
 std::string sha256_hex(std::string_view bytes);
 

@@ -94,6 +94,11 @@ Pending accepted(int64_t now, const ingest::PendingAccept& accept, std::string_v
   return Pending{std::move(entry), {std::string(envelope)}};
 }
 
+bool is_accepted_entry(const json& entry) {
+  const auto type = entry.find("type");
+  return type != entry.end() && (*type == "launch_accepted" || *type == "grant_accepted");
+}
+
 Pending rejected(int64_t now, ingest::EnvelopeKind kind, const ingest::IngestOutcome& outcome,
                  std::string_view envelope, uint64_t envelope_bytes, std::string_view source) {
   json entry =

@@ -76,6 +76,9 @@ std::vector<Pending> changed(int64_t now, const correlate::VerdictChange& change
 /// A periodic observation of a live sandbox, nothing having changed.
 Pending heartbeat(int64_t now, const correlate::SandboxStatus& status);
 
+/// Whether a Pending's entry is a launch_accepted or grant_accepted.
+bool is_accepted_entry(const nlohmann::json& entry);
+
 /// The entry's bytes in the log: `pending` numbered `seq`, in JCS. An error
 /// when it is larger than kMaxEntryBytes or cannot be canonicalized.
 Result<std::string> seal(nlohmann::json entry, uint64_t seq);

@@ -707,16 +707,54 @@ Result<std::string> Log::read_entry(uint64_t index) const {
     }
   }
   if (index >= size) return fail("no evidence entry ", str(index), ": the log holds ", str(size));
-  const uint64_t bundle_index = index / kTileWidth;
+  DW_TRY(bytes, read_full_bundle(index / kTileWidth));
+  return std::string(parse_entry_bundle(bytes).entries[index % kTileWidth]);
+}
+
+Result<std::string> Log::read_full_bundle(uint64_t bundle_index) const {
   const std::string path = tile_path(full_tile(kEntriesLevel, bundle_index));
-  DirectoryReader reader(dir_.string());
-  DW_TRY(bytes, reader.read(path, kMaxBundleBytes));
+  DW_TRY(bytes, DirectoryReader(dir_.string()).read(path, kMaxBundleBytes));
   if (!bytes) return fail((dir_ / path).string(), " is missing");
   const BundleParse parsed = parse_entry_bundle(*bytes);
   if (parsed.problem || parsed.entries.size() != kTileWidth)
     return fail((dir_ / path).string(), " is not a full entry bundle: ",
                 parsed.problem.value_or("it holds " + str(parsed.entries.size()) + " entries"));
-  return std::string(parsed.entries[index % kTileWidth]);
+  return std::move(*bytes);
+}
+
+Result<void> Log::for_each_entry(
+    uint64_t from, uint64_t to,
+    const std::function<Result<void>(uint64_t index, std::string_view entry)>& each) const {
+  const uint64_t size = this->size();
+  if (to > size) return fail("no evidence entries up to ", str(to), ": the log holds ", str(size));
+  for (uint64_t index = from; index < to;) {
+    const uint64_t bundle_index = index / kTileWidth;
+    if (bundle_index == size / kTileWidth) {  // the partial bundle, in memory
+      for (; index < to; ++index) {
+        DW_TRY(entry, read_entry(index));
+        if (auto done = each(index, entry); !done) return done;
+      }
+      break;
+    }
+    DW_TRY(bytes, read_full_bundle(bundle_index));
+    const BundleParse parsed = parse_entry_bundle(bytes);
+    const uint64_t bundle_end = std::min(to, (bundle_index + 1) * kTileWidth);
+    for (; index < bundle_end; ++index)
+      if (auto done = each(index, parsed.entries[index % kTileWidth]); !done) return done;
+  }
+  return {};
+}
+
+Result<std::optional<std::string>> Log::read_blob(std::string_view sha256_hex_name) const {
+  if (sha256_hex_name.size() != 64 ||
+      sha256_hex_name.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+    return fail("not a blob name: a blob is named by 64 lowercase hex digits");
+  DirectoryReader reader(dir_.string());
+  const std::string path = "blob/" + std::string(sha256_hex_name);
+  DW_TRY(bytes, reader.read(path, kMaxBlobBytes));
+  if (bytes && sha256_hex(*bytes) != sha256_hex_name)
+    return fail((dir_ / path).string(), " does not hash to its name");
+  return bytes;
 }
 
 }  // namespace driftwatch::evidence

@@ -42,6 +42,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -157,6 +158,14 @@ class Log {
   Result<Hash> root_at(uint64_t tree_size) const;
   /// Entry `index`, from its bundle.
   Result<std::string> read_entry(uint64_t index) const;
+  /// Calls `each(index, entry)` for the entries in [from, to) (to at most
+  /// size()), in order, reading each bundle once; stops at the first error,
+  /// its own or `each`'s.
+  Result<void> for_each_entry(
+      uint64_t from, uint64_t to,
+      const std::function<Result<void>(uint64_t index, std::string_view entry)>& each) const;
+  /// blob/<hex>, checked against its name; nullopt when the log has none.
+  Result<std::optional<std::string>> read_blob(std::string_view sha256_hex) const;
   /// Makes every write so far durable (put_blob without an append after it).
   Result<void> sync();
   /// Waits until the janitor has deleted every superseded partial queued so
@@ -170,6 +179,8 @@ class Log {
 
   Result<void> write_file(const std::string& path, std::string_view bytes);
   Result<void> flush();
+  /// The bytes of full entry bundle `bundle_index`, checked to hold 256.
+  Result<std::string> read_full_bundle(uint64_t bundle_index) const;
   RightEdge edge_snapshot() const;
 
   std::filesystem::path dir_;

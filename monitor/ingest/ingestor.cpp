@@ -192,7 +192,7 @@ void fill_common(Record& record, const json& payload) {
 }
 
 // Shape, payload type, signature and role, in the contract's order. Needs
-// nothing but the trust store, so restore() re-runs it on every stored line.
+// nothing but the trust store, so restore() re-runs it on every stored envelope.
 std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
                                                      std::string_view bytes,
                                                      std::optional<EnvelopeKind> expected) {
@@ -341,27 +341,14 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
   return checked;
 }
 
-Result<void> fsync_dir(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return fail("cannot open directory ", dir.string(), ": ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return fail("cannot fsync directory ", dir.string(), ": ", std::strerror(err));
-  return {};
-}
-
 }  // namespace
 
 std::string to_string(EnvelopeKind kind) {
   return kind == EnvelopeKind::launch ? "launch" : "grant";
 }
 
-Ingestor::Ingestor(TrustStore trust, IngestOptions options, std::filesystem::path state_dir)
-    : trust_(std::move(trust)),
-      options_(options),
-      accepted_path_(state_dir / "ingest" / "accepted.jsonl"),
-      state_dir_(std::move(state_dir)) {}
+Ingestor::Ingestor(TrustStore trust, IngestOptions options)
+    : trust_(std::move(trust)), options_(options) {}
 
 void Ingestor::tally(const IngestOutcome& outcome, std::optional<EnvelopeKind> expected) {
   const EnvelopeKind counted = outcome.kind.value_or(expected.value_or(EnvelopeKind::launch));
@@ -414,9 +401,7 @@ IngestOutcome Ingestor::ingest(std::string_view envelope_bytes,
                                std::optional<EnvelopeKind> expected, int64_t now_unix) {
   auto begun = begin(envelope_bytes, expected, now_unix);
   if (auto* outcome = std::get_if<IngestOutcome>(&begun)) return std::move(*outcome);
-  auto& pending = std::get<PendingAccept>(begun);
-  const auto stored = append_to_store(pending.store_line);
-  return finish(std::move(pending), stored);
+  return finish(std::move(std::get<PendingAccept>(begun)), Result<void>{});
 }
 
 IngestOutcome Ingestor::reject_too_large(EnvelopeKind kind,
@@ -495,13 +480,9 @@ std::variant<IngestOutcome, PendingAccept> Ingestor::evaluate(std::string_view b
 
   // Durable first, then visible: what was answered `accepted` survives a
   // crash, and a failed write leaves no trace in memory (finish()).
-  const json entry = {{"kind", to_string(kind)}, {"envelope", bytes}, {"accepted_at", now_unix}};
-  auto line = canonical_json(entry);
-  if (!line) return outcome(IngestResult::malformed, named + ": " + line.error().message);
   PendingAccept pending;
   pending.kind = kind;
   pending.id = id;
-  pending.store_line = std::move(*line) + "\n";
   pending.payload_key = std::move(checked->payload_key);
   pending.envelope_sha256 = envelope_sha256;
   if (kind == EnvelopeKind::launch) {
@@ -514,46 +495,6 @@ std::variant<IngestOutcome, PendingAccept> Ingestor::evaluate(std::string_view b
     pending.grant = std::move(checked->grant);
   }
   return pending;
-}
-
-Result<void> Ingestor::append_to_store(std::string_view lines) {
-  const std::filesystem::path dir = accepted_path_.parent_path();
-  if (auto made = make_private_dirs(dir); !made) return std::unexpected(made.error());
-  const std::string path = accepted_path_.string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail("cannot open ", path, ": ", std::strerror(errno));
-  struct stat before {};
-  if (::fstat(fd, &before) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return fail("cannot stat ", path, ": ", std::strerror(err));
-  }
-  auto written = write_all(fd, lines);
-  if (written && ::fdatasync(fd) != 0) written = fail(std::strerror(errno));
-  if (!written) {
-    // Cut a partial write off again, so the next append starts a clean line.
-    (void)::ftruncate(fd, before.st_size);
-    ::close(fd);
-    return fail("cannot append to ", path, ": ", written.error().message);
-  }
-  ::close(fd);
-  // The first line also needs the new directory entry to be durable.
-  if (before.st_size == 0) {
-    if (auto synced = fsync_dir(dir); !synced) return std::unexpected(synced.error());
-  }
-  return {};
-}
-
-std::string Ingestor::recovered_line(const RestoreReport& report, int64_t now_unix) {
-  const json entry = {{"kind", "recovered"},
-                      {"at", now_unix},
-                      {"truncated_bytes", report.truncated_bytes},
-                      {"skipped", report.skipped},
-                      {"quarantine", report.quarantine}};
-  // Reasons are built from printable text only, so this cannot fail; if it
-  // ever did, a line that says so is still a record.
-  auto line = canonical_json(entry);
-  return (line ? *line : std::string(R"({"kind":"recovered","note":"unrecordable"})")) + "\n";
 }
 
 void Ingestor::remember_launch(LaunchRecord record, std::string payload_key) {
@@ -580,7 +521,13 @@ void Ingestor::remember_grant(GrantRecord record, std::string payload_key) {
   grants_.emplace(id, std::move(record));
 }
 
-Result<RestoreReport> Ingestor::restore() {
+std::optional<std::string> Ingestor::id_of(std::string_view envelope_sha256) const {
+  const auto it = seen_envelopes_.find(envelope_sha256);
+  if (it == seen_envelopes_.end()) return std::nullopt;
+  return it->second;
+}
+
+RestoreReport Ingestor::restore(const std::vector<StoredEnvelope>& stored) {
   launches_.clear();
   grants_.clear();
   seen_envelopes_.clear();
@@ -588,86 +535,22 @@ Result<RestoreReport> Ingestor::restore() {
   launch_by_sandbox_.clear();
   grant_by_launch_.clear();
   RestoreReport report;
-
-  const std::string path = accepted_path_.string();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0 && errno == ENOENT) return report;
-  if (fd < 0) return fail("cannot open ", path, ": ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return fail(path, " is not a regular file; move it away and restart");
-  }
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail("cannot read ", path, ": ", std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-
-  // A crash mid-append leaves a last line without its newline. It was never
-  // answered `accepted` (that waits for the whole line's fsync), so it is cut
-  // off; but copied to the quarantine first, and reported. A complete line
-  // that does not parse is not cut: it may have been acknowledged, so it
-  // stays in the file and is reported as skipped.
-  std::string quarantined;
-  size_t keep = text.size();
-  if (!text.empty() && text.back() != '\n') {
-    const size_t newline = text.rfind('\n');
-    keep = newline == std::string::npos ? 0 : newline + 1;
-    quarantined = "torn tail at byte " + std::to_string(keep) + ":\n" + text.substr(keep) + "\n";
-  }
-
-  size_t restored = 0;
-  size_t line_number = 0;
-  size_t pos = 0;
-  const std::string_view kept_text = std::string_view(text).substr(0, keep);
-  while (pos < kept_text.size()) {
-    const size_t end = kept_text.find('\n', pos);
-    const std::string_view line = kept_text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_number;
-    const std::string where = path + " line " + std::to_string(line_number);
+  for (const StoredEnvelope& item : stored) {
     const auto skip = [&](const std::string& why) {
-      report.skipped.push_back(one_line(where + " skipped: " + why));
-      quarantined += "line " + std::to_string(line_number) + ":\n" + std::string(line) + "\n";
+      report.skipped.push_back(one_line(item.where + " skipped: " + why));
     };
-
-    auto entry = parse_json(line, where);
-    if (!entry) {
-      skip(entry.error().message);
-      continue;
-    }
-    if (entry->is_object() && entry->contains("kind") && (*entry)["kind"] == "recovered")
-      continue;  // the record of an earlier recovery
-    const auto envelope = entry->is_object() ? entry->find("envelope") : entry->end();
-    const auto kind_field = entry->is_object() ? entry->find("kind") : entry->end();
-    if (envelope == entry->end() || !envelope->is_string() || kind_field == entry->end() ||
-        !kind_field->is_string() || (*kind_field != "launch" && *kind_field != "grant")) {
-      skip("not an {\"kind\", \"envelope\", \"accepted_at\"} entry");
-      continue;
-    }
-    const EnvelopeKind kind = *kind_field == "launch" ? EnvelopeKind::launch : EnvelopeKind::grant;
-    const std::string& bytes = envelope->get_ref<const std::string&>();
-    auto checked = check_envelope(trust_, bytes, std::nullopt);
+    auto checked = check_envelope(trust_, item.bytes, std::nullopt);
     if (!checked) {
       skip(checked.error().reason);
       continue;
     }
+    const EnvelopeKind kind = item.kind;
     if (checked->kind != kind) {
-      skip("the entry says " + to_string(kind) + " but the envelope is a " +
-           to_string(checked->kind));
+      skip("it says " + to_string(kind) + " but the envelope is a " + to_string(checked->kind));
       continue;
     }
     const std::string named = event_name(kind, checked->id);
-    if (seen_envelopes_.contains(sha256_hex(bytes)) ||
+    if (seen_envelopes_.contains(sha256_hex(item.bytes)) ||
         seen_payloads_.contains(checked->payload_key)) {
       skip(named + " is stored twice");
       continue;
@@ -678,7 +561,7 @@ Result<RestoreReport> Ingestor::restore() {
     }
     if (kind == EnvelopeKind::launch ? launches_.contains(checked->id)
                                      : grants_.contains(checked->id)) {
-      skip(named + " conflicts with an earlier line of the same id");
+      skip(named + " conflicts with an earlier one of the same id");
       continue;
     }
     if (kind == EnvelopeKind::grant) {
@@ -692,38 +575,8 @@ Result<RestoreReport> Ingestor::restore() {
     } else {
       remember_grant(std::move(checked->grant), std::move(checked->payload_key));
     }
-    ++restored;
+    ++report.restored;
   }
-  report.restored = restored;
-
-  if (!quarantined.empty()) {
-    // Copied out before anything is cut, so no byte is lost for good.
-    const auto dir = accepted_path_.parent_path() / "quarantine";
-    const auto file = dir / ("accepted-" + std::to_string(::time(nullptr)) + "-" +
-                             sha256_hex(quarantined).substr(0, 8) + ".txt");
-    auto made = make_private_dirs(dir);
-    const int qfd =
-        made ? ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)
-             : -1;
-    auto written = qfd >= 0 ? write_all(qfd, quarantined) : fail(std::strerror(errno));
-    if (written && ::fsync(qfd) != 0) written = fail(std::strerror(errno));
-    if (qfd >= 0) ::close(qfd);
-    if (!written) {
-      ::close(fd);
-      return fail("cannot copy what restore had to cut or skip to ", file.string(), ": ",
-                  written.error().message);
-    }
-    report.quarantine = file.string();
-  }
-  if (keep < text.size()) {
-    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::fsync(fd) != 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail("cannot truncate the torn tail of ", path, ": ", std::strerror(err));
-    }
-    report.truncated_bytes = text.size() - keep;
-  }
-  ::close(fd);
   return report;
 }
 
@@ -757,13 +610,16 @@ const GrantRecord* Ingestor::grant(std::string_view grant_id) const {
 }
 
 size_t Ingestor::forget(int64_t cutoff,
-                        const std::function<bool(std::string_view sandbox_id)>& is_live) {
+                        const std::function<bool(std::string_view sandbox_id)>& is_live,
+                        std::vector<std::string>* forgotten_envelopes) {
   std::vector<std::string> old_launches;
   for (const auto& [id, launch] : launches_)
     if (launch.issued_at_unix < cutoff && !is_live(launch.sandbox_id)) old_launches.push_back(id);
   if (old_launches.empty()) return 0;
-  const auto erase_hashes = [this](const std::string& kind, const std::string& id,
-                                   const std::string& envelope_sha256) {
+  const auto erase_hashes = [this, forgotten_envelopes](const std::string& kind,
+                                                        const std::string& id,
+                                                        const std::string& envelope_sha256) {
+    if (forgotten_envelopes) forgotten_envelopes->push_back(envelope_sha256);
     seen_envelopes_.erase(envelope_sha256);
     std::erase_if(seen_payloads_, [&](const auto& entry) {
       return entry.second == id && entry.first.starts_with(kind + ":");

@@ -1,10 +1,11 @@
 #pragma once
 // Verifies envelopes against the trust store and keeps the accepted launch
-// events and grants. Accepted envelopes are appended (fsync'd) to
-// state_dir/ingest/accepted.jsonl before `accepted` is returned (begin →
-// durable write → finish), and replayed from there at startup, so nothing
-// accepted is forgotten by a restart.
-// Nothing rejected changes any state but the counters.
+// events and grants in memory. The ingestor writes nothing: the daemon makes
+// an accepted envelope durable in its evidence log (a `launch_accepted` or
+// `grant_accepted` entry citing the envelope as a blob) between begin() and
+// finish(), and at startup hands the envelopes read back from the log to
+// restore(), which checks each again. Nothing rejected changes any state but
+// the counters.
 
 #include <cstdint>
 #include <filesystem>
@@ -40,8 +41,6 @@ struct IngestOutcome {
 struct PendingAccept {
   EnvelopeKind kind = EnvelopeKind::launch;
   std::string id;
-  /// The line to append to the accepted store (JCS, '\n'-terminated).
-  std::string store_line;
   std::string reason;  // the accept sentence
   std::string payload_key;
   std::string envelope_sha256;
@@ -49,20 +48,21 @@ struct PendingAccept {
   GrantRecord grant;    // when kind == grant
 };
 
-/// What restore() found that had to be cut or skipped. Nothing acknowledged
-/// disappears silently: the daemon logs each item loudly, counts it and
-/// appends a `recovered` record saying what was cut.
+/// An accepted envelope read back from where it was stored, for restore().
+struct StoredEnvelope {
+  EnvelopeKind kind = EnvelopeKind::launch;
+  std::string bytes;
+  /// Where it was read, for the report: "evidence entry 1234".
+  std::string where;
+};
+
+/// What restore() did. Nothing acknowledged disappears silently: the daemon
+/// logs each skipped item loudly and records a `recovered` entry.
 struct RestoreReport {
   size_t restored = 0;
-  /// One sentence per stored line that was skipped, naming its line.
+  /// One sentence per stored envelope that was skipped, naming where it was.
   std::vector<std::string> skipped;
-  /// Bytes of a torn last line (no '\n': its write never completed, so it
-  /// was never acknowledged) cut off the end of the store.
-  uint64_t truncated_bytes = 0;
-  /// Where the cut and skipped bytes were copied before the cut ("" when
-  /// nothing was cut or skipped).
-  std::string quarantine;
-  bool clean() const { return skipped.empty() && truncated_bytes == 0; }
+  bool clean() const { return skipped.empty(); }
 };
 
 struct IngestOptions {
@@ -73,40 +73,34 @@ struct IngestOptions {
 /// Not thread-safe: the daemon calls it from its one event loop.
 class Ingestor {
  public:
-  /// `state_dir` holds ingest/accepted.jsonl (created when missing).
-  Ingestor(TrustStore trust, IngestOptions options, std::filesystem::path state_dir);
+  Ingestor(TrustStore trust, IngestOptions options);
 
-  /// Replays accepted.jsonl: re-verifies every entry's signature against
-  /// the current trust store (staleness is not re-checked). A torn last line
-  /// (no '\n') is cut; a complete line that no longer parses or verifies (its
-  /// key left the trust store, say) is skipped but kept in the file; both are
-  /// copied to state_dir/ingest/quarantine/ and listed in the report.
-  /// Replaces whatever was accepted before; counters are left alone. An
-  /// error only when the file cannot be read or truncated.
-  Result<RestoreReport> restore();
-  const std::filesystem::path& accepted_path() const { return accepted_path_; }
-
-  /// Appends one or more whole store lines and fsyncs them; on failure cuts
-  /// the file back to where it was. The DurableWriter's sink in the daemon.
-  Result<void> append_to_store(std::string_view lines);
-  /// The store line recording a recovery (a `recovered` entry).
-  static std::string recovered_line(const RestoreReport& report, int64_t now_unix);
+  /// Replaces whatever was accepted before with `stored` (in the order it
+  /// was accepted), checking every envelope again against the current trust
+  /// store as begin() would, except for staleness: shape, signatures, role,
+  /// config hash, no envelope or id twice, a grant's launch before it. One
+  /// that fails (its key left the trust store, say) is skipped and named in
+  /// the report. Counters are left alone.
+  RestoreReport restore(const std::vector<StoredEnvelope>& stored);
+  /// The launch or grant id of the accepted envelope of this hex SHA-256,
+  /// while it is held.
+  std::optional<std::string> id_of(std::string_view envelope_sha256) const;
 
   /// First half of ingest: every check, and the counter when it ends here.
   /// Returns either the final outcome (rejected or duplicate) or, for an
-  /// envelope to accept, a PendingAccept whose store_line the caller makes
+  /// envelope to accept, a PendingAccept: the caller makes the envelope
   /// durable before calling finish(). `expected` restricts the payload type
   /// (the POST endpoints); nullopt accepts either (journal lines).
   std::variant<IngestOutcome, PendingAccept> begin(std::string_view envelope_bytes,
                                                    std::optional<EnvelopeKind> expected,
                                                    int64_t now_unix);
-  /// Second half: `stored` says whether the store line is durable. Success
+  /// Second half: `stored` says whether the envelope is durable. Success
   /// makes the record visible (`accepted`); failure changes nothing but the
   /// counter (`unavailable`, with the reason). Counts exactly one result.
   IngestOutcome finish(PendingAccept pending, const Result<void>& stored);
 
-  /// begin(), append_to_store() on this thread, finish(): for the CLI and
-  /// tests. The daemon makes the store durable on its writer thread instead.
+  /// begin(), then finish() as stored: for tools and tests that keep
+  /// nothing on disk. The daemon stores on its writer thread in between.
   /// The checks run in this order, the first failing one deciding: size
   /// (too_large), envelope and payload shape and type, including a config
   /// whose declared projection cannot be computed (malformed), every
@@ -132,10 +126,12 @@ class Ingestor {
 
   /// Bounded memory: drops launches issued before `cutoff` whose sandbox
   /// `is_live` says is not running, with their grants and replay hashes,
-  /// from memory only (the store keeps them; a restart reads them back and
-  /// drops them again). A replay of one would be `stale` anyway when
+  /// from memory (the evidence log keeps them). A replay of one would be `stale` anyway when
   /// `cutoff` is now minus event_max_age_seconds. Returns how many launches.
-  size_t forget(int64_t cutoff, const std::function<bool(std::string_view sandbox_id)>& is_live);
+  /// The envelope hashes of what was dropped are added to
+  /// `forgotten_envelopes` when given.
+  size_t forget(int64_t cutoff, const std::function<bool(std::string_view sandbox_id)>& is_live,
+                std::vector<std::string>* forgotten_envelopes = nullptr);
   /// Accepted launches and grants held in memory.
   size_t launches_held() const { return launches_.size(); }
   size_t grants_held() const { return grants_.size(); }
@@ -149,7 +145,6 @@ class Ingestor {
  private:
   TrustStore trust_;
   IngestOptions options_;
-  std::filesystem::path accepted_path_;
   std::map<std::string, LaunchRecord, std::less<>> launches_;       // by launch_id
   std::map<std::string, GrantRecord, std::less<>> grants_;          // by grant_id
   std::map<std::string, std::string, std::less<>> seen_envelopes_;  // sha256 -> id
@@ -160,7 +155,6 @@ class Ingestor {
   std::map<std::string, std::string, std::less<>> grant_by_launch_;    // -> grant_id
   std::map<std::pair<EnvelopeKind, IngestResult>, uint64_t> counts_;
   std::set<std::string, std::less<>> pending_;  // ids and hashes of PendingAccepts
-  std::filesystem::path state_dir_;
 
   std::variant<IngestOutcome, PendingAccept> evaluate(std::string_view envelope_bytes,
                                                       std::optional<EnvelopeKind> expected,

@@ -55,6 +55,7 @@
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
 #include "common/posix.hpp"
+#include "common/sha256.hpp"
 #include "ingest/envelope.hpp"
 
 namespace driftwatch::ingest {
@@ -78,36 +79,6 @@ int open_retrying(int dirfd, const char* path, int flags, mode_t mode = 0) {
     fd = ::openat(dirfd, path, flags, mode);
   } while (fd < 0 && errno == EINTR);
   return fd;
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(bytes.size() * 2);
-  for (const unsigned char byte : bytes) {
-    hex += kDigits[byte >> 4];
-    hex += kDigits[byte & 0x0f];
-  }
-  return hex;
-}
-
-// nullopt unless `hex` is lowercase hex digits in pairs.
-std::optional<std::string> from_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  const auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string bytes;
-  bytes.reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int high = digit(hex[i]);
-    const int low = digit(hex[i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    bytes += static_cast<char>((high << 4) | low);
-  }
-  return bytes;
 }
 
 // Keeps `window` the last kPrecedingBytes bytes of what it was followed by
@@ -329,39 +300,12 @@ Result<std::optional<Position>> read_offset_file(const std::filesystem::path& pa
 // Temp file + fsync + rename + fsync of the directory: after a crash the
 // offset file is the old one or the new one, never a torn one.
 Result<void> write_offset_file(const std::filesystem::path& path, const Position& position) {
-  const std::string what = "journal offset file " + path.string();
-  const std::filesystem::path directory =
-      path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  std::error_code ec;
-  std::filesystem::create_directories(directory, ec);
-  if (ec)
-    return fail("cannot write ", what, ": cannot create ", directory.string(), ": ", ec.message());
-
   nlohmann::json document{{"inode", static_cast<uint64_t>(position.inode)},
                           {"offset", position.offset}};
   // Unknown only for an old offset file's position, never polled from.
   if (position.preceding) document["preceding_hex"] = to_hex(*position.preceding);
   const std::string text = document.dump() + "\n";  // ASCII only: dump() cannot throw
-  std::filesystem::path temporary = path;
-  temporary += ".tmp";
-  {
-    Fd fd(
-        open_retrying(AT_FDCWD, temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return fail("cannot write ", what, ": ", describe_errno(errno));
-    if (auto written = write_all(fd.get(), text); !written) {
-      return fail("cannot write ", what, ": ", written.error().message);
-    }
-    if (::fsync(fd.get()) != 0) return fail("cannot fsync ", what, ": ", describe_errno(errno));
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    return fail("cannot write ", what, ": rename from ", temporary.string(),
-                " failed: ", describe_errno(errno));
-  }
-  Fd dirfd(open_retrying(AT_FDCWD, directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd || ::fsync(dirfd.get()) != 0) {
-    return fail("cannot fsync the directory of ", what, ": ", describe_errno(errno));
-  }
-  return {};
+  return replace_file_durably(path, text, 0644, "journal offset file");
 }
 
 }  // namespace

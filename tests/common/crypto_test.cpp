@@ -15,22 +15,9 @@ using driftwatch::sha256_hex;
 namespace {
 
 std::string from_hex(std::string_view hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
+  return driftwatch::from_hex(hex).value();
 }
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : bytes) {
-    out.push_back(kHex[static_cast<unsigned char>(c) >> 4]);
-    out.push_back(kHex[static_cast<unsigned char>(c) & 0x0F]);
-  }
-  return out;
-}
+using driftwatch::to_hex;
 
 // RFC 8032 section 7.1, TEST 1: the empty message.
 constexpr std::string_view kRfc8032Secret =

@@ -28,11 +28,8 @@ correlate::SweepItem item(const std::string& id, int64_t started_at, uint64_t ef
 }
 
 struct Fixture {
-  std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("dw-correlator-" + std::to_string(getpid()));
-  ingest::Ingestor ingestor{ingest::TrustStore{}, {}, dir};
+  ingest::Ingestor ingestor{ingest::TrustStore{}, {}};
   policy::Policy policy = *policy::load_policy(std::nullopt);
-  ~Fixture() { std::filesystem::remove_all(dir); }
 };
 
 }  // namespace

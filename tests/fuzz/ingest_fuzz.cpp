@@ -4,7 +4,7 @@
 // signature, so most inputs are payloads that this target signs itself: the
 // checks after the signature (payload fields, config hash, the declared
 // projection of the config, replay, conflicts, grants and their launch, the
-// issued_at window, the durable store and its restore) see fuzzer-chosen
+// issued_at window, and restore from what was stored) see fuzzer-chosen
 // input too.
 //
 // The input is a script, one step per line; the first byte of a line says
@@ -21,15 +21,15 @@
 //      hash set and signed by cp-1 (type flips, fuzz_support.hpp)
 //   T  a payload (as it is) signed by cp-1 under the payload type that
 //      follows it after a TAB ("application/x\t{...}")
-//   R  restart: a new Ingestor on the same state directory, restore()
+//   R  restart: a new Ingestor, restore() of every envelope accepted so far
+//      (what the daemon's evidence log holds)
 //   anything else: the whole line is an envelope, ingested as it is
-// All steps run against one state directory, emptied for every input; the
-// clock is fixed at 2026-11-24T22:00:00Z.
+// The clock is fixed at 2026-11-24T22:00:00Z.
 //
 // Checks: every call ends in exactly one counted result with a reason; an
 // accepted envelope's record is there and the same bytes again are a
-// `duplicate`; a rejected one leaves accepted.jsonl as it was; a restart
-// restores exactly what was accepted (and stored), nothing more or less.
+// `duplicate`; a rejected one changes no record; a restart restores exactly
+// what was accepted, nothing more or less.
 // DRIFTWATCH_FUZZ_VERBOSE=1 in the environment prints every outcome.
 
 #include <cstddef>
@@ -94,11 +94,6 @@ const Keys& keys() {
   return k;
 }
 
-const driftwatch::fuzz::ScratchDir& scratch() {
-  static const driftwatch::fuzz::ScratchDir dir("ingest-fuzz");
-  return dir;
-}
-
 // The payload with config_sha256 set to its config's hash, when it is an
 // object with a config that canonicalises; otherwise as it is.
 std::string with_config_hash(std::string_view text) {
@@ -121,12 +116,6 @@ uint64_t total_count(const ingest::Ingestor& ingestor) {
   for (auto kind : {ingest::EnvelopeKind::launch, ingest::EnvelopeKind::grant})
     for (auto result : ingest::kAllIngestResults) total += ingestor.count(kind, result);
   return total;
-}
-
-uintmax_t size_of(const std::filesystem::path& path) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  return ec ? 0 : size;
 }
 
 class Run {
@@ -175,7 +164,7 @@ class Run {
 
   void send(const std::string& envelope) {
     const uint64_t before = total_count(*ingestor_);
-    const uintmax_t stored_before = size_of(ingestor_->accepted_path());
+    const size_t held_before = ingestor_->launches_held() + ingestor_->grants_held();
     const ingest::IngestOutcome outcome = ingestor_->ingest(envelope, std::nullopt, kNow);
     if (verbose())
       std::fprintf(stderr, "ingest_fuzz: %s: %s\n", ingest::to_string(outcome.result).c_str(),
@@ -185,8 +174,8 @@ class Run {
       report("an ingest not counted exactly once", envelope);
 
     if (outcome.result != ingest::IngestResult::accepted) {
-      if (size_of(ingestor_->accepted_path()) != stored_before)
-        report("a rejected envelope changed accepted.jsonl", envelope);
+      if (ingestor_->launches_held() + ingestor_->grants_held() != held_before)
+        report("a rejected envelope changed what is held", envelope);
       return;
     }
     if (!outcome.kind || outcome.id.empty()) report("accepted without a kind or id", envelope);
@@ -196,9 +185,10 @@ class Run {
       if (record->config_sha256.size() != 64) report("a launch without a config hash", envelope);
       accepted_launches_.insert(outcome.id);
     }
-    ++accepted_;
-    if (size_of(ingestor_->accepted_path()) <= stored_before)
-      report("accepted, but nothing was stored", envelope);
+    stored_.push_back(
+        ingest::StoredEnvelope{*outcome.kind, envelope, "entry " + std::to_string(stored_.size())});
+    if (ingestor_->launches_held() + ingestor_->grants_held() != held_before + 1)
+      report("accepted, but not held", envelope);
     const auto again = ingestor_->ingest(envelope, std::nullopt, kNow);
     if (again.result != ingest::IngestResult::duplicate)
       report("the same accepted bytes again are not a duplicate", ingest::to_string(again.result));
@@ -206,32 +196,28 @@ class Run {
 
  private:
   void start() {
-    ingestor_ =
-        std::make_unique<ingest::Ingestor>(keys().trust, ingest::IngestOptions{}, scratch().path());
+    ingestor_ = std::make_unique<ingest::Ingestor>(keys().trust, ingest::IngestOptions{});
   }
 
   void restart() {
     start();
-    auto restored = ingestor_->restore();
-    if (!restored) report("restore failed", restored.error().message);
-    if (restored->restored != accepted_ || !restored->skipped.empty() ||
-        restored->truncated_bytes != 0)
+    const auto restored = ingestor_->restore(stored_);
+    if (restored.restored != stored_.size() || !restored.skipped.empty())
       report("a restart did not restore exactly what was accepted",
-             std::to_string(restored->restored) + " restored, " + std::to_string(accepted_) +
-                 " accepted, " + std::to_string(restored->skipped.size()) + " skipped");
+             std::to_string(restored.restored) + " restored, " + std::to_string(stored_.size()) +
+                 " accepted, " + std::to_string(restored.skipped.size()) + " skipped");
     for (const auto& id : accepted_launches_)
       if (ingestor_->launch(id) == nullptr) report("an accepted launch was not restored", id);
   }
 
   std::unique_ptr<ingest::Ingestor> ingestor_;
-  size_t accepted_ = 0;
+  std::vector<ingest::StoredEnvelope> stored_;
   std::set<std::string> accepted_launches_;
 };
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  scratch().clear();
   std::string_view script(reinterpret_cast<const char*>(data), size);
   Run run;
   for (size_t steps = 0; !script.empty() && steps < kMaxSteps; ++steps) {

@@ -122,12 +122,18 @@ std::string visible_state(const Ingestor& ingestor) {
   return out;
 }
 
-// restore(), which must succeed.
-RestoreReport restore_ok(Ingestor& ingestor) {
-  auto report = ingestor.restore();
-  INFO((report ? std::string() : report.error().message));
-  REQUIRE(report);
-  return *report;
+// What the daemon keeps in its evidence log: the accepted envelopes, in
+// the order they were accepted.
+using Store = std::vector<StoredEnvelope>;
+
+// ingest(), and the envelope into `store` when it was accepted.
+IngestOutcome ingest_into(Store& store, Ingestor& ingestor, const std::string& envelope,
+                          std::optional<EnvelopeKind> expected = std::nullopt) {
+  IngestOutcome outcome = ingestor.ingest(envelope, expected, kNow);
+  if (outcome.result == IngestResult::accepted)
+    store.push_back(
+        StoredEnvelope{*outcome.kind, envelope, "entry " + std::to_string(store.size() + 1)});
+  return outcome;
 }
 
 uint64_t total_count(const Ingestor& ingestor) {
@@ -144,7 +150,6 @@ struct Fixture {
   Ed25519PrivateKey cp2 = new_key();
   Ed25519PrivateKey alice = new_key();
   Ed25519PrivateKey stranger = new_key();
-  TempDir state;
 
   TrustStore trust(bool with_control_plane = true) const {
     json doc = {{"operator",
@@ -158,20 +163,9 @@ struct Fixture {
     REQUIRE(store);
     return *store;
   }
-  Ingestor ingestor(IngestOptions options = {}) const {
-    return Ingestor(trust(), options, state.path());
-  }
-  fs::path accepted() const { return state.path() / "ingest" / "accepted.jsonl"; }
+  Ingestor ingestor(IngestOptions options = {}) const { return Ingestor(trust(), options); }
+  Store store;
 };
-
-// The files in state_dir/ingest/quarantine/ (none when it does not exist).
-std::vector<fs::path> quarantine_files(const Fixture& f) {
-  std::vector<fs::path> files;
-  const fs::path dir = f.accepted().parent_path() / "quarantine";
-  if (!fs::exists(dir)) return files;
-  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path());
-  return files;
-}
 
 // Ingests an envelope that must be rejected with `result`, and checks that
 // nothing but that one counter changed.
@@ -179,7 +173,6 @@ IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::
                                std::optional<EnvelopeKind> expected, IngestResult result,
                                EnvelopeKind counted_as) {
   const std::string before = visible_state(ingestor);
-  const std::string file_before = fs::exists(f.accepted()) ? read_file(f.accepted()) : "";
   const uint64_t total_before = total_count(ingestor);
   const uint64_t count_before = ingestor.count(counted_as, result);
 
@@ -189,7 +182,6 @@ IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::
   CHECK_FALSE(outcome.reason.empty());
   CHECK(outcome.reason.find('\n') == std::string::npos);
   CHECK(visible_state(ingestor) == before);
-  CHECK((fs::exists(f.accepted()) ? read_file(f.accepted()) : "") == file_before);
   CHECK(total_count(ingestor) == total_before + 1);
   CHECK(ingestor.count(counted_as, result) == count_before + 1);
   return outcome;
@@ -197,8 +189,7 @@ IngestOutcome require_rejected(Ingestor& ingestor, const Fixture& f, const std::
 
 }  // namespace
 
-TEST_CASE("ingestor: a launch signed by a control-plane key is accepted and stored durably",
-          "[ingest]") {
+TEST_CASE("ingestor: a launch signed by a control-plane key is accepted", "[ingest]") {
   Fixture f;
   Ingestor ingestor = f.ingestor();
   const std::string envelope = sign(launch_payload(), f.cp1);
@@ -226,17 +217,6 @@ TEST_CASE("ingestor: a launch signed by a control-plane key is accepted and stor
   CHECK(record->envelope_sha256 == sha256_hex(envelope));
   CHECK(ingestor.launch_for_sandbox("agent-8") == nullptr);
   CHECK(ingestor.latest_grant("L-1") == nullptr);
-
-  const std::string stored = read_file(f.accepted());
-  REQUIRE(stored.back() == '\n');
-  CHECK(std::count(stored.begin(), stored.end(), '\n') == 1);
-  const json line = json::parse(stored);
-  CHECK(line == json{{"kind", "launch"}, {"envelope", envelope}, {"accepted_at", kNow}});
-  struct stat st {};
-  REQUIRE(::stat(f.accepted().c_str(), &st) == 0);
-  CHECK((st.st_mode & 0777) == 0600);
-  REQUIRE(::stat(f.accepted().parent_path().c_str(), &st) == 0);
-  CHECK((st.st_mode & 0777) == 0700);
 }
 
 TEST_CASE("ingestor: a grant signed by an operator key is accepted, the latest one counts",
@@ -541,12 +521,13 @@ TEST_CASE(
     "retried",
     "[ingest]") {
   Fixture f;
-  // A file where the ingest directory belongs: every append fails, as on a
-  // full disk.
-  std::ofstream(f.state.path() / "ingest") << "in the way";
   Ingestor ingestor = f.ingestor();
   const std::string envelope = sign(launch_payload(), f.cp1);
-  const auto outcome = ingestor.ingest(envelope, std::nullopt, kNow);
+  auto begun = ingestor.begin(envelope, std::nullopt, kNow);
+  REQUIRE(std::holds_alternative<PendingAccept>(begun));
+  // The daemon's evidence log could not take it, as on a full disk.
+  const auto outcome = ingestor.finish(std::get<PendingAccept>(std::move(begun)),
+                                       driftwatch::fail("No space left on device"));
   INFO(outcome.reason);
   CHECK(to_string(outcome.result) == "unavailable");
   CHECK(http_status(outcome.result) == 503);
@@ -565,7 +546,6 @@ TEST_CASE(
 
   // Nothing of the failed attempt is remembered: once the disk is back, the
   // same envelope is accepted (not a duplicate, not still "being stored").
-  fs::remove(f.state.path() / "ingest");
   const auto retried = ingestor.ingest(envelope, std::nullopt, kNow);
   INFO(retried.reason);
   CHECK(retried.result == IngestResult::accepted);
@@ -592,7 +572,6 @@ TEST_CASE("ingestor: a config whose declared projection cannot be computed is ma
                                  Catch::Contains("uidMappings"));
   CHECK(outcome.id == "L-1");
   CHECK(http_status(outcome.result) == 400);
-  CHECK_FALSE(fs::exists(f.accepted()));
 
   // An rlimit the kernel does not have.
   json config = oci_config();
@@ -744,7 +723,6 @@ TEST_CASE("ingestor: a corrupted signature next to a valid one is bad_signature,
   CHECK_THAT(outcome.reason, Catch::Contains("signatures[1]") && Catch::Contains("(cp-2)") &&
                                  Catch::Contains("does not verify"));
   CHECK(http_status(outcome.result) == 403);
-  CHECK_FALSE(fs::exists(f.accepted()));
 
   json corrupted_first = by_cp1;
   corrupted_first["signatures"] = {corrupted, valid};
@@ -762,7 +740,6 @@ TEST_CASE("ingestor: a corrupted signature next to a valid one is bad_signature,
   same_key["signatures"] = {valid, copy};
   require_rejected(ingestor, f, same_key.dump(), std::nullopt, IngestResult::bad_signature,
                    EnvelopeKind::launch);
-  CHECK_FALSE(fs::exists(f.accepted()));
   CHECK(ingestor.launch("L-1") == nullptr);
 }
 
@@ -799,7 +776,6 @@ TEST_CASE("ingestor: a signature by an unknown key next to a valid one is unknow
     require_rejected(ingestor, f, envelope.dump(), std::nullopt, IngestResult::bad_signature,
                      EnvelopeKind::launch);
   }
-  CHECK_FALSE(fs::exists(f.accepted()));
 }
 
 TEST_CASE("ingestor: every signer must have the role, even next to one that has it", "[ingest]") {
@@ -877,11 +853,9 @@ TEST_CASE("ingestor: an event being stored is unavailable when it comes again, t
   PendingAccept pending = std::get<PendingAccept>(std::move(first));
   CHECK(pending.kind == EnvelopeKind::launch);
   CHECK(pending.id == "L-1");
-  CHECK(pending.store_line.back() == '\n');
-  // Not visible, not counted, not stored until finish().
+  // Not visible, not counted until finish().
   CHECK(ingestor.launch("L-1") == nullptr);
   CHECK(total_count(ingestor) == 0);
-  CHECK_FALSE(fs::exists(f.accepted()));
 
   // The same bytes, the same payload signed by another key, and another
   // event with the same id, while the first is pending.
@@ -897,7 +871,6 @@ TEST_CASE("ingestor: an event being stored is unavailable when it comes again, t
   CHECK(ingestor.count(EnvelopeKind::launch, IngestResult::unavailable) == 3);
   CHECK(total_count(ingestor) == 3);
 
-  REQUIRE(ingestor.append_to_store(pending.store_line));
   const auto finished = ingestor.finish(std::move(pending), driftwatch::Result<void>{});
   INFO(finished.reason);
   CHECK(finished.result == IngestResult::accepted);
@@ -912,9 +885,10 @@ TEST_CASE("ingestor: an event being stored is unavailable when it comes again, t
   REQUIRE(std::holds_alternative<IngestOutcome>(other));
   CHECK(std::get<IngestOutcome>(other).result == IngestResult::conflict);
 
-  // What finish() accepted is what restore() gives back.
+  // What finish() accepted is what restore() takes back.
   Ingestor restarted = f.ingestor();
-  CHECK(restore_ok(restarted).restored == 1);
+  CHECK(restarted.restore({StoredEnvelope{EnvelopeKind::launch, envelope, "entry 1"}}).restored ==
+        1);
   CHECK(restarted.launch("L-1") != nullptr);
 }
 
@@ -945,34 +919,30 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   std::string before;
   {
     Ingestor first = f.ingestor();
-    const RestoreReport empty = restore_ok(first);  // no file yet
+    const RestoreReport empty = first.restore({});
     CHECK(empty.restored == 0);
     CHECK(empty.clean());
-    CHECK(empty.quarantine.empty());
-    REQUIRE(
-        first.ingest(sign(launch_payload("L-1", "agent-7", kNow - 10), f.cp1), {}, kNow).result ==
-        IngestResult::accepted);
-    REQUIRE(first.ingest(sign(launch_payload("L-2", "agent-7"), f.cp2), {}, kNow).result ==
+    REQUIRE(ingest_into(f.store, first, sign(launch_payload("L-1", "agent-7", kNow - 10), f.cp1))
+                .result == IngestResult::accepted);
+    REQUIRE(ingest_into(f.store, first, sign(launch_payload("L-2", "agent-7"), f.cp2)).result ==
             IngestResult::accepted);
-    REQUIRE(first.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
+    REQUIRE(ingest_into(f.store, first, sign(launch_payload("L-3", "agent-8"), f.cp1)).result ==
             IngestResult::accepted);
-    REQUIRE(first.ingest(sign_grant(grant_payload("G-1", "L-2"), f.alice), {}, kNow).result ==
+    REQUIRE(ingest_into(f.store, first, sign_grant(grant_payload("G-1", "L-2"), f.alice)).result ==
             IngestResult::accepted);
-    first.ingest(sign(launch_payload("L-1", "agent-9"), f.cp1), {}, kNow);  // conflict
+    ingest_into(f.store, first, sign(launch_payload("L-1", "agent-9"), f.cp1));  // conflict
     before = visible_state(first);
   }
+  REQUIRE(f.store.size() == 4);
 
   // Much later, and with a narrow window: staleness is not checked again.
   IngestOptions options;
   options.event_max_age_seconds = 1;
-  Ingestor second(f.trust(), options, f.state.path());
-  const RestoreReport report = restore_ok(second);
+  Ingestor second(f.trust(), options);
+  const RestoreReport report = second.restore(f.store);
   CHECK(report.restored == 4);
   CHECK(report.skipped.empty());
-  CHECK(report.truncated_bytes == 0);
   CHECK(report.clean());
-  CHECK(report.quarantine.empty());
-  CHECK(quarantine_files(f).empty());
   CHECK(visible_state(second) == before);
   CHECK(total_count(second) == 0);
   const LaunchRecord* l2 = second.launch("L-2");
@@ -980,6 +950,8 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   CHECK(l2->signed_by == "cp-2");
   CHECK(l2->config == oci_config());
   CHECK(second.latest_grant("L-2")->approved_by == "oidc:bob@example.org");
+  CHECK(second.id_of(l2->envelope_sha256) == "L-2");
+  CHECK_FALSE(second.id_of(std::string(64, '0')));
 
   // What was accepted before the restart is still a duplicate or conflict.
   CHECK(second.ingest(sign(launch_payload("L-3", "agent-8"), f.cp1), {}, kNow).result ==
@@ -987,169 +959,35 @@ TEST_CASE("ingestor: restore after a restart gives back every accepted launch an
   CHECK(second.ingest(sign(launch_payload("L-3", "agent-9"), f.cp1), {}, kNow).result ==
         IngestResult::conflict);
   // Restoring twice is the same as once.
-  CHECK(restore_ok(second).restored == 4);
+  CHECK(second.restore(f.store).restored == 4);
   CHECK(visible_state(second) == before);
 }
 
-TEST_CASE("ingestor: restore cuts off a torn last line, quarantines it and carries on appending",
+TEST_CASE("ingestor: restore skips what no ingest would accept, naming where it was stored",
           "[ingest]") {
   Fixture f;
-  {
-    Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
-            IngestResult::accepted);
-  }
-  const std::string intact = read_file(f.accepted());
-
-  std::string torn;
-  size_t skipped_lines = 0;
-  SECTION("a last line without its newline") {
-    torn = R"({"accepted_at":1,"envelope":"{\"pay)";
-    std::ofstream(f.accepted(), std::ios::app) << torn;
-  }
-  SECTION("a whole line that does not verify and then a torn one") {
-    // The whole line is kept (and skipped); only the torn one is cut.
-    torn = "{\"torn";
-    std::ofstream(f.accepted(), std::ios::app)
-        << R"({"accepted_at":1,"envelope":"{}","kind":"launch"})"
-        << "\n"
-        << torn;
-    skipped_lines = 1;
-  }
-  const uint64_t torn_size = fs::file_size(f.accepted());
+  Ingestor first = f.ingestor();
+  const std::string l1 = sign(launch_payload("L-1", "agent-7"), f.cp1);
+  REQUIRE(ingest_into(f.store, first, l1).result == IngestResult::accepted);
+  Store stored = f.store;
+  stored.push_back(StoredEnvelope{EnvelopeKind::launch, "not an envelope", "entry 2"});
+  stored.push_back(StoredEnvelope{EnvelopeKind::grant, l1, "entry 3"});   // the kind is wrong
+  stored.push_back(StoredEnvelope{EnvelopeKind::launch, l1, "entry 4"});  // stored twice
+  const std::string l2 = sign(launch_payload("L-2", "agent-8"), f.cp1);
+  stored.push_back(StoredEnvelope{EnvelopeKind::launch, l2, "entry 5"});
 
   Ingestor second = f.ingestor();
-  const RestoreReport report = restore_ok(second);
-  CHECK(report.restored == 1);
-  CHECK(report.skipped.size() == skipped_lines);
+  const RestoreReport report = second.restore(stored);
+  CHECK(report.restored == 2);
   CHECK_FALSE(report.clean());
-  CHECK(second.launch("L-1") != nullptr);
-  const std::string after = read_file(f.accepted());
-  CHECK(after.starts_with(intact));
-  CHECK(after.back() == '\n');
-  CHECK(after.find(torn) == std::string::npos);
-  CHECK(report.truncated_bytes == torn.size());
-  CHECK(report.truncated_bytes == torn_size - after.size());
-  // The cut bytes are not lost: they are in the quarantine the report names.
-  REQUIRE_FALSE(report.quarantine.empty());
-  REQUIRE(fs::is_regular_file(report.quarantine));
-  CHECK(fs::path(report.quarantine).parent_path() == f.accepted().parent_path() / "quarantine");
-  CHECK_THAT(read_file(report.quarantine), Catch::Contains(torn));
-
-  REQUIRE(second.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
-          IngestResult::accepted);
-  Ingestor third = f.ingestor();
-  const RestoreReport again = restore_ok(third);
-  CHECK(again.truncated_bytes == 0);
-  CHECK(again.restored == 2);
-  CHECK(again.skipped.size() == skipped_lines);
-  CHECK(third.launch("L-1") != nullptr);
-  CHECK(third.launch("L-2") != nullptr);
-}
-
-TEST_CASE(
-    "ingestor: restore keeps a complete last line that is not JSON, skipping and reporting it",
-    "[ingest]") {
-  Fixture f;
-  {
-    Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
-            IngestResult::accepted);
-  }
-  // Complete (it has its newline), so it may have been acknowledged: cutting
-  // it would lose it for good.
-  const std::string garbage = "this is not json";
-  std::ofstream(f.accepted(), std::ios::app) << garbage << "\n";
-  const std::string stored = read_file(f.accepted());
-
-  Ingestor second = f.ingestor();
-  const RestoreReport report = restore_ok(second);
-  CHECK(report.restored == 1);
-  CHECK(report.truncated_bytes == 0);
-  REQUIRE(report.skipped.size() == 1);
-  CHECK_THAT(report.skipped[0], Catch::Contains("line 2 skipped"));
-  CHECK(read_file(f.accepted()) == stored);
-  REQUIRE_FALSE(report.quarantine.empty());
-  CHECK_THAT(read_file(report.quarantine), Catch::Contains(garbage));
-  CHECK(second.launch("L-1") != nullptr);
-}
-
-TEST_CASE("ingestor: restore skips a bad middle line, keeps it in the store and quarantines a copy",
-          "[ingest]") {
-  Fixture f;
-  {
-    Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-1", "agent-7"), f.cp1), {}, kNow).result ==
-            IngestResult::accepted);
-  }
-  // A line in the middle that is JSON but not a stored envelope, then two
-  // more good lines after it.
-  const std::string bad = R"({"accepted_at":1,"envelope":"not an envelope","kind":"launch"})";
-  std::ofstream(f.accepted(), std::ios::app) << bad << "\n";
-  {
-    Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
-            IngestResult::accepted);
-    REQUIRE(first.ingest(sign_grant(grant_payload("G-1", "L-2"), f.alice), {}, kNow).result ==
-            IngestResult::accepted);
-  }
-  const std::string stored = read_file(f.accepted());
-  REQUIRE(std::count(stored.begin(), stored.end(), '\n') == 4);
-
-  Ingestor second = f.ingestor();
-  const RestoreReport report = restore_ok(second);
-  CHECK(report.restored == 3);
-  CHECK(report.truncated_bytes == 0);
-  CHECK_FALSE(report.clean());
-  REQUIRE(report.skipped.size() == 1);
-  CHECK_THAT(report.skipped[0], Catch::Contains(f.accepted().string() + " line 2 skipped"));
-  // Still in the file, byte for byte.
-  CHECK(read_file(f.accepted()) == stored);
-  // And copied to the quarantine the report names.
-  REQUIRE_FALSE(report.quarantine.empty());
-  CHECK(quarantine_files(f) == std::vector<fs::path>{fs::path(report.quarantine)});
-  CHECK_THAT(read_file(report.quarantine), Catch::Contains(bad));
-  // The lines around it are back.
+  REQUIRE(report.skipped.size() == 3);
+  CHECK_THAT(report.skipped[0], Catch::StartsWith("entry 2 skipped: "));
+  CHECK_THAT(report.skipped[1],
+             Catch::StartsWith("entry 3 skipped: ") && Catch::Contains("the envelope is a launch"));
+  CHECK_THAT(report.skipped[2],
+             Catch::StartsWith("entry 4 skipped: ") && Catch::Contains("stored twice"));
   CHECK(second.launch("L-1") != nullptr);
   CHECK(second.launch("L-2") != nullptr);
-  REQUIRE(second.latest_grant("L-2") != nullptr);
-  CHECK(second.latest_grant("L-2")->grant_id == "G-1");
-}
-
-TEST_CASE("ingestor: a recovered line appended to the store is ignored by the next restore",
-          "[ingest]") {
-  Fixture f;
-  {
-    Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
-            IngestResult::accepted);
-  }
-  std::ofstream(f.accepted(), std::ios::app) << "{\"torn";
-
-  Ingestor second = f.ingestor();
-  const RestoreReport report = restore_ok(second);
-  REQUIRE(report.truncated_bytes > 0);
-  const std::string line = Ingestor::recovered_line(report, kNow);
-  CHECK(line.back() == '\n');
-  const json recorded = json::parse(line);
-  CHECK(recorded["kind"] == "recovered");
-  CHECK(recorded["truncated_bytes"] == report.truncated_bytes);
-  CHECK(recorded["quarantine"] == report.quarantine);
-  REQUIRE(second.append_to_store(line));
-  // Accepting goes on after the recovered line.
-  REQUIRE(second.ingest(sign(launch_payload("L-2", "agent-8"), f.cp1), {}, kNow).result ==
-          IngestResult::accepted);
-  const std::string stored = read_file(f.accepted());
-
-  Ingestor third = f.ingestor();
-  const RestoreReport again = restore_ok(third);
-  CHECK(again.clean());
-  CHECK(again.skipped.empty());
-  CHECK(again.restored == 2);
-  CHECK(again.quarantine.empty());
-  CHECK(read_file(f.accepted()) == stored);
-  CHECK(third.launch("L-1") != nullptr);
-  CHECK(third.launch("L-2") != nullptr);
 }
 
 TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, and their grants",
@@ -1157,29 +995,31 @@ TEST_CASE("ingestor: restore skips entries whose key is no longer trusted, and t
   Fixture f;
   {
     Ingestor first = f.ingestor();
-    REQUIRE(first.ingest(sign(launch_payload("L-1"), f.cp1), {}, kNow).result ==
+    REQUIRE(ingest_into(f.store, first, sign(launch_payload("L-1"), f.cp1)).result ==
             IngestResult::accepted);
-    REQUIRE(first.ingest(sign_grant(grant_payload("G-1"), f.alice), {}, kNow).result ==
+    REQUIRE(ingest_into(f.store, first, sign_grant(grant_payload("G-1"), f.alice)).result ==
             IngestResult::accepted);
   }
   // The control-plane keys were removed from trust.json before the restart.
   // The grant's own key is still trusted, but the launch it changes is gone:
   // it would otherwise raise the privileges of a launch nobody vouches for.
-  Ingestor second(f.trust(/*with_control_plane=*/false), {}, f.state.path());
-  const RestoreReport report = restore_ok(second);
+  Ingestor second(f.trust(/*with_control_plane=*/false), {});
+  const RestoreReport report = second.restore(f.store);
   CHECK(report.restored == 0);
   CHECK(second.launch("L-1") == nullptr);
   CHECK(second.launch_for_sandbox("agent-7") == nullptr);
   CHECK(second.latest_grant("L-1") == nullptr);
   REQUIRE(report.skipped.size() == 2);
-  CHECK_THAT(report.skipped[0], Catch::Contains("line 1 skipped") &&
+  CHECK_THAT(report.skipped[0], Catch::Contains("entry 1 skipped") &&
                                     Catch::Contains("launch L-1") &&
                                     Catch::Contains("not in the trust store"));
-  CHECK_THAT(report.skipped[1], Catch::Contains("line 2 skipped") && Catch::Contains("grant G-1") &&
+  CHECK_THAT(report.skipped[1], Catch::Contains("entry 2 skipped") &&
+                                    Catch::Contains("grant G-1") &&
                                     Catch::Contains("not an accepted launch"));
-  // A skipped entry stays in the file: trusting the key again brings it back.
+  // A skipped envelope stays where it was stored: trusting the key again
+  // brings it back.
   Ingestor third = f.ingestor();
-  const RestoreReport again = restore_ok(third);
+  const RestoreReport again = third.restore(f.store);
   CHECK(again.restored == 2);
   CHECK(again.clean());
   REQUIRE(third.latest_grant("L-1") != nullptr);
@@ -1190,21 +1030,20 @@ TEST_CASE("ingestor: restore skips a stored grant issued before its launch", "[i
   Fixture f;
   {
     Ingestor first = f.ingestor();
-    REQUIRE(
-        first.ingest(sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1), {}, kNow).result ==
-        IngestResult::accepted);
+    REQUIRE(ingest_into(f.store, first, sign(launch_payload("L-1", "agent-7", kNow - 100), f.cp1))
+                .result == IngestResult::accepted);
   }
-  // A grant that no ingest would accept, written into the store directly
-  // (an older monitor, a hand edit).
+  // A grant that no ingest would accept, stored directly (an older monitor,
+  // a hand edit).
   const std::string early = sign_grant(grant_payload("G-1", "L-1", kNow - 200), f.alice);
-  const json line = {{"kind", "grant"}, {"envelope", early}, {"accepted_at", kNow}};
-  std::ofstream(f.accepted(), std::ios::app) << line.dump() << "\n";
+  f.store.push_back(StoredEnvelope{EnvelopeKind::grant, early, "entry 2"});
 
   Ingestor second = f.ingestor();
-  const RestoreReport report = restore_ok(second);
+  const RestoreReport report = second.restore(f.store);
   CHECK(report.restored == 1);
   REQUIRE(report.skipped.size() == 1);
-  CHECK_THAT(report.skipped[0], Catch::Contains("line 2 skipped") && Catch::Contains("grant G-1") &&
+  CHECK_THAT(report.skipped[0], Catch::Contains("entry 2 skipped") &&
+                                    Catch::Contains("grant G-1") &&
                                     Catch::Contains("before its launch"));
   CHECK(second.launch("L-1") != nullptr);
   CHECK(second.latest_grant("L-1") == nullptr);

@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/sha256.hpp"
 #include "integration/daemon_harness.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
@@ -231,13 +232,32 @@ TEST_CASE(
   daemon.start();
   CHECK(daemon.post("/v1/launch-events", posted).status == 200);
   CHECK(daemon.post("/v1/launch-events", journaled).status == 200);
-  CHECK(daemon.get("/healthz")["restore"]["skipped_lines"] == 0);
+  const auto restore = daemon.get("/healthz")["restore"];
+  INFO(restore.dump());
+  CHECK(restore["restored"] == 2);
+  CHECK(restore["not_restored"] == 0);
   CHECK(daemon.stop() == 0);
 }
 
+namespace {
+
+// Every entry bundle of the daemon's log, concatenated (to look for an entry).
+std::string all_entries(const DaemonUnderTest& daemon) {
+  std::string out;
+  for (const auto& file :
+       fs::recursive_directory_iterator(daemon.dir() / "state" / "evidence" / "tile" / "entries"))
+    if (file.is_regular_file()) {
+      std::ifstream in(file.path(), std::ios::binary);
+      out.append(std::istreambuf_iterator<char>(in), {});
+    }
+  return out;
+}
+
+}  // namespace
+
 TEST_CASE(
-    "hostile input: a restart over a damaged accepted store says what it skipped, keeps "
-    "it, and records the recovery",
+    "hostile input: a restart over an evidence log that lost an envelope says what it could not "
+    "restore, and records it in the log",
     "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
   DaemonUnderTest daemon;
@@ -250,35 +270,72 @@ TEST_CASE(
     REQUIRE(daemon.post("/v1/launch-events", envelopes.back()).status == 202);
   }
   REQUIRE(daemon.stop() == 0);
-
-  // A damaged line between the two, and a torn tail.
-  const fs::path store = daemon.dir() / "state" / "ingest" / "accepted.jsonl";
-  std::string text;
-  {
-    std::ifstream in(store);
-    text.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  const size_t first_end = text.find('\n');
-  REQUIRE(first_end != std::string::npos);
-  text.insert(first_end + 1, "{\"kind\":\"launch\",\"envelope\":\"DAMAGED-LINE\"}\n");
-  text += "{\"kind\":\"launch\",\"env";
-  std::ofstream(store, std::ios::trunc) << text;
+  const fs::path blob =
+      daemon.dir() / "state" / "evidence" / "blob" / driftwatch::sha256_hex(envelopes[0]);
+  REQUIRE(fs::remove(blob));
 
   daemon.start();
   auto restore = daemon.get("/healthz")["restore"];
-  CHECK(restore["skipped_lines"] == 1);
-  CHECK(restore["truncated_bytes"].get<int64_t>() > 0);
-  REQUIRE(restore["quarantine"].is_string());
-  std::ifstream quarantine(restore["quarantine"].get<std::string>());
-  const std::string kept((std::istreambuf_iterator<char>(quarantine)), {});
-  CHECK_THAT(kept, Catch::Contains("DAMAGED-LINE") && Catch::Contains("\"env"));
-  CHECK_THAT(daemon.log(), Catch::Contains("RECOVERY") && Catch::Contains("line 2"));
-  // Both launches survived; the damaged line stays in the store, and the
-  // recovery is recorded there.
-  for (const auto& envelope : envelopes)
-    CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
+  INFO(restore.dump() << "\n" << daemon.log());
+  CHECK(restore["restored"] == 1);
+  CHECK(restore["not_restored"] == 1);
+  CHECK_THAT(daemon.log(), Catch::Contains("RECOVERY: evidence entry") &&
+                               Catch::Contains("(launch L-r-1)") &&
+                               Catch::Contains("missing from the log"));
+  // The one restored is still a duplicate; the lost one can be sent again.
+  CHECK(daemon.post("/v1/launch-events", envelopes[1]).status == 200);
+  CHECK(daemon.post("/v1/launch-events", envelopes[0]).status == 202);
   REQUIRE(daemon.stop() == 0);
-  std::ifstream in(store);
-  const std::string after((std::istreambuf_iterator<char>(in)), {});
-  CHECK_THAT(after, Catch::Contains("DAMAGED-LINE") && Catch::Contains("\"kind\":\"recovered\""));
+  CHECK_THAT(all_entries(daemon), Catch::Contains("\"type\":\"recovered\"") &&
+                                      Catch::Contains("1 accepted envelopes not restored"));
+}
+
+TEST_CASE(
+    "hostile input: the accepted store of an earlier version is entered into the evidence log "
+    "once, its damaged lines named, and the file kept under a new name",
+    "[root][integration][daemon]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  REQUIRE(daemon.stop() == 0);
+  const std::string envelope = daemon.sign(
+      "launch", DaemonUnderTest::launch_payload("L-old-1", "box-old", minimal_config()), "cp-1");
+  const fs::path store = daemon.dir() / "state" / "ingest" / "accepted.jsonl";
+  fs::create_directories(store.parent_path());
+  const std::string text =
+      json{{"kind", "launch"}, {"envelope", envelope}, {"accepted_at", 1}}.dump() +
+      "\n{\"kind\":\"launch\",\"envelope\":\"DAMAGED-LINE\"}\n";
+  std::ofstream(store, std::ios::binary) << text;
+
+  daemon.start();
+  auto restore = daemon.get("/healthz")["restore"];
+  INFO(restore.dump() << "\n" << daemon.log());
+  CHECK(restore["restored"] == 1);
+  CHECK(restore["migrated"] == 1);
+  CHECK(restore["not_restored"] == 1);
+  CHECK_THAT(daemon.log(), Catch::Contains("accepted.jsonl line 2 skipped"));
+  CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
+  CHECK_FALSE(fs::exists(store));
+  std::ifstream kept(store.string() + ".migrated", std::ios::binary);
+  CHECK(std::string(std::istreambuf_iterator<char>(kept), {}) == text);
+  REQUIRE(daemon.stop() == 0);
+  CHECK_THAT(all_entries(daemon), Catch::Contains("migrated from " + store.string()));
+
+  // From now on it comes from the log: through the restore point written at
+  // shutdown, which names it, so only that entry and the few after the
+  // point (this start's own) are read.
+  const auto point = json::parse(std::ifstream(daemon.dir() / "state" / "restore-point.json"));
+  CHECK(point["accepted"].size() == 1);
+  daemon.start();
+  restore = daemon.get("/healthz")["restore"];
+  INFO(restore.dump());
+  CHECK_THAT(restore["how"].get<std::string>(),
+             Catch::Contains("from the restore point at tree size " +
+                             std::to_string(point["tree_size"].get<uint64_t>())));
+  CHECK(restore["entries_read"].get<uint64_t>() <= 3);
+  CHECK(restore["restored"] == 1);
+  CHECK(restore["migrated"] == 0);
+  CHECK(restore["not_restored"] == 0);
+  CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
+  CHECK(daemon.stop() == 0);
 }

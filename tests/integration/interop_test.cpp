@@ -181,7 +181,7 @@ TEST_CASE("interop: a launch event signed with Python's cryptography is accepted
   // Both sides agree on the key id: SHA-256 of the DER SubjectPublicKeyInfo.
   CHECK(key->keyid() == demo.at("keyid"));
 
-  ingest::Ingestor ingestor(trust_of(pem), {}, dir.path() / "state");
+  ingest::Ingestor ingestor(trust_of(pem), {});
   const auto outcome = ingestor.ingest(demo.at("envelope").get<std::string>(),
                                        ingest::EnvelopeKind::launch, std::time(nullptr));
   INFO(outcome.reason);
@@ -238,8 +238,7 @@ TEST_CASE("interop: sign_envelope.py keygen and sign make launches and grants we
   // One envelope, one line: ready to append to a journal.
   CHECK(std::count(signed_launch.out.begin(), signed_launch.out.end(), '\n') == 1);
 
-  ingest::Ingestor ingestor(trust_of(cp.at("public_key_pem"), alice.at("public_key_pem")), {},
-                            dir.path() / "state");
+  ingest::Ingestor ingestor(trust_of(cp.at("public_key_pem"), alice.at("public_key_pem")), {});
   const auto now = static_cast<int64_t>(std::time(nullptr));
   std::string envelope = signed_launch.out.substr(0, signed_launch.out.size() - 1);
   auto outcome = ingestor.ingest(envelope, std::nullopt, now);
@@ -352,7 +351,7 @@ TEST_CASE("interop: driftwatch keygen and sign produce keys and envelopes Python
   CHECK(verified.at("payload_is_canonical") == true);
   CHECK(verified.at("payload").at("config_sha256") == config_hash(tricky_config()));
 
-  ingest::Ingestor ingestor(trust_of(public_key->pem()), {}, dir.path() / "state");
+  ingest::Ingestor ingestor(trust_of(public_key->pem()), {});
   const auto outcome = ingestor.ingest(signed_launch.out.substr(0, signed_launch.out.size() - 1),
                                        ingest::EnvelopeKind::launch, std::time(nullptr));
   INFO(outcome.reason);
