@@ -748,11 +748,11 @@ Result<void> open_evidence(Daemon& d) {
                d.evidence->size()));
     entries.push_back(std::move(bytes));
   }
-  DW_TRY(started, evidence::seal(
-                      evidence::monitor_started(now, d.config.node_name, build_version(),
-                                                build_revision(), d.binary_sha256, d.config_sha256)
-                          .entry,
-                      d.evidence->size() + entries.size()));
+  DW_TRY(started, evidence::seal(evidence::monitor_started(now, d.config.node_name, build_version(),
+                                                           build_revision(), d.binary_sha256,
+                                                           d.config_sha256, d.policy)
+                                     .entry,
+                                 d.evidence->size() + entries.size()));
   entries.push_back(std::move(started));
   if (auto appended = d.evidence->append(entries); !appended)
     return fail("evidence log ", d.evidence->dir().string(), ": ", appended.error().message);

@@ -39,13 +39,16 @@ void describe(json& entry, const correlate::SandboxStatus& status) {
 
 Pending monitor_started(int64_t now, std::string_view node, std::string_view version,
                         std::string_view revision, std::string_view binary_sha256,
-                        std::string_view config_sha256) {
+                        std::string_view config_sha256, const policy::Policy& policy) {
   json entry = base(now, "monitor_started");
   entry["node"] = node;
   entry["version"] = version;
   entry["revision"] = revision;
   entry["binary_sha256"] = binary_sha256;
   entry["config_sha256"] = config_sha256;
+  json rules = json::array();
+  for (const auto& rule : policy.rules) rules.push_back(rule.id);
+  entry["policy"] = {{"name", policy.name}, {"sha256", policy.sha256}, {"rules", rules}};
   entry["probes"] = json::array();
   return Pending{std::move(entry), {}};
 }

@@ -9,6 +9,7 @@
 // it appends it, so that `seq` is always the entry's index in the log.
 //
 //   monitor_started   version, revision, binary_sha256, config_sha256, node,
+//                     policy (name, sha256 of its document, rule ids),
 //                     probes (attached probes; none yet)
 //   monitor_stopped   reason
 //   recovered         store ("evidence" or "accepted"), summary, details
@@ -39,6 +40,7 @@
 #include "correlate/correlator.hpp"
 #include "ingest/envelope.hpp"
 #include "ingest/ingestor.hpp"
+#include "policy/policy.hpp"
 
 namespace driftwatch::evidence {
 
@@ -55,7 +57,7 @@ struct Pending {
 
 Pending monitor_started(int64_t now, std::string_view node, std::string_view version,
                         std::string_view revision, std::string_view binary_sha256,
-                        std::string_view config_sha256);
+                        std::string_view config_sha256, const policy::Policy& policy);
 Pending monitor_stopped(int64_t now, std::string_view reason);
 Pending recovered(int64_t now, std::string_view store, std::string_view summary,
                   nlohmann::json details);

@@ -9,6 +9,7 @@
 
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
+#include "common/sha256.hpp"
 #include "observe/capabilities.hpp"
 
 namespace driftwatch::policy {
@@ -103,6 +104,7 @@ Result<Policy> parse_policy(std::string_view text, std::string_view what) {
   if (doc.value("schema", json()) != "driftwatch.policy/v1")
     return fail("policy ", name, ": schema must be \"driftwatch.policy/v1\"");
   Policy policy;
+  policy.sha256 = sha256_hex(text);
   policy.name = doc.value("name", std::string(what));
   if (!doc.contains("rules") || !doc["rules"].is_array())
     return fail("policy ", name, ": rules must be a list");

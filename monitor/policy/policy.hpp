@@ -54,6 +54,7 @@ struct Rule {
 struct Policy {
   std::string name;
   std::vector<Rule> rules;
+  std::string sha256;  // hex SHA-256 of the document's bytes, for the evidence log
 };
 
 /// The policy compiled into the binary (policy/default.json).

@@ -27,6 +27,7 @@
 #include "evidence/note.hpp"
 #include "evidence/proof.hpp"
 #include "integration/daemon_harness.hpp"
+#include "policy/policy.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
 #include "support/wait.hpp"
@@ -127,6 +128,11 @@ TEST_CASE(
   CHECK(docs.front()["type"] == "monitor_started");
   CHECK(docs.front()["binary_sha256"].get<std::string>().size() == 64);
   CHECK(docs.front()["config_sha256"] == health["config_sha256"]);
+  // The policy judging the sandboxes: the embedded default, byte for byte.
+  CHECK(docs.front()["policy"]["name"] == health["policy"]);
+  CHECK(docs.front()["policy"]["sha256"] ==
+        driftwatch::sha256_hex(driftwatch::policy::embedded_default_policy()));
+  CHECK(docs.front()["policy"]["rules"].size() > 0);
   CHECK(docs.back()["type"] == "monitor_stopped");
   CHECK(docs.back()["reason"] == "signal 15");
 
