@@ -65,7 +65,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM HUP
 
+# The load average at each section's start, for the report: the timed parts
+# are wall time, and a build on the other core shows in them.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+
 # ---- 1. durable appends ---------------------------------------------------
+load_append=$(load)
 say "durable appends (${seconds} s a row)"
 build/bench/evidence_bench append --dir "$work/append" --seconds "$seconds" >"$work/append.md"
 say "a batch's flush, two ways"
@@ -143,6 +149,7 @@ else
   say "go or golang-golang-x-mod-dev is missing: no Go peer for verify"
 fi
 
+load_verify=$(load)
 verify_cmd="build/driftwatch verify --log $full/evidence --key $full/node.vkey"
 go_cmd="$tlog_root -tree $full/evidence $vkey"
 # Both must succeed before they are timed.
@@ -162,6 +169,7 @@ for cmd in "$verify_cmd" "$go_cmd"; do
 done
 
 # ---- 3. the daemon's start-up ---------------------------------------------
+load_run=$(load)
 say "daemon start-up: a warm-up start each (hands the state dir over, makes keys), then $starts each, interleaved"
 start_daemon "$empty.json"
 start_daemon "$full.json"
@@ -191,17 +199,20 @@ echo "submission to the callback on the loop (when the daemon would answer 202).
 echo
 cat "$work/append.md"
 echo
+echo "Load average at the start: $load_append; at the end of the run: $(load)."
+echo
 echo "What one batch's flush costs on this disk, two ways (\`evidence_bench flush\`: the files a batch"
 echo "of 64 entries writes, staged and renamed as \`Log\` does; 100 batches each, interleaved):"
 echo
 cat "$work/flush.md"
 echo
-echo "### \`driftwatch verify\` of a log of $(printf "%'d" "$entries") entries (goal: <= 5 s)"
+echo "### \`driftwatch verify\` of a log of $(thousands "$entries") entries (goal: <= 5 s)"
 echo
 echo "The log: written by \`evidence_bench generate\` through \`evidence::Log\` in batches of 4,096"
 echo "($(awk '{print $1}' "$work/generate.time") s), heartbeat observations with a launch_accepted and"
 echo "its envelope blob every 50 entries, a checkpoint every 16,384 entries; $(echo "$log_bytes" | awk '{printf "%.0f MB", $1 / 1e6}')"
-echo "in $(printf "%'d" "$log_files") files. hyperfine, 5 runs after a warm-up (page cache warm)."
+echo "in $(thousands "$log_files") files. hyperfine, 5 runs after a warm-up (page cache warm); load average"
+echo "at the start: $load_verify."
 echo
 jq -r --slurpfile rss <(jq -R . "$work/verify.rss" | jq -s .) \
   'def s: . * 100 | round / 100; "| command | wall s, mean ± σ | min–max | user + system s | max RSS, MiB |",
@@ -218,16 +229,18 @@ echo "### \`driftwatch run\` with that log against an empty one (goal: within 5 
 echo
 echo "$starts starts each, interleaved, after one warm-up start each; the full state dir's log at start:"
 echo "$(cat "$work/full-entries"). Start-up: exec to the \"running\" log line (polled every 5 ms)."
-echo "RSS from /proc/PID/status 3 s after \"running\", median of the starts."
+echo "RSS from /proc/PID/status 3 s after \"running\", median of the starts. Load average at the"
+echo "start: $load_run."
 echo
 echo "| state dir | start-up ms, median (min–max) | front VmHWM MiB | front VmRSS MiB | sampler VmHWM MiB | sampler VmRSS MiB |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for which in empty full; do
   label="empty log"
-  [[ $which == full ]] && label="$(printf "%'d" "$entries")-entry log"
+  [[ $which == full ]] && label="$(thousands "$entries")-entry log"
   echo "| $label | $(col $which 2 | median_of) ($(col $which 2 | range_of)) | $(col $which 3 | median_of | mib) | $(col $which 4 | median_of | mib) | $(col $which 5 | median_of | mib) | $(col $which 6 | median_of | mib) |"
 done
 echo
 d_ms=$(($(col full 2 | median_of | cut -d. -f1) - $(col empty 2 | median_of | cut -d. -f1)))
 d_rss=$(echo "$(col full 3 | median_of) $(col empty 3 | median_of)" | awk '{printf "%.1f", ($1 - $2) / 1024}')
-echo "full - empty: start-up ${d_ms} ms, front VmHWM ${d_rss} MiB"
+d_cur=$(echo "$(col full 4 | median_of) $(col empty 4 | median_of)" | awk '{printf "%.1f", ($1 - $2) / 1024}')
+echo "full - empty: start-up ${d_ms} ms, front VmHWM ${d_rss} MiB, front VmRSS ${d_cur} MiB"

@@ -416,6 +416,7 @@ int cmd_generate(const fs::path& state_dir, const std::string& node_name, uint64
   if (!key) return 2;
   constexpr uint64_t kBatch = 4096, kCheckpointEvery = 16384;
   const auto start = Clock::now();
+  uint64_t next_checkpoint = (log->size() / kCheckpointEvery + 1) * kCheckpointEvery;
   while (log->size() < total) {
     std::vector<evidence::Pending> batch;
     for (uint64_t i = log->size(); i < std::min(total, log->size() + kBatch); ++i) {
@@ -426,11 +427,13 @@ int cmd_generate(const fs::path& state_dir, const std::string& node_name, uint64
       std::cerr << "evidence_bench: " << ok.error().message << "\n";
       return 1;
     }
-    if (log->size() % kCheckpointEvery == 0 || log->size() == total)
+    if (log->size() >= next_checkpoint || log->size() == total) {
+      next_checkpoint += kCheckpointEvery;
       if (auto note = log->checkpoint(); !note) {
         std::cerr << "evidence_bench: " << note.error().message << "\n";
         return 1;
       }
+    }
   }
   log->wait_for_janitor();
   std::cerr << "evidence_bench: wrote " << log->size() << " entries in "
