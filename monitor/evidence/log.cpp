@@ -342,7 +342,7 @@ Result<void> Log::write_file(const std::string& path, std::string_view bytes) {
 // journal commit of its own. Measured on ext4 (`evidence_bench flush`,
 // bench/evidence.sh; README "Benchmarks"): a batch of 64 observations
 // flushes in about half the time with syncfs, one of 64 launches with their
-// blobs in about a quarter. The price: syncfs also writes back other
+// blobs in about a third. The price: syncfs also writes back other
 // processes' dirty data on the same file system, which shows as a longer
 // p99 while something else writes a lot (a build).
 Result<void> Log::flush() {
