@@ -2,7 +2,10 @@
 # The benchmarks, in one command (as root): builds driftwatch, runs
 # sample_bench (CPU per sample of a 1- and a 100-process runc sandbox, where
 # that time goes, a sweep of 200 sandboxes), metrics_bench, ingest_bench
-# (launch events made durable: group commit against one fsync each), then hyperfine (`driftwatch
+# (launch events made durable: group commit against one fsync each),
+# bench/evidence.sh (the evidence log: durable appends with concurrent
+# producers, verify of a 1,000,000-entry log against Go's sumdb/tlog, the
+# daemon's start-up with that log), then hyperfine (`driftwatch
 # inspect --oci ID` against the shell a user would write for the same reads),
 # and prints a Markdown report, also saved as bench/results/<date>.md.
 #
@@ -115,6 +118,9 @@ run_waited build/bench/metrics_bench --sandboxes 1000 --requests 200 >"$work/met
 say "running ingest_bench (signed launch events made durable, on /var/tmp's disk)"
 run_waited build/bench/ingest_bench --events 2000 --rounds 7 --dir /var/tmp >"$work/ingest.md"
 
+say "running bench/evidence.sh (the evidence log: appends, verify, daemon start-up)"
+run_waited bash bench/evidence.sh >"$work/evidence.md"
+
 say "starting a container for hyperfine"
 coproc HOLD { exec "$bin" --id-prefix "$prefix" hold; }
 # shellcheck disable=SC2153  # HOLD_PID is set by coproc
@@ -181,6 +187,8 @@ if [[ -n $(git status --porcelain 2>/dev/null) ]]; then revision+=" (uncommitted
   echo "which appends everything queued meanwhile with one fdatasync. Fresh state dir per round."
   echo
   cat "$work/ingest.md"
+  echo
+  cat "$work/evidence.md"
   echo
   echo "### \`driftwatch inspect\` against the shell a user would write"
   echo
