@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
       const fs::path state = dir / ("driftwatch-ingest-bench-" + std::to_string(getpid()) + "-" +
                                     std::to_string(round) + (grouped ? "-g" : "-s"));
       fs::remove_all(state);
+      fs::create_directories(state);
       auto trust = ingest::TrustStore::parse(trust_text, "bench trust");
       if (!trust) return 2;
       ingest::Ingestor ingestor(std::move(*trust), {});
