@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Escalation attempts: every capability check the kernel makes inside a
+ * watched sandbox (tp_btf/cap_capable), with its result and the syscall the
+ * task is in, counted exactly per (sandbox, syscall, capability, outcome) in
+ * a hash map, and each denied one detailed through a ring buffer at most
+ * `events_per_second` times per second and sandbox. Anything outside a
+ * watched sandbox returns after one or two map lookups.
+ *
+ * Not every check is an attempt. Filtered out here:
+ *  - the kernel's silent CAP_SYS_ADMIN check of memory overcommit
+ *    accounting, made on brk, mmap, mprotect, mremap, shmget, execve and
+ *    fork (cap_vm_enough_memory); for clone and clone3 a CAP_SYS_ADMIN check
+ *    counts only when new namespaces were asked for (then it is the
+ *    namespace check, an attempt);
+ *  - the runtime's own setup: runc's init process ("runc:[0:PARENT]",
+ *    "runc:[1:CHILD]", "runc:[2:INIT]") and crun's ("crun") dropping
+ *    privileges before it executes the workload. Told apart by the task's
+ *    name, which the workload can set too: a workload naming itself so hides
+ *    its attempts from the detail and the counts (README, known limits). */
+
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile __u32 events_per_second = DW_DEFAULT_EVENTS_PER_SECOND;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u64); /* cgroup id (the unified hierarchy's) */
+  __type(value, __u32);
+} dw_watched_cgroups SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u32); /* PID namespace inode */
+  __type(value, __u32);
+} dw_watched_pidns SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_COUNTERS);
+  __type(key, struct dw_attempt_key);
+  __type(value, __u64);
+} dw_attempts SEC(".maps");
+
+struct dw_rate {
+  __u64 window_start_ns;
+  __u64 sent;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u32);
+  __type(value, struct dw_rate);
+} dw_rates SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, DW_LOST_REASONS);
+  __type(key, __u32);
+  __type(value, __u64);
+} dw_lost SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 20);
+} dw_attempt_events SEC(".maps");
+
+#define CAP_SYS_ADMIN_NR 21
+/* x86-64 syscall numbers */
+#define NR_mmap 9
+#define NR_mprotect 10
+#define NR_brk 12
+#define NR_mremap 25
+#define NR_shmget 29
+#define NR_clone 56
+#define NR_fork 57
+#define NR_vfork 58
+#define NR_execve 59
+#define NR_execveat 322
+#define NR_clone3 435
+#define DW_CLONE_NEW_NAMESPACES \
+  0x7E020000ULL /* NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET */
+
+static __always_inline void count_lost(__u32 reason) {
+  __u64* value = bpf_map_lookup_elem(&dw_lost, &reason);
+  if (value) __sync_fetch_and_add(value, 1);
+}
+
+static __always_inline __u32* watched_token(struct task_struct* task) {
+  __u64 cgroup = bpf_get_current_cgroup_id();
+  __u32* token = bpf_map_lookup_elem(&dw_watched_cgroups, &cgroup);
+  if (token) return token;
+  struct pid* pid = BPF_CORE_READ(task, thread_pid);
+  unsigned int level = BPF_CORE_READ(pid, level);
+  __u32 inum = BPF_CORE_READ(pid, numbers[level].ns, ns.inum);
+  return bpf_map_lookup_elem(&dw_watched_pidns, &inum);
+}
+
+static __always_inline int is_runtime_setup(const char comm[16]) {
+  if (comm[0] == 'r' && comm[1] == 'u' && comm[2] == 'n' && comm[3] == 'c' && comm[4] == ':' &&
+      comm[5] == '[')
+    return 1;
+  return comm[0] == 'c' && comm[1] == 'r' && comm[2] == 'u' && comm[3] == 'n' && comm[4] == 0;
+}
+
+/* Whether a CAP_SYS_ADMIN check in syscall `nr` is the overcommit
+ * accounting rather than an attempt. */
+static __always_inline int is_accounting_check(long nr, struct pt_regs* regs) {
+  switch (nr) {
+    case NR_mmap:
+    case NR_mprotect:
+    case NR_brk:
+    case NR_mremap:
+    case NR_shmget:
+    case NR_execve:
+    case NR_execveat:
+    case NR_fork:
+    case NR_vfork:
+      return 1;
+    case NR_clone:
+      return (BPF_CORE_READ(regs, di) & DW_CLONE_NEW_NAMESPACES) == 0;
+    case NR_clone3: {
+      __u64 flags = 0; /* struct clone_args starts with its flags */
+      if (bpf_probe_read_user(&flags, sizeof flags, (void*)BPF_CORE_READ(regs, di)) != 0) return 0;
+      return (flags & DW_CLONE_NEW_NAMESPACES) == 0;
+    }
+  }
+  return 0;
+}
+
+SEC("tp_btf/cap_capable")
+int BPF_PROG(dw_cap_capable, const struct cred* cred, struct user_namespace* target_ns,
+             const struct user_namespace* capable_ns, int cap, int ret) {
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u32* found = watched_token(task);
+  if (!found) return 0;
+  const __u32 token = *found;
+
+  struct dw_attempt_event probe = {};
+  bpf_get_current_comm(probe.comm, sizeof probe.comm);
+  if (is_runtime_setup(probe.comm)) return 0;
+
+  struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
+  const long nr = BPF_CORE_READ(regs, orig_ax);
+  if (nr < 0) return 0; /* not in a syscall (a kernel thread's work) */
+  if (cap == CAP_SYS_ADMIN_NR && is_accounting_check(nr, regs)) return 0;
+
+  struct dw_attempt_key key = {
+      .token = token, .syscall = (__u32)nr, .capability = (__u32)cap, .denied = ret != 0};
+  __u64* count = bpf_map_lookup_elem(&dw_attempts, &key);
+  if (!count) {
+    __u64 zero = 0;
+    if (bpf_map_update_elem(&dw_attempts, &key, &zero, BPF_NOEXIST) != 0 &&
+        !bpf_map_lookup_elem(&dw_attempts, &key)) {
+      count_lost(DW_LOST_COUNTERS_FULL);
+      return 0;
+    }
+    count = bpf_map_lookup_elem(&dw_attempts, &key);
+    if (!count) {
+      count_lost(DW_LOST_COUNTERS_FULL);
+      return 0;
+    }
+  }
+  __sync_fetch_and_add(count, 1);
+  if (ret == 0) return 0; /* allowed checks are counted, not detailed */
+
+  /* At most events_per_second details per sandbox and second. */
+  const __u64 now = bpf_ktime_get_ns();
+  struct dw_rate* rate = bpf_map_lookup_elem(&dw_rates, &token);
+  if (!rate) {
+    struct dw_rate fresh = {.window_start_ns = now, .sent = 0};
+    bpf_map_update_elem(&dw_rates, &token, &fresh, BPF_NOEXIST);
+    rate = bpf_map_lookup_elem(&dw_rates, &token);
+    if (!rate) return 0;
+  }
+  if (now - rate->window_start_ns >= 1000000000ULL) {
+    rate->window_start_ns = now;
+    rate->sent = 0;
+  }
+  if (rate->sent >= events_per_second) {
+    count_lost(DW_LOST_RATE_LIMITED);
+    return 0;
+  }
+  __sync_fetch_and_add(&rate->sent, 1);
+
+  struct dw_attempt_event* event = bpf_ringbuf_reserve(&dw_attempt_events, sizeof *event, 0);
+  if (!event) {
+    count_lost(DW_LOST_RINGBUF_FULL);
+    return 0;
+  }
+  __builtin_memcpy(event->comm, probe.comm, sizeof event->comm);
+  event->time_ns = now;
+  event->cgroup_id = bpf_get_current_cgroup_id();
+  event->token = token;
+  const __u64 pid_tgid = bpf_get_current_pid_tgid();
+  event->pid = pid_tgid >> 32;
+  event->tid = (__u32)pid_tgid;
+  event->uid = BPF_CORE_READ(cred, uid.val);
+  event->euid = BPF_CORE_READ(cred, euid.val);
+  event->syscall = (__u32)nr;
+  event->capability = cap;
+  event->result = ret;
+  bpf_ringbuf_submit(event, 0);
+  return 0;
+}

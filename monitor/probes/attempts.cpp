@@ -1,0 +1,235 @@
+#include "probes/attempts.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "attempts.skel.h"
+#include "events.h"
+
+namespace driftwatch::probes {
+namespace {
+
+std::string errno_text(int err) {
+  return std::strerror(err < 0 ? -err : err);
+}
+
+// x86-64 numbers of the syscalls whose capability checks are escalation
+// attempts worth naming; anything else is "other".
+struct NamedSyscall {
+  uint32_t nr;
+  const char* name;
+};
+constexpr NamedSyscall kSyscalls[] = {
+    {56, "clone"},
+    {101, "ptrace"},
+    {105, "setuid"},
+    {106, "setgid"},
+    {113, "setreuid"},
+    {114, "setregid"},
+    {116, "setgroups"},
+    {117, "setresuid"},
+    {119, "setresgid"},
+    {122, "setfsuid"},
+    {123, "setfsgid"},
+    {126, "capset"},
+    {133, "mknod"},
+    {155, "pivot_root"},
+    {161, "chroot"},
+    {165, "mount"},
+    {166, "umount2"},
+    {169, "reboot"},
+    {170, "sethostname"},
+    {175, "init_module"},
+    {246, "kexec_load"},
+    {259, "mknodat"},
+    {272, "unshare"},
+    {308, "setns"},
+    {310, "process_vm_readv"},
+    {311, "process_vm_writev"},
+    {313, "finit_module"},
+    {321, "bpf"},
+    {425, "io_uring_setup"},
+    {428, "open_tree"},
+    {429, "move_mount"},
+    {430, "fsopen"},
+    {432, "fsmount"},
+    {435, "clone3"},
+    {442, "mount_setattr"},
+    {90, "chmod"},
+    {92, "chown"},
+    {94, "lchown"},
+    {260, "fchownat"},
+    {268, "fchmodat"},
+    {257, "openat"},
+    {2, "open"},
+    {62, "kill"},
+    {200, "tkill"},
+    {234, "tgkill"},
+    {160, "setrlimit"},
+    {302, "prlimit64"},
+    {141, "setpriority"},
+    {172, "iopl"},
+    {173, "ioperm"},
+    {298, "perf_event_open"},
+    {157, "prctl"},
+};
+
+struct RingContext {
+  const std::function<void(const AttemptEvent&)>* each = nullptr;
+};
+
+int on_event(void* context, void* data, size_t size) {
+  auto* ring = static_cast<RingContext*>(context);
+  if (size < sizeof(dw_attempt_event) || ring->each == nullptr) return 0;
+  dw_attempt_event raw{};
+  std::memcpy(&raw, data, sizeof raw);
+  AttemptEvent event;
+  event.time_ns = raw.time_ns;
+  event.cgroup_id = raw.cgroup_id;
+  event.token = raw.token;
+  event.pid = raw.pid;
+  event.tid = raw.tid;
+  event.uid = raw.uid;
+  event.euid = raw.euid;
+  event.syscall = raw.syscall;
+  event.capability = raw.capability;
+  event.result = raw.result;
+  event.comm.assign(raw.comm, strnlen(raw.comm, sizeof raw.comm));
+  (*ring->each)(event);
+  return 0;
+}
+
+}  // namespace
+
+std::string syscall_kind(uint32_t nr) {
+  for (const auto& s : kSyscalls)
+    if (s.nr == nr) return s.name;
+  return "other";
+}
+
+const std::vector<std::string>& syscall_kinds() {
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> out;
+    for (const auto& s : kSyscalls) out.push_back(s.name);
+    out.push_back("other");
+    return out;
+  }();
+  return kinds;
+}
+
+struct AttemptProbe::State {
+  attempts_bpf* skeleton = nullptr;
+  ring_buffer* ring = nullptr;
+  RingContext context;
+  ~State() {
+    if (ring) ring_buffer__free(ring);
+    if (skeleton) attempts_bpf::destroy(skeleton);
+  }
+};
+
+AttemptProbe::AttemptProbe(std::unique_ptr<State> state) : state_(std::move(state)) {}
+AttemptProbe::AttemptProbe(AttemptProbe&&) noexcept = default;
+AttemptProbe& AttemptProbe::operator=(AttemptProbe&&) noexcept = default;
+AttemptProbe::~AttemptProbe() = default;
+
+Result<AttemptProbe> AttemptProbe::load(uint32_t events_per_second) {
+  auto state = std::make_unique<State>();
+  state->skeleton = attempts_bpf::open();
+  if (!state->skeleton) return fail("attempts probe: cannot open: ", errno_text(errno));
+  state->skeleton->rodata->events_per_second = events_per_second;
+  if (int err = attempts_bpf::load(state->skeleton); err != 0)
+    return fail("attempts probe: cannot load (needs BTF and CAP_BPF): ", errno_text(err));
+  if (int err = attempts_bpf::attach(state->skeleton); err != 0)
+    return fail("attempts probe: cannot attach tp_btf/cap_capable: ", errno_text(err));
+  state->ring = ring_buffer__new(bpf_map__fd(state->skeleton->maps.dw_attempt_events), on_event,
+                                 &state->context, nullptr);
+  if (!state->ring) return fail("attempts probe: cannot open its ring buffer: ", errno_text(errno));
+  return AttemptProbe(std::move(state));
+}
+
+Result<void> AttemptProbe::watch_cgroup(uint64_t cgroup_id, uint32_t token) {
+  if (bpf_map__update_elem(state_->skeleton->maps.dw_watched_cgroups, &cgroup_id, sizeof cgroup_id,
+                           &token, sizeof token, BPF_ANY) != 0)
+    return fail("attempts probe: cannot watch cgroup ", std::to_string(cgroup_id), ": ",
+                errno_text(errno));
+  return {};
+}
+
+Result<void> AttemptProbe::watch_pid_namespace(uint32_t inode, uint32_t token) {
+  if (bpf_map__update_elem(state_->skeleton->maps.dw_watched_pidns, &inode, sizeof inode, &token,
+                           sizeof token, BPF_ANY) != 0)
+    return fail("attempts probe: cannot watch PID namespace ", std::to_string(inode), ": ",
+                errno_text(errno));
+  return {};
+}
+
+void AttemptProbe::unwatch_cgroup(uint64_t cgroup_id) {
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_watched_cgroups, &cgroup_id,
+                             sizeof cgroup_id, 0);
+}
+
+void AttemptProbe::unwatch_pid_namespace(uint32_t inode) {
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_watched_pidns, &inode, sizeof inode, 0);
+}
+
+void AttemptProbe::forget_token(uint32_t token) {
+  const bpf_map* map = state_->skeleton->maps.dw_attempts;
+  std::vector<dw_attempt_key> doomed;
+  dw_attempt_key key{}, next{};
+  const void* previous = nullptr;
+  while (bpf_map__get_next_key(map, previous, &next, sizeof next) == 0) {
+    if (next.token == token) doomed.push_back(next);
+    key = next;
+    previous = &key;
+  }
+  for (const auto& k : doomed) (void)bpf_map__delete_elem(map, &k, sizeof k, 0);
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_rates, &token, sizeof token, 0);
+}
+
+Result<std::vector<AttemptCount>> AttemptProbe::counts() const {
+  const bpf_map* map = state_->skeleton->maps.dw_attempts;
+  std::vector<AttemptCount> out;
+  dw_attempt_key key{}, next{};
+  const void* previous = nullptr;
+  while (bpf_map__get_next_key(map, previous, &next, sizeof next) == 0) {
+    uint64_t value = 0;
+    if (bpf_map__lookup_elem(map, &next, sizeof next, &value, sizeof value, 0) == 0)
+      out.push_back({next.token, next.syscall, next.capability, next.denied != 0, value});
+    key = next;
+    previous = &key;
+  }
+  if (errno != ENOENT) return fail("attempts probe: cannot read its counters: ", errno_text(errno));
+  return out;
+}
+
+AttemptLosses AttemptProbe::losses() const {
+  std::array<uint64_t, DW_LOST_REASONS> values{};
+  for (uint32_t i = 0; i < DW_LOST_REASONS; ++i)
+    (void)bpf_map__lookup_elem(state_->skeleton->maps.dw_lost, &i, sizeof i, &values[i],
+                               sizeof values[i], 0);
+  return {values[DW_LOST_RINGBUF_FULL], values[DW_LOST_RATE_LIMITED],
+          values[DW_LOST_COUNTERS_FULL]};
+}
+
+int AttemptProbe::events_fd() const {
+  return ring_buffer__epoll_fd(state_->ring);
+}
+
+Result<size_t> AttemptProbe::consume(const std::function<void(const AttemptEvent&)>& each) {
+  size_t seen = 0;
+  const std::function<void(const AttemptEvent&)> counting = [&](const AttemptEvent& event) {
+    ++seen;
+    each(event);
+  };
+  state_->context.each = &counting;
+  const int n = ring_buffer__consume(state_->ring);
+  state_->context.each = nullptr;
+  if (n < 0) return fail("attempts probe: cannot read its ring buffer: ", errno_text(n));
+  return seen;
+}
+
+}  // namespace driftwatch::probes

@@ -1,0 +1,184 @@
+// The escalation-attempt probe (bpf/attempts.bpf.c, probes/attempts.hpp) on
+// the real kernel, watching a real runc sandbox without capabilities: each
+// attempt is counted denied under its syscall, the kernel's silent checks and
+// the runtime's own setup are not, nothing outside the sandbox is, and a
+// storm is counted exactly while its detail is rate-limited.
+
+#include "probes/attempts.hpp"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/oci_bundle.hpp"
+#include "support/skip.hpp"
+
+using namespace driftwatch::testing;
+using driftwatch::probes::AttemptCount;
+using driftwatch::probes::AttemptEvent;
+using driftwatch::probes::AttemptProbe;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint32_t kToken = 7;
+
+uint32_t pid_namespace_of(pid_t pid) {
+  struct stat st {};
+  REQUIRE(::stat(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), &st) == 0);
+  return static_cast<uint32_t>(st.st_ino);
+}
+
+// The last NSpid field: the pid inside the process's own PID namespace.
+pid_t pid_inside(pid_t host_pid) {
+  std::ifstream status("/proc/" + std::to_string(host_pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!line.starts_with("NSpid:")) continue;
+    std::istringstream fields(line.substr(6));
+    pid_t pid = -1, last = -1;
+    while (fields >> pid) last = pid;
+    return last;
+  }
+  return -1;
+}
+
+// Denied counts of the token, by syscall kind.
+std::map<std::string, uint64_t> denied_by_kind(const std::vector<AttemptCount>& counts) {
+  std::map<std::string, uint64_t> out;
+  for (const auto& c : counts)
+    if (c.token == kToken && c.denied) out[driftwatch::probes::syscall_kind(c.syscall)] += c.count;
+  return out;
+}
+
+// A no-capability runc sandbox of uid 1000 with the attempt helper in it.
+OciBundle attempt_bundle() {
+  OciBundle bundle = OciBundle::with_default_spec();
+  auto& process = bundle.config()["process"];
+  process["capabilities"] = {{"bounding", json::array()},
+                             {"effective", json::array()},
+                             {"permitted", json::array()},
+                             {"inheritable", json::array()},
+                             {"ambient", json::array()}};
+  process["user"] = {{"uid", 1000}, {"gid", 1000}};
+  bundle.write_config();
+  fs::copy_file(DRIFTWATCH_ATTEMPT_HELPER, bundle.rootfs() / "bin" / "attempt",
+                fs::copy_options::overwrite_existing);
+  return bundle;
+}
+
+AttemptProbe load_probe() {
+  auto probe = AttemptProbe::load(100);
+  INFO((probe ? std::string() : probe.error().message));
+  REQUIRE(probe);
+  return std::move(*probe);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "probes: each escalation attempt in a no-capability runc sandbox is counted denied under its "
+    "syscall, and the kernel's silent checks, the runtime's setup and the host are not",
+    "[root][bpf][integration]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  AttemptProbe probe = load_probe();
+  OciBundle bundle = attempt_bundle();
+  auto container =
+      value_or_throw(Container::start("runc", bundle, unique_container_id("attempts")));
+  REQUIRE(probe.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
+
+  // A root process in the same sandbox, for a ptrace across users.
+  auto target = value_or_throw(container.exec({"sleep", "600"}, {"--user", "0:0"}));
+  const pid_t target_inside = pid_inside(target);
+  REQUIRE(target_inside > 0);
+  const auto attempts =
+      container.exec_wait({"/bin/attempt", "setuid", "setgid", "mount", "bpf", "chroot",
+                           "unshare-net", "ptrace:" + std::to_string(target_inside)});
+  INFO(attempts.out << attempts.err);
+  REQUIRE(attempts.exit_code == 0);
+  // The kernel refused every one of them.
+  for (const char* line : {"setuid EPERM", "setgid EPERM", "mount EPERM", "bpf EPERM",
+                           "chroot EPERM", "unshare-net EPERM"})
+    CHECK_THAT(attempts.out, Catch::Contains(line));
+  CHECK_THAT(attempts.out, Catch::Contains(" EPERM\n", Catch::CaseSensitive::Yes));
+
+  auto counts = probe.counts();
+  REQUIRE(counts);
+  const auto denied = denied_by_kind(*counts);
+  std::string seen;
+  for (const auto& [kind, n] : denied) seen += kind + "=" + std::to_string(n) + " ";
+  INFO("denied: " << seen);
+  for (const char* kind : {"setuid", "setgid", "mount", "bpf", "chroot", "unshare", "ptrace"})
+    CHECK(denied.contains(kind));
+  // execve, brk and mmap make the overcommit check (CAP_SYS_ADMIN, denied)
+  // on every exec and allocation: never an attempt.
+  for (const auto& c : *counts) {
+    INFO("syscall " << c.syscall << " capability " << c.capability);
+    CHECK_FALSE((c.syscall == 59 || c.syscall == 12 || c.syscall == 9));
+    CHECK(c.token == kToken);
+  }
+
+  // The detail: every event is from inside the sandbox, none from the host
+  // (this test process makes capability checks all along, as root).
+  const uint32_t sandbox_ns = pid_namespace_of(container.init_pid());
+  std::set<std::string> kinds;
+  auto consumed = probe.consume([&](const AttemptEvent& event) {
+    CHECK(event.token == kToken);
+    CHECK(event.result != 0);
+    CHECK(event.pid != static_cast<uint32_t>(::getpid()));
+    struct stat st {};
+    if (::stat(("/proc/" + std::to_string(event.pid) + "/ns/pid").c_str(), &st) == 0)
+      CHECK(static_cast<uint32_t>(st.st_ino) == sandbox_ns);
+    kinds.insert(driftwatch::probes::syscall_kind(event.syscall));
+    CHECK(event.comm == "attempt");
+  });
+  REQUIRE(consumed);
+  CHECK(*consumed >= 7);
+  CHECK(kinds.contains("setuid"));
+  CHECK(kinds.contains("mount"));
+  CHECK(probe.losses().counters_full == 0);
+}
+
+TEST_CASE(
+    "probes: a storm of 100,000 denied setuid(0) calls is counted exactly 100,000, its detail "
+    "rate-limited and the drops counted",
+    "[root][bpf][integration]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  AttemptProbe probe = load_probe();
+  OciBundle bundle = attempt_bundle();
+  auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("storm")));
+  REQUIRE(probe.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
+
+  const auto storm = container.exec_wait({"/bin/attempt", "storm:100000"});
+  INFO(storm.out << storm.err);
+  REQUIRE(storm.exit_code == 0);
+  REQUIRE_THAT(storm.out, Catch::Contains("storm:100000 denied 100000"));
+  auto counts = probe.counts();
+  REQUIRE(counts);
+  CHECK(denied_by_kind(*counts)["setuid"] == 100000);
+  size_t details = 0;
+  REQUIRE(probe.consume([&](const AttemptEvent&) { ++details; }));
+  const auto losses = probe.losses();
+  INFO(details << " details, " << losses.rate_limited << " rate-limited, " << losses.ring_full
+               << " dropped for room");
+  // The storm took a second or a few: 100 details a second at most.
+  CHECK(details >= 100);
+  CHECK(details < 2000);
+  CHECK(details + losses.rate_limited + losses.ring_full == 100000);
+  CHECK(losses.counters_full == 0);
+
+  // Forgetting the sandbox drops its counters.
+  probe.forget_token(kToken);
+  counts = probe.counts();
+  REQUIRE(counts);
+  CHECK(denied_by_kind(*counts).empty());
+}
