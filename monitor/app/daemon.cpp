@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -29,6 +30,7 @@
 
 #include "api/http_server.hpp"
 #include "api/routes.hpp"
+#include "app/attempt_watch.hpp"
 #include "app/confine.hpp"
 #include "app/keys.hpp"
 #include "app/node_config.hpp"
@@ -105,6 +107,11 @@ using Writer = BatchWriter<DurableRecord>;
 // Heartbeat observations of every live sandbox, this often (seconds), so the
 // log shows a sandbox kept its state, not only when it changed.
 constexpr int64_t kHeartbeatSeconds = 300;
+// Denied attempts become evidence entries this often (seconds), one per
+// sandbox, kind and capability with the exact count.
+constexpr int64_t kAttemptSummarySeconds = 10;
+// Details of denied attempts the probe sends per sandbox and second at most.
+constexpr uint32_t kProbeEventsPerSecond = 100;
 
 struct Daemon {
   NodeConfig config;
@@ -141,6 +148,13 @@ struct Daemon {
   std::unique_ptr<asio::steady_timer> sweep_timer;
   std::unique_ptr<asio::steady_timer> journal_timer;
   std::unique_ptr<asio::steady_timer> checkpoint_timer;
+  // The escalation-attempt probe, when it loaded (app/attempt_watch.hpp),
+  // its ring buffer on the loop and its poll timer; else why not.
+  std::optional<AttemptWatch> attempts;
+  std::string probes_note;
+  std::unique_ptr<asio::posix::stream_descriptor> attempt_events;
+  std::unique_ptr<asio::steady_timer> attempt_timer;
+  int64_t last_attempt_summary = 0;
   int64_t last_heartbeat = 0;
   std::string stop_reason = "stopped";
   std::unique_ptr<asio::signal_set> signals;
@@ -342,6 +356,12 @@ void start_sweep(Daemon& d) {
         record_changes(d, changes, now);
         record_heartbeats(d, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
+        if (d.attempts) {
+          const auto& host = d.sampler->hello().host_namespaces.inodes;
+          const auto pid_ns = host.find("pid");
+          d.attempts->track(items, pid_ns == host.end() ? 0 : pid_ns->second,
+                            d.correlator.statuses());
+        }
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
       }
@@ -629,6 +649,8 @@ json healthz(const Daemon& d) {
        {{"front", d.confinement ? to_json(*d.confinement) : json()},
         {"sampler", d.sampler ? d.sampler->hello().confinement : json()}}},
       {"restore", d.restore_summary},
+      {"probes", d.attempts ? d.attempts->health()
+                            : json{{"cap_capable", {{"attached", false}, {"why", d.probes_note}}}}},
       {"version", build_version()},
       {"revision", build_revision()},
       {"config_sha256", d.config_sha256},
@@ -927,8 +949,65 @@ Result<void> start_sampler(Daemon& d) {
 // Everything in app/confine.hpp for the front: the daemon user,
 // CAP_DAC_READ_SEARCH alone, a read-only mount namespace but for state_dir, no_new_privs,
 // seccomp, Landlock.
+// The eBPF probes, loaded while the process may still load them (CAP_BPF,
+// CAP_PERFMON); after drop_privileges only the map and ring-buffer
+// descriptors are used, and the seccomp filter allows bpf(2) for map
+// commands alone. A probe that does not load leaves the daemon sampling,
+// loudly, and `driftwatch_probe_attached` says so.
+Result<void> load_probes(Daemon& d) {
+  if (!d.config.probes) {
+    d.probes_note = "switched off in the node config (\"probes\": false)";
+    spdlog::warn("probes {}: sampling only", d.probes_note);
+    return {};
+  }
+  auto loaded = AttemptWatch::load(kProbeEventsPerSecond);
+  if (!loaded) {
+    d.probes_note = loaded.error().message;
+    spdlog::warn("PROBES NOT ATTACHED: {}; sampling only", d.probes_note);
+    return {};
+  }
+  d.attempts.emplace(std::move(*loaded));
+  d.metrics->set_probe_attached("cap_capable", true);
+  spdlog::info("probe attached: tp_btf/cap_capable (escalation attempts)");
+  return {};
+}
+
+// Every second: the probe's counters into metrics; every
+// kAttemptSummarySeconds, the denied attempts since into evidence.
+void poll_attempts(Daemon& d, bool final) {
+  if (!d.attempts) return;
+  d.attempts->take_events();
+  const int64_t now = unix_now();
+  const bool summarize = final || now - d.last_attempt_summary >= kAttemptSummarySeconds;
+  if (summarize) d.last_attempt_summary = now;
+  auto entries = d.attempts->poll(now, *d.metrics, summarize, [&d](const std::string& id) {
+    const auto* status = d.correlator.find(id);
+    return status ? status->launch_id : std::nullopt;
+  });
+  record(d, std::move(entries));
+}
+
+void schedule_attempts(Daemon& d) {
+  d.attempt_timer->expires_after(std::chrono::seconds(1));
+  d.attempt_timer->async_wait([&d](const boost::system::error_code& ec) {
+    if (ec || d.stopping) return;
+    poll_attempts(d, false);
+    schedule_attempts(d);
+  });
+}
+
+void wait_for_attempt_events(Daemon& d) {
+  d.attempt_events->async_wait(asio::posix::stream_descriptor::wait_read,
+                               [&d](const boost::system::error_code& ec) {
+                                 if (ec || d.stopping || !d.attempts) return;
+                                 d.attempts->take_events();
+                                 wait_for_attempt_events(d);
+                               });
+}
+
 Result<void> drop_privileges(Daemon& d) {
   DW_TRY(options, confine_options_for(d.config));
+  options.allow_bpf_map_ops = d.attempts.has_value();
   DW_TRY(report, confine(options));
   if (!report.started_as_root)
     spdlog::warn("not running as root: other users' sandboxes cannot be sampled");
@@ -969,6 +1048,15 @@ Result<void> start_loops(Daemon& d) {
   schedule_journals(d);
   schedule_sweep(d, std::chrono::milliseconds(0));
   schedule_checkpoints(d);
+  if (d.attempts) {
+    d.attempt_timer = std::make_unique<asio::steady_timer>(d.io);
+    d.last_attempt_summary = unix_now();
+    schedule_attempts(d);
+    const int fd = ::dup(d.attempts->events_fd());
+    if (fd < 0) return fail("cannot watch the probe's ring buffer: ", std::strerror(errno));
+    d.attempt_events = std::make_unique<asio::posix::stream_descriptor>(d.io, fd);
+    wait_for_attempt_events(d);
+  }
   return {};
 }
 
@@ -1006,6 +1094,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
       {"open_journals", open_journals},
       {"start_http", start_http},
       {"start_sampler", start_sampler},
+      {"load_probes", load_probes},
       {"drop_privileges", drop_privileges},
       {"open_evidence", open_evidence},
       {"restore_ingest", restore_ingest},
@@ -1041,6 +1130,8 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   if (d.sweep_timer) d.sweep_timer->cancel();
   if (d.journal_timer) d.journal_timer->cancel();
   if (d.checkpoint_timer) d.checkpoint_timer->cancel();
+  if (d.attempt_timer) d.attempt_timer->cancel();
+  if (d.attempt_events) d.attempt_events->cancel();
   // A request in flight on the pool ends at once (end of stream) rather
   // than at the sampler's answer.
   if (d.sampler) d.sampler->shut_down();
@@ -1052,6 +1143,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   // stored is also committed (journal offsets); new work is refused by
   // `stopping`.
   if (d.writer) {
+    poll_attempts(d, true);
     record(d, {evidence::monitor_stopped(unix_now(), d.stop_reason)});
     checkpoint_now(d);
   }

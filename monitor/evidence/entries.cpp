@@ -153,6 +153,21 @@ Pending heartbeat(int64_t now, const correlate::SandboxStatus& status) {
   return Pending{std::move(entry), {}};
 }
 
+Pending escalation_attempt(int64_t now, const AttemptSummary& summary) {
+  json entry = base(now, "escalation_attempt");
+  entry["sandbox_id"] = summary.sandbox_id;
+  entry["launch_id"] = summary.launch_id ? json(*summary.launch_id) : json();
+  entry["kind"] = summary.kind;
+  entry["syscall"] = summary.syscall;
+  entry["capability"] = summary.capability;
+  entry["outcome"] = summary.denied ? "denied" : "allowed";
+  entry["count"] = summary.count;
+  entry["total"] = summary.total;
+  entry["since"] = ingest::format_rfc3339(summary.since);
+  entry["detail"] = summary.detail ? *summary.detail : json();
+  return Pending{std::move(entry), {}};
+}
+
 Result<std::string> seal(json entry, uint64_t seq) {
   try {
     entry["seq"] = seq;

@@ -25,8 +25,11 @@
 //   finding           sandbox_id, launch_id, field, declared, observed,
 //                     direction, severity, controls, namespaced
 //   sandbox_gone      sandbox_id, launch_id
-//   escalation_attempt (the probes': sandbox_id, pid, syscall, capability,
-//                     result; written by the next issue's probes)
+//   escalation_attempt sandbox_id, launch_id, kind (the syscall), syscall
+//                     (its number), capability, outcome, count (in this
+//                     interval), total (since the sandbox was first watched),
+//                     since, detail (one denied attempt: pid, tid, uid, euid,
+//                     comm; null for allowed ones)
 
 #include <cstdint>
 #include <optional>
@@ -77,6 +80,21 @@ Pending rejected(int64_t now, ingest::EnvelopeKind kind, const ingest::IngestOut
 std::vector<Pending> changed(int64_t now, const correlate::VerdictChange& change);
 /// A periodic observation of a live sandbox, nothing having changed.
 Pending heartbeat(int64_t now, const correlate::SandboxStatus& status);
+
+/// The attempts of one kind and outcome in one sandbox over one interval.
+struct AttemptSummary {
+  std::string sandbox_id;
+  std::optional<std::string> launch_id;
+  std::string kind;  // probes::syscall_kind
+  uint32_t syscall = 0;
+  std::string capability;  // "CAP_SETUID"
+  bool denied = true;
+  uint64_t count = 0;
+  uint64_t total = 0;
+  int64_t since = 0;  // the interval's start, Unix seconds
+  std::optional<nlohmann::json> detail;
+};
+Pending escalation_attempt(int64_t now, const AttemptSummary& summary);
 
 /// Whether a Pending's entry is a launch_accepted or grant_accepted.
 bool is_accepted_entry(const nlohmann::json& entry);

@@ -1,5 +1,7 @@
 #include "metrics/metrics.hpp"
 
+#include "probes/attempts.hpp"
+
 #include <set>
 #include <sstream>
 
@@ -110,10 +112,10 @@ Metrics::Metrics(const std::string& version, const std::string& revision,
     probe_events_.Add({{"probe", probe}});
     probe_events_lost_.Add({{"probe", probe}});
   }
-  // Counters start at 0 for the capabilities the policies care about, so
-  // rate() and alerts see a series before the first attempt.
-  for (const char* kind :
-       {"CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_BPF", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"})
+  // Counters start at 0 for every syscall kind the probe names (a fixed
+  // list, "other" for the rest), so rate() and alerts see a series before
+  // the first attempt.
+  for (const auto& kind : probes::syscall_kinds())
     for (const char* outcome : {"denied", "allowed"})
       escalation_attempts_.Add({{"kind", kind}, {"outcome", outcome}});
   // Every fixed label set of the findings counter exists from the start, so
@@ -221,6 +223,16 @@ void Metrics::set_last_sweep(int64_t unix_seconds) {
 
 void Metrics::set_probe_attached(const std::string& probe, bool attached) {
   probe_attached_.Add({{"probe", probe}}).Set(attached ? 1 : 0);
+}
+
+void Metrics::count_escalation_attempts(const std::string& kind, bool denied, uint64_t n) {
+  escalation_attempts_.Add({{"kind", kind}, {"outcome", denied ? "denied" : "allowed"}})
+      .Increment(static_cast<double>(n));
+}
+
+void Metrics::count_probe_events(const std::string& probe, uint64_t n, uint64_t lost) {
+  probe_events_.Add({{"probe", probe}}).Increment(static_cast<double>(n));
+  probe_events_lost_.Add({{"probe", probe}}).Increment(static_cast<double>(lost));
 }
 
 void Metrics::set_evidence(uint64_t tree_size, uint64_t root_prefix) {

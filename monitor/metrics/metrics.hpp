@@ -47,6 +47,12 @@ class Metrics {
   void observe_sample_duration(double seconds);
   void set_last_sweep(int64_t unix_seconds);
   void set_probe_attached(const std::string& probe, bool attached);
+  /// `n` more attempts of syscall `kind` (probes::syscall_kind), denied or
+  /// allowed.
+  void count_escalation_attempts(const std::string& kind, bool denied, uint64_t n);
+  /// `n` more events detailed by `probe`, and `lost` more it counted but
+  /// could not detail.
+  void count_probe_events(const std::string& probe, uint64_t n, uint64_t lost);
   void set_evidence(uint64_t tree_size, uint64_t root_prefix);
 
   /// The text exposition format (version 0.0.4) of every family.

@@ -27,6 +27,7 @@
 #include "evidence/note.hpp"
 #include "evidence/proof.hpp"
 #include "integration/daemon_harness.hpp"
+#include "integration/evidence_entries.hpp"
 #include "policy/policy.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
@@ -38,46 +39,6 @@ namespace fs = std::filesystem;
 namespace ev = driftwatch::evidence;
 
 namespace {
-
-std::string read_all(const fs::path& path) {
-  auto text = driftwatch::read_file(path, 64 << 20);
-  REQUIRE(text);
-  return *text;
-}
-
-ev::NoteVerifier verifier_of(const DaemonUnderTest& daemon) {
-  std::string vkey = read_all(daemon.dir() / "state" / "node.vkey");
-  while (!vkey.empty() && vkey.back() == '\n') vkey.pop_back();
-  auto verifier = ev::NoteVerifier::parse(vkey);
-  REQUIRE(verifier);
-  return *verifier;
-}
-
-// Every entry of the log under the latest checkpoint, read from the bundles.
-std::vector<std::string> entries_of(const DaemonUnderTest& daemon) {
-  const fs::path dir = daemon.dir() / "state" / "evidence";
-  auto checkpoint = ev::open_checkpoint(read_all(dir / "checkpoint"), verifier_of(daemon));
-  REQUIRE(checkpoint);
-  std::vector<std::string> entries;
-  for (uint64_t bundle = 0; bundle * ev::kTileWidth < checkpoint->size; ++bundle) {
-    const auto width =
-        static_cast<uint32_t>(std::min<uint64_t>(ev::kTileWidth, checkpoint->size - bundle * 256));
-    const std::string path = ev::tile_path(ev::Tile{ev::kEntriesLevel, bundle, width});
-    const std::string bytes = read_all(dir / path);
-    auto parsed = ev::parse_entry_bundle(bytes);
-    INFO(path);
-    REQUIRE_FALSE(parsed.problem);
-    REQUIRE(parsed.entries.size() == width);
-    for (auto entry : parsed.entries) entries.emplace_back(entry);
-  }
-  return entries;
-}
-
-std::vector<json> documents_of(const std::vector<std::string>& entries) {
-  std::vector<json> docs;
-  for (const auto& entry : entries) docs.push_back(json::parse(entry));
-  return docs;
-}
 
 CommandResult verify(const DaemonUnderTest& daemon) {
   return run_driftwatch({"verify", "--log", (daemon.dir() / "state" / "evidence").string(), "--key",

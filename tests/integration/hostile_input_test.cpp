@@ -18,6 +18,7 @@
 
 #include "common/sha256.hpp"
 #include "integration/daemon_harness.hpp"
+#include "integration/evidence_entries.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
 #include "support/wait.hpp"
@@ -239,22 +240,6 @@ TEST_CASE(
   CHECK(daemon.stop() == 0);
 }
 
-namespace {
-
-// Every entry bundle of the daemon's log, concatenated (to look for an entry).
-std::string all_entries(const DaemonUnderTest& daemon) {
-  std::string out;
-  for (const auto& file :
-       fs::recursive_directory_iterator(daemon.dir() / "state" / "evidence" / "tile" / "entries"))
-    if (file.is_regular_file()) {
-      std::ifstream in(file.path(), std::ios::binary);
-      out.append(std::istreambuf_iterator<char>(in), {});
-    }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE(
     "hostile input: a restart over an evidence log that lost an envelope says what it could not "
     "restore, and records it in the log",
@@ -286,8 +271,11 @@ TEST_CASE(
   CHECK(daemon.post("/v1/launch-events", envelopes[1]).status == 200);
   CHECK(daemon.post("/v1/launch-events", envelopes[0]).status == 202);
   REQUIRE(daemon.stop() == 0);
-  CHECK_THAT(all_entries(daemon), Catch::Contains("\"type\":\"recovered\"") &&
-                                      Catch::Contains("1 accepted envelopes not restored"));
+  size_t recovered = 0;
+  for (const auto& doc : evidence_documents(daemon))
+    if (doc["type"] == "recovered" && doc["summary"] == "1 accepted envelopes not restored")
+      ++recovered;
+  CHECK(recovered == 1);
 }
 
 TEST_CASE(
@@ -319,7 +307,11 @@ TEST_CASE(
   std::ifstream kept(store.string() + ".migrated", std::ios::binary);
   CHECK(std::string(std::istreambuf_iterator<char>(kept), {}) == text);
   REQUIRE(daemon.stop() == 0);
-  CHECK_THAT(all_entries(daemon), Catch::Contains("migrated from " + store.string()));
+  size_t migrated = 0;
+  for (const auto& doc : evidence_documents(daemon))
+    if (doc["type"] == "launch_accepted" && doc["source"] == "migrated from " + store.string())
+      ++migrated;
+  CHECK(migrated == 1);
 
   // From now on it comes from the log: through the restore point written at
   // shutdown, which names it, so only that entry and the few after the

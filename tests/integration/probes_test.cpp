@@ -18,8 +18,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "integration/daemon_harness.hpp"
+#include "integration/evidence_entries.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
+#include "support/wait.hpp"
 
 using namespace driftwatch::testing;
 using driftwatch::probes::AttemptCount;
@@ -181,4 +184,73 @@ TEST_CASE(
   counts = probe.counts();
   REQUIRE(counts);
   CHECK(denied_by_kind(*counts).empty());
+}
+
+namespace {
+
+// driftwatch_escalation_attempts_total{kind=KIND,outcome="denied"} in the
+// daemon's /metrics, 0 when the series is missing.
+double denied_metric(const DaemonUnderTest& daemon, const std::string& kind) {
+  const auto reply = http_request(daemon.port(), "GET", "/metrics");
+  const std::string series =
+      "driftwatch_escalation_attempts_total{kind=\"" + kind + "\",outcome=\"denied\"} ";
+  const size_t at = reply.body.find(series);
+  return at == std::string::npos ? 0 : std::stod(reply.body.substr(at + series.size()));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "probes: the daemon watches the sandboxes it samples, counts their denied attempts in "
+    "/metrics, and records them in the evidence log with the sandbox and its launch",
+    "[root][bpf][integration][daemon]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  auto health = daemon.get("/healthz");
+  INFO(health["probes"].dump() << "\n" << daemon.log());
+  REQUIRE(health["probes"]["cap_capable"]["attached"] == true);
+  CHECK(health["confinement"]["front"]["bpf_map_ops"] == true);
+
+  OciBundle bundle = attempt_bundle();
+  auto container =
+      value_or_throw(Container::start("runc", bundle, unique_container_id("dattempt")));
+  driftwatch::testing::wait_until("the sandbox to be watched", std::chrono::seconds(15), [&] {
+    return daemon.get("/healthz")["probes"]["cap_capable"]["watched_sandboxes"].get<int>() >= 1;
+  });
+  const auto attempts = container.exec_wait({"/bin/attempt", "setuid", "mount", "storm:1000"});
+  INFO(attempts.out << attempts.err);
+  REQUIRE(attempts.exit_code == 0);
+  driftwatch::testing::wait_until("the attempts in /metrics", std::chrono::seconds(10), [&] {
+    return denied_metric(daemon, "setuid") >= 1001 && denied_metric(daemon, "mount") >= 1;
+  });
+  CHECK(denied_metric(daemon, "setuid") == 1001);
+  CHECK(denied_metric(daemon, "chroot") == 0);
+  REQUIRE(daemon.stop() == 0);
+
+  // The shutdown summarised what was left: one entry per kind, exact counts.
+  uint64_t setuid_total = 0;
+  for (const auto& entry : evidence_documents(daemon)) {
+    if (entry["type"] != "escalation_attempt" || entry["kind"] != "setuid") continue;
+    CHECK(entry["sandbox_id"] == container.id());
+    CHECK(entry["outcome"] == "denied");
+    CHECK(entry["capability"] == "CAP_SETUID");
+    CHECK(entry["detail"]["comm"] == "attempt");
+    setuid_total += entry["count"].get<uint64_t>();
+  }
+  CHECK(setuid_total == 1001);
+}
+
+TEST_CASE("probes: with \"probes\": false the daemon samples only, and says so", "[root][daemon]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  DaemonUnderTest daemon(json{{"probes", false}});
+  daemon.start();
+  auto health = daemon.get("/healthz");
+  CHECK(health["probes"]["cap_capable"]["attached"] == false);
+  CHECK_THAT(health["probes"]["cap_capable"]["why"].get<std::string>(),
+             Catch::Contains("switched off"));
+  CHECK(health["confinement"]["front"]["bpf_map_ops"] == false);
+  const auto metrics = http_request(daemon.port(), "GET", "/metrics");
+  CHECK_THAT(metrics.body, Catch::Contains("driftwatch_probe_attached{probe=\"cap_capable\"} 0"));
+  CHECK(daemon.stop() == 0);
 }
