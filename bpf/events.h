@@ -49,6 +49,25 @@ struct dw_attempt_event {
   char comm[16];
 };
 
+/* Something that may change a watched sandbox's privileges: the monitor
+ * resamples it at once. */
+enum dw_lifecycle_kind {
+  DW_LIFECYCLE_EXEC = 1,   /* a task in the sandbox executed a program */
+  DW_LIFECYCLE_FORK = 2,   /* a task in the sandbox forked */
+  DW_LIFECYCLE_ATTACH = 3, /* a task was moved into the sandbox's cgroup */
+};
+
+struct dw_lifecycle_event {
+  __u64 time_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+  __u32 token;
+  __u32 kind;
+  __u32 pid; /* the task it happened to (the child, for a fork) */
+  __u32 pad;
+};
+
+/* Lifecycle events per sandbox and 10 ms at most: a resample needs one. */
+#define DW_LIFECYCLE_WINDOW_NS 10000000ULL
+
 /* The per-sandbox detail rate limit (events per second), set before load. */
 #define DW_DEFAULT_EVENTS_PER_SECOND 100
 

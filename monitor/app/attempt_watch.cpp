@@ -2,14 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include "observe/capabilities.hpp"
+#include "observe/cgroupfs.hpp"
 
 namespace driftwatch::app {
 
 using nlohmann::json;
 
 Result<AttemptWatch> AttemptWatch::load(uint32_t events_per_second) {
-  DW_TRY(probe, probes::AttemptProbe::load(events_per_second));
+  DW_TRY(probe, probes::KernelProbes::load(events_per_second));
   return AttemptWatch(std::move(probe));
 }
 
@@ -29,6 +32,20 @@ void AttemptWatch::track(const std::vector<correlate::SweepItem>& items,
       }
       sandbox.retiring = false;
     }
+    // The unified cgroup's id is its directory's inode (what the kernel's
+    // bpf_get_current_cgroup_id and cgroup_attach_task report).
+    if (item.ref.membership == sandbox::Membership::cgroup && item.ref.cgroups.unified &&
+        *item.ref.cgroups.unified != "/") {
+      static const observe::CgroupReader cgroupfs;
+      struct stat st {};
+      const auto dir = cgroupfs.unified_dir(*item.ref.cgroups.unified);
+      if (::stat(dir.c_str(), &st) == 0 && !sandbox.cgroups.contains(st.st_ino)) {
+        if (auto watched = probe_.watch_cgroup(st.st_ino, sandbox.token); watched)
+          sandbox.cgroups.insert(st.st_ino);
+        else
+          spdlog::warn("sandbox {}: {}", id, watched.error().message);
+      }
+    }
     for (const auto& member : item.observation.members) {
       const auto pid_ns = member.namespaces.find("pid");
       if (pid_ns == member.namespaces.end() || pid_ns->second == host_pid_namespace) continue;
@@ -47,18 +64,28 @@ void AttemptWatch::track(const std::vector<correlate::SweepItem>& items,
         status == statuses.end() || (status->second.verdict && *status->second.verdict == "gone");
     if (!gone || sandbox.retiring) continue;
     for (uint32_t inode : sandbox.pid_namespaces) probe_.unwatch_pid_namespace(inode);
+    for (uint64_t cgroup : sandbox.cgroups) probe_.unwatch_cgroup(cgroup);
     sandbox.pid_namespaces.clear();
+    sandbox.cgroups.clear();
     sandbox.retiring = true;
   }
 }
 
-size_t AttemptWatch::take_events() {
-  auto taken = probe_.consume([this](const probes::AttemptEvent& event) {
-    const Key key{event.token, event.syscall, static_cast<uint32_t>(event.capability), true};
-    if (detail_.contains(key)) return;
-    detail_[key] = json{{"pid", event.pid},   {"tid", event.tid},   {"uid", event.uid},
-                        {"euid", event.euid}, {"comm", event.comm}, {"result", event.result}};
-  });
+size_t AttemptWatch::take_events(const Trigger& trigger) {
+  std::vector<probes::LifecycleEvent> lifecycle;
+  auto taken = probe_.consume(
+      [this](const probes::AttemptEvent& event) {
+        const Key key{event.token, event.syscall, static_cast<uint32_t>(event.capability), true};
+        if (detail_.contains(key)) return;
+        detail_[key] = json{{"pid", event.pid},   {"tid", event.tid},   {"uid", event.uid},
+                            {"euid", event.euid}, {"comm", event.comm}, {"result", event.result}};
+      },
+      [&lifecycle](const probes::LifecycleEvent& event) { lifecycle.push_back(event); });
+  lifecycle_taken_ += lifecycle.size();
+  for (const auto& event : lifecycle) {
+    const auto owner = sandbox_of_.find(event.token);
+    if (owner != sandbox_of_.end() && trigger) trigger(owner->second, event);
+  }
   if (!taken) {
     spdlog::warn("{}", taken.error().message);
     return 0;
@@ -94,6 +121,12 @@ std::vector<evidence::Pending> AttemptWatch::poll(
                   losses.counters_full);
   metrics.count_probe_events("cap_capable", events_taken_ - events_reported_, lost);
   events_reported_ = events_taken_;
+  // Lifecycle events are counted under the one program that sends them
+  // most (exec); their drops are in the same ring buffer.
+  metrics.count_probe_events("sched_process_exec", lifecycle_taken_ - lifecycle_reported_,
+                             losses.lifecycle_full - lifecycle_lost_seen_);
+  lifecycle_reported_ = lifecycle_taken_;
+  lifecycle_lost_seen_ = losses.lifecycle_full;
   losses_seen_ = losses;
 
   if (summarize) {
@@ -147,16 +180,23 @@ std::map<std::string, uint64_t> AttemptWatch::denied_of(const std::string& sandb
 }
 
 json AttemptWatch::health() const {
-  size_t namespaces = 0;
-  for (const auto& [id, sandbox] : sandboxes_) namespaces += sandbox.pid_namespaces.size();
-  return json{{"cap_capable",
-               {{"attached", true},
-                {"watched_sandboxes", sandboxes_.size()},
-                {"watched_pid_namespaces", namespaces},
-                {"details", events_taken_},
-                {"details_rate_limited", losses_seen_.rate_limited},
-                {"details_dropped", losses_seen_.ring_full},
-                {"attempts_not_counted", losses_seen_.counters_full}}}};
+  size_t namespaces = 0, cgroups = 0;
+  for (const auto& [id, sandbox] : sandboxes_) {
+    namespaces += sandbox.pid_namespaces.size();
+    cgroups += sandbox.cgroups.size();
+  }
+  json out = json::object();
+  for (const auto& [probe, why] : probe_.attach_report())
+    out[probe] = why.empty() ? json{{"attached", true}} : json{{"attached", false}, {"why", why}};
+  out["lifecycle_events"] = lifecycle_taken_;
+  out["watched_cgroups"] = cgroups;
+  out["cap_capable"].update(json{{"watched_sandboxes", sandboxes_.size()},
+                                 {"watched_pid_namespaces", namespaces},
+                                 {"details", events_taken_},
+                                 {"details_rate_limited", losses_seen_.rate_limited},
+                                 {"details_dropped", losses_seen_.ring_full},
+                                 {"attempts_not_counted", losses_seen_.counters_full}});
+  return out;
 }
 
 }  // namespace driftwatch::app

@@ -1,5 +1,5 @@
 #pragma once
-// The daemon's side of the escalation-attempt probe (probes/attempts.hpp):
+// The daemon's side of the escalation-attempt probe (probes/kernel_probes.hpp):
 // which sandboxes the kernel watches, kept in step with what the sweep
 // samples (each sandbox's members' PID namespaces, a token per sandbox), and
 // what the probe counted, turned into metrics every poll and into
@@ -22,7 +22,7 @@
 #include "correlate/correlator.hpp"
 #include "evidence/entries.hpp"
 #include "metrics/metrics.hpp"
-#include "probes/attempts.hpp"
+#include "probes/kernel_probes.hpp"
 
 namespace driftwatch::app {
 
@@ -35,14 +35,21 @@ class AttemptWatch {
   int events_fd() const { return probe_.events_fd(); }
 
   /// Watches the PID namespaces of the sampled sandboxes' members (not the
-  /// host's, `host_pid_namespace`), and stops watching those of sandboxes
-  /// no longer sampled or `gone` in `statuses`.
+  /// host's, `host_pid_namespace`) and the unified cgroup of those whose
+  /// members are their cgroup's, and stops watching those of sandboxes
+  /// `gone` in `statuses` or no longer there.
   void track(const std::vector<correlate::SweepItem>& items, uint64_t host_pid_namespace,
              const std::map<std::string, correlate::SandboxStatus>& statuses);
 
-  /// Takes the waiting details: the first denied one of each sandbox, kind
-  /// and capability per interval goes into its summary. Returns how many.
-  size_t take_events();
+  /// A lifecycle event in a watched sandbox: resample it now.
+  using Trigger =
+      std::function<void(const std::string& sandbox_id, const probes::LifecycleEvent& event)>;
+  /// Takes the waiting events: the first denied attempt of each sandbox,
+  /// kind and capability per interval goes into its summary; each lifecycle
+  /// event goes to `trigger`. Returns how many attempt details.
+  size_t take_events(const Trigger& trigger = {});
+  /// The probes as attached, for driftwatch_probe_attached.
+  const probes::AttachReport& attach_report() const { return probe_.attach_report(); }
 
   /// Reads the counters: every new attempt into `metrics`, and when
   /// `summarize`, the attempts since the last summary as evidence entries
@@ -57,17 +64,18 @@ class AttemptWatch {
   nlohmann::json health() const;
 
  private:
-  explicit AttemptWatch(probes::AttemptProbe probe) : probe_(std::move(probe)) {}
+  explicit AttemptWatch(probes::KernelProbes probe) : probe_(std::move(probe)) {}
 
   // (token, syscall, capability, denied)
   using Key = std::tuple<uint32_t, uint32_t, uint32_t, bool>;
   struct Sandbox {
     uint32_t token = 0;
     std::set<uint32_t> pid_namespaces;
+    std::set<uint64_t> cgroups;
     bool retiring = false;  // unwatched; its counters go after the next poll
   };
 
-  probes::AttemptProbe probe_;
+  probes::KernelProbes probe_;
   std::map<std::string, Sandbox> sandboxes_;    // by sandbox id
   std::map<uint32_t, std::string> sandbox_of_;  // token -> sandbox id
   uint32_t next_token_ = 1;
@@ -78,6 +86,9 @@ class AttemptWatch {
   probes::AttemptLosses losses_seen_;
   uint64_t events_taken_ = 0;
   uint64_t events_reported_ = 0;
+  uint64_t lifecycle_taken_ = 0;
+  uint64_t lifecycle_reported_ = 0;
+  uint64_t lifecycle_lost_seen_ = 0;
 };
 
 }  // namespace driftwatch::app

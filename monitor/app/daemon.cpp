@@ -155,6 +155,13 @@ struct Daemon {
   std::unique_ptr<asio::posix::stream_descriptor> attempt_events;
   std::unique_ptr<asio::steady_timer> attempt_timer;
   int64_t last_attempt_summary = 0;
+  // Probe-triggered resamples in flight, by sandbox (probe_resample).
+  struct ProbeResample {
+    bool again = false;
+    uint64_t earliest_ns = 0;        // the first event it answers, CLOCK_MONOTONIC
+    uint64_t again_ns = UINT64_MAX;  // the first event that came meanwhile
+  };
+  std::map<std::string, ProbeResample> probe_resamples;
   int64_t last_heartbeat = 0;
   std::string stop_reason = "stopped";
   std::unique_ptr<asio::signal_set> signals;
@@ -317,6 +324,14 @@ Result<void> write_batch(Daemon& d, std::vector<DurableRecord>& records) {
   return {};
 }
 
+// The probes watch what was just sampled (app/attempt_watch.hpp).
+void track_for_probes(Daemon& d, const std::vector<correlate::SweepItem>& items) {
+  if (!d.attempts) return;
+  const auto& host = d.sampler->hello().host_namespaces.inodes;
+  const auto pid_ns = host.find("pid");
+  d.attempts->track(items, pid_ns == host.end() ? 0 : pid_ns->second, d.correlator.statuses());
+}
+
 void start_sweep(Daemon& d) {
   if (d.stopping) return;
   if (d.sweep_running) {
@@ -356,12 +371,7 @@ void start_sweep(Daemon& d) {
         record_changes(d, changes, now);
         record_heartbeats(d, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
-        if (d.attempts) {
-          const auto& host = d.sampler->hello().host_namespaces.inodes;
-          const auto pid_ns = host.find("pid");
-          d.attempts->track(items, pid_ns == host.end() ? 0 : pid_ns->second,
-                            d.correlator.statuses());
-        }
+        track_for_probes(d, items);
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
       }
@@ -393,16 +403,28 @@ void start_sweep(Daemon& d) {
 // it is accepted (and, with the probes, on a privilege-relevant event in
 // it). `trigger` names why, for the log. One that is gone or not found is
 // left to the next full sweep, which is started at once.
-void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
+void resample(Daemon& d, const std::string& sandbox_id, std::string trigger,
+              std::function<void(bool drifted)> done = {}) {
   if (d.stopping) return;
   correlate::DeclaredBySandbox declared;
   if (auto p = correlate::declared_for(*d.ingestor, sandbox_id)) declared.emplace(sandbox_id, *p);
   asio::post(*d.pool, [&d, scopes = correlate::scopes_of(declared), sandbox_id,
-                       trigger = std::move(trigger)]() mutable {
+                       trigger = std::move(trigger), done = std::move(done)]() mutable {
     auto item = d.sampler->sample_one(sandbox_id, scopes);
     const auto broken = d.sampler->failure();
-    asio::post(d.io, [&d, item = std::move(item), broken, sandbox_id, trigger]() mutable {
+    asio::post(d.io, [&d, item = std::move(item), broken, sandbox_id, trigger,
+                      done = std::move(done)]() mutable {
       if (d.stopping) return;
+      bool drifted = false;
+      // Runs however this ends (nothing to sample, an error): the caller's
+      // bookkeeping must not wait for a resample that is over.
+      struct Finally {
+        std::function<void(bool)>& done;
+        bool& drifted;
+        ~Finally() {
+          if (done) done(drifted);
+        }
+      } finally{done, drifted};
       if (broken) return sampler_failed(d, "sampler process: " + *broken);
       if (!item) {
         spdlog::info("sandbox {}: resample ({}) found nothing to sample: {}; sweeping", sandbox_id,
@@ -414,6 +436,9 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger) {
       try {
         const auto changes = d.correlator.apply_sample(*item, *d.ingestor, d.policy, now,
                                                        d.config.unattested_grace_seconds);
+        for (const auto& change : changes)
+          drifted = drifted || (change.to == "drifted" && change.from != "drifted");
+        track_for_probes(d, {*item});
         log_changes(changes);
         record_changes(d, changes, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
@@ -967,16 +992,59 @@ Result<void> load_probes(Daemon& d) {
     return {};
   }
   d.attempts.emplace(std::move(*loaded));
-  d.metrics->set_probe_attached("cap_capable", true);
-  spdlog::info("probe attached: tp_btf/cap_capable (escalation attempts)");
+  for (const auto& [probe, why] : d.attempts->attach_report()) {
+    d.metrics->set_probe_attached(probe, why.empty());
+    if (why.empty())
+      spdlog::info("probe attached: tp_btf/{}", probe);
+    else
+      spdlog::warn("PROBE NOT ATTACHED: {}", why);
+  }
   return {};
+}
+
+// A lifecycle event in a watched sandbox (exec, fork, a task moved into its
+// cgroup): resample it now. One resample per sandbox runs at a time; events
+// meanwhile ask for one more after it. When the resample finds the sandbox
+// newly drifted, the time from the kernel's event is the probe's detection
+// latency.
+void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
+                    const std::string& why) {
+  auto [it, fresh] = d.probe_resamples.try_emplace(sandbox_id);
+  if (!fresh) {
+    it->second.again = true;
+    it->second.again_ns = std::min(it->second.again_ns, event_ns);
+    return;
+  }
+  it->second.earliest_ns = event_ns;
+  resample(d, sandbox_id, "probe: " + why, [&d, sandbox_id](bool drifted) {
+    auto pending = d.probe_resamples.find(sandbox_id);
+    if (pending == d.probe_resamples.end()) return;
+    if (drifted) {
+      timespec now{};
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      const uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + now.tv_nsec;
+      if (now_ns > pending->second.earliest_ns)
+        d.metrics->observe_probe_latency(static_cast<double>(now_ns - pending->second.earliest_ns) /
+                                         1e9);
+    }
+    const bool again = pending->second.again;
+    const uint64_t again_ns = pending->second.again_ns;
+    d.probe_resamples.erase(pending);
+    if (again) probe_resample(d, sandbox_id, again_ns, "more events meanwhile");
+  });
+}
+
+void take_probe_events(Daemon& d) {
+  d.attempts->take_events([&d](const std::string& id, const probes::LifecycleEvent& event) {
+    probe_resample(d, id, event.time_ns, probes::to_string(event.kind));
+  });
 }
 
 // Every second: the probe's counters into metrics; every
 // kAttemptSummarySeconds, the denied attempts since into evidence.
 void poll_attempts(Daemon& d, bool final) {
   if (!d.attempts) return;
-  d.attempts->take_events();
+  take_probe_events(d);
   const int64_t now = unix_now();
   const bool summarize = final || now - d.last_attempt_summary >= kAttemptSummarySeconds;
   if (summarize) d.last_attempt_summary = now;
@@ -1000,7 +1068,7 @@ void wait_for_attempt_events(Daemon& d) {
   d.attempt_events->async_wait(asio::posix::stream_descriptor::wait_read,
                                [&d](const boost::system::error_code& ec) {
                                  if (ec || d.stopping || !d.attempts) return;
-                                 d.attempts->take_events();
+                                 take_probe_events(d);
                                  wait_for_attempt_events(d);
                                });
 }

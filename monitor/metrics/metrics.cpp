@@ -1,6 +1,6 @@
 #include "metrics/metrics.hpp"
 
-#include "probes/attempts.hpp"
+#include "probes/kernel_probes.hpp"
 
 #include <set>
 #include <sstream>
@@ -106,7 +106,7 @@ Metrics::Metrics(const std::string& version, const std::string& revision,
   }
   sample_histogram_ = &sample_duration_.Add({}, kSampleBuckets);
   sweep_latency_ = &detection_latency_.Add({{"trigger", "sweep"}}, kLatencyBuckets);
-  detection_latency_.Add({{"trigger", "probe"}}, kLatencyBuckets);
+  probe_latency_ = &detection_latency_.Add({{"trigger", "probe"}}, kLatencyBuckets);
   for (const char* probe : kProbes) {
     probe_attached_.Add({{"probe", probe}}).Set(0);
     probe_events_.Add({{"probe", probe}});
@@ -223,6 +223,10 @@ void Metrics::set_last_sweep(int64_t unix_seconds) {
 
 void Metrics::set_probe_attached(const std::string& probe, bool attached) {
   probe_attached_.Add({{"probe", probe}}).Set(attached ? 1 : 0);
+}
+
+void Metrics::observe_probe_latency(double seconds) {
+  probe_latency_->Observe(seconds);
 }
 
 void Metrics::count_escalation_attempts(const std::string& kind, bool denied, uint64_t n) {

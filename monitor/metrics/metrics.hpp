@@ -45,6 +45,9 @@ class Metrics {
   void apply_changes(const std::vector<correlate::VerdictChange>& changes,
                      const std::map<std::string, correlate::SandboxStatus>& statuses, int64_t now);
   void observe_sample_duration(double seconds);
+  /// Drift found by a probe-triggered resample, `seconds` after the
+  /// kernel's event.
+  void observe_probe_latency(double seconds);
   void set_last_sweep(int64_t unix_seconds);
   void set_probe_attached(const std::string& probe, bool attached);
   /// `n` more attempts of syscall `kind` (probes::syscall_kind), denied or
@@ -78,6 +81,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& sample_duration_;
   prometheus::Family<prometheus::Histogram>& detection_latency_;
   prometheus::Family<prometheus::Gauge>& probe_attached_;
+  prometheus::Histogram* probe_latency_ = nullptr;
   prometheus::Family<prometheus::Counter>& probe_events_;
   prometheus::Family<prometheus::Counter>& probe_events_lost_;
   prometheus::Family<prometheus::Gauge>& evidence_tree_size_;

@@ -1,19 +1,21 @@
-// The escalation-attempt probe (bpf/attempts.bpf.c, probes/attempts.hpp) on
+// The escalation-attempt probe (bpf/attempts.bpf.c, probes/kernel_probes.hpp) on
 // the real kernel, watching a real runc sandbox without capabilities: each
 // attempt is counted denied under its syscall, the kernel's silent checks and
 // the runtime's own setup are not, nothing outside the sandbox is, and a
 // storm is counted exactly while its detail is rate-limited.
 
-#include "probes/attempts.hpp"
+#include "probes/kernel_probes.hpp"
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -27,7 +29,7 @@
 using namespace driftwatch::testing;
 using driftwatch::probes::AttemptCount;
 using driftwatch::probes::AttemptEvent;
-using driftwatch::probes::AttemptProbe;
+using driftwatch::probes::KernelProbes;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -79,8 +81,8 @@ OciBundle attempt_bundle() {
   return bundle;
 }
 
-AttemptProbe load_probe() {
-  auto probe = AttemptProbe::load(100);
+KernelProbes load_probe() {
+  auto probe = KernelProbes::load(100);
   INFO((probe ? std::string() : probe.error().message));
   REQUIRE(probe);
   return std::move(*probe);
@@ -93,7 +95,7 @@ TEST_CASE(
     "syscall, and the kernel's silent checks, the runtime's setup and the host are not",
     "[root][bpf][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
-  AttemptProbe probe = load_probe();
+  KernelProbes probe = load_probe();
   OciBundle bundle = attempt_bundle();
   auto container =
       value_or_throw(Container::start("runc", bundle, unique_container_id("attempts")));
@@ -156,7 +158,7 @@ TEST_CASE(
     "rate-limited and the drops counted",
     "[root][bpf][integration]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
-  AttemptProbe probe = load_probe();
+  KernelProbes probe = load_probe();
   OciBundle bundle = attempt_bundle();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("storm")));
   REQUIRE(probe.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
@@ -252,5 +254,39 @@ TEST_CASE("probes: with \"probes\": false the daemon samples only, and says so",
   CHECK(health["confinement"]["front"]["bpf_map_ops"] == false);
   const auto metrics = http_request(daemon.port(), "GET", "/metrics");
   CHECK_THAT(metrics.body, Catch::Contains("driftwatch_probe_attached{probe=\"cap_capable\"} 0"));
+  CHECK(daemon.stop() == 0);
+}
+
+TEST_CASE(
+    "probes: with a 60 s sweep, runc exec --cap CAP_SYS_ADMIN turns an attested sandbox drifted "
+    "in under a second",
+    "[root][bpf][runc][integration][daemon]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  auto bundle = OciBundle::with_default_spec();
+  auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("fast")));
+  DaemonUnderTest daemon(json{{"sweep_interval_seconds", 60}});
+  daemon.start();
+  auto launch = daemon.sign(
+      "launch", DaemonUnderTest::launch_payload("L-fast-1", container.id(), bundle.config()),
+      "cp-1");
+  REQUIRE(daemon.post("/v1/launch-events", launch).status == 202);
+  daemon.wait_for_verdict(container.id(), "attested");
+  REQUIRE(daemon.get("/healthz")["probes"]["sched_process_exec"]["attached"] == true);
+
+  value_or_throw(container.exec({"sleep", "3600"}, {"--cap", "CAP_SYS_ADMIN"}));
+  const auto exec_done = std::chrono::steady_clock::now();
+  std::string verdict;
+  while (std::chrono::steady_clock::now() - exec_done < std::chrono::seconds(5)) {
+    verdict = daemon.get("/v1/sandboxes/" + container.id())["verdict"];
+    if (verdict == "drifted") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - exec_done);
+  INFO("drifted after " << took.count() << " s\n" << daemon.log());
+  REQUIRE(verdict == "drifted");
+  CHECK(took.count() < 1.0);
+  const auto metrics = http_request(daemon.port(), "GET", "/metrics");
+  CHECK_THAT(metrics.body,
+             Catch::Contains("driftwatch_detection_latency_seconds_count{trigger=\"probe\"} 1"));
   CHECK(daemon.stop() == 0);
 }

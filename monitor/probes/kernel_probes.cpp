@@ -1,4 +1,4 @@
-#include "probes/attempts.hpp"
+#include "probes/kernel_probes.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -7,8 +7,8 @@
 #include <cstring>
 #include <utility>
 
-#include "attempts.skel.h"
 #include "events.h"
+#include "probes.skel.h"
 
 namespace driftwatch::probes {
 namespace {
@@ -80,7 +80,25 @@ constexpr NamedSyscall kSyscalls[] = {
 
 struct RingContext {
   const std::function<void(const AttemptEvent&)>* each = nullptr;
+  const std::function<void(const LifecycleEvent&)>* lifecycle = nullptr;
 };
+
+int on_lifecycle(void* context, void* data, size_t size) {
+  auto* ring = static_cast<RingContext*>(context);
+  if (size < sizeof(dw_lifecycle_event) || ring->lifecycle == nullptr || !*ring->lifecycle)
+    return 0;
+  dw_lifecycle_event raw{};
+  std::memcpy(&raw, data, sizeof raw);
+  LifecycleEvent event;
+  event.kind = raw.kind == DW_LIFECYCLE_FORK     ? LifecycleEvent::Kind::fork
+               : raw.kind == DW_LIFECYCLE_ATTACH ? LifecycleEvent::Kind::attach
+                                                 : LifecycleEvent::Kind::exec;
+  event.time_ns = raw.time_ns;
+  event.token = raw.token;
+  event.pid = raw.pid;
+  (*ring->lifecycle)(event);
+  return 0;
+}
 
 int on_event(void* context, void* data, size_t size) {
   auto* ring = static_cast<RingContext*>(context);
@@ -105,6 +123,18 @@ int on_event(void* context, void* data, size_t size) {
 
 }  // namespace
 
+std::string to_string(LifecycleEvent::Kind kind) {
+  switch (kind) {
+    case LifecycleEvent::Kind::exec:
+      return "exec";
+    case LifecycleEvent::Kind::fork:
+      return "fork";
+    case LifecycleEvent::Kind::attach:
+      return "attach";
+  }
+  return "exec";
+}
+
 std::string syscall_kind(uint32_t nr) {
   for (const auto& s : kSyscalls)
     if (s.nr == nr) return s.name;
@@ -121,62 +151,84 @@ const std::vector<std::string>& syscall_kinds() {
   return kinds;
 }
 
-struct AttemptProbe::State {
-  attempts_bpf* skeleton = nullptr;
+struct KernelProbes::State {
+  probes_bpf* skeleton = nullptr;
   ring_buffer* ring = nullptr;
   RingContext context;
+  std::vector<bpf_link*> links;
+  AttachReport attached;
   ~State() {
     if (ring) ring_buffer__free(ring);
-    if (skeleton) attempts_bpf::destroy(skeleton);
+    for (bpf_link* link : links) bpf_link__destroy(link);
+    if (skeleton) probes_bpf::destroy(skeleton);
   }
 };
 
-AttemptProbe::AttemptProbe(std::unique_ptr<State> state) : state_(std::move(state)) {}
-AttemptProbe::AttemptProbe(AttemptProbe&&) noexcept = default;
-AttemptProbe& AttemptProbe::operator=(AttemptProbe&&) noexcept = default;
-AttemptProbe::~AttemptProbe() = default;
+KernelProbes::KernelProbes(std::unique_ptr<State> state) : state_(std::move(state)) {}
+KernelProbes::KernelProbes(KernelProbes&&) noexcept = default;
+KernelProbes& KernelProbes::operator=(KernelProbes&&) noexcept = default;
+KernelProbes::~KernelProbes() = default;
 
-Result<AttemptProbe> AttemptProbe::load(uint32_t events_per_second) {
+Result<KernelProbes> KernelProbes::load(uint32_t events_per_second) {
   auto state = std::make_unique<State>();
-  state->skeleton = attempts_bpf::open();
-  if (!state->skeleton) return fail("attempts probe: cannot open: ", errno_text(errno));
+  state->skeleton = probes_bpf::open();
+  if (!state->skeleton) return fail("probes: cannot open: ", errno_text(errno));
   state->skeleton->rodata->events_per_second = events_per_second;
-  if (int err = attempts_bpf::load(state->skeleton); err != 0)
-    return fail("attempts probe: cannot load (needs BTF and CAP_BPF): ", errno_text(err));
-  if (int err = attempts_bpf::attach(state->skeleton); err != 0)
-    return fail("attempts probe: cannot attach tp_btf/cap_capable: ", errno_text(err));
+  if (int err = probes_bpf::load(state->skeleton); err != 0)
+    return fail("probes: cannot load (needs BTF and CAP_BPF): ", errno_text(err));
+  const std::pair<const char*, bpf_program*> programs[] = {
+      {"cap_capable", state->skeleton->progs.dw_cap_capable},
+      {"sched_process_exec", state->skeleton->progs.dw_exec},
+      {"sched_process_fork", state->skeleton->progs.dw_fork},
+      {"cgroup_attach_task", state->skeleton->progs.dw_cgroup_attach},
+  };
+  size_t attached = 0;
+  for (const auto& [name, program] : programs) {
+    bpf_link* link = bpf_program__attach(program);
+    if (!link) {
+      state->attached.emplace_back(
+          name, "cannot attach tp_btf/" + std::string(name) + ": " + errno_text(errno));
+      continue;
+    }
+    state->links.push_back(link);
+    state->attached.emplace_back(name, "");
+    ++attached;
+  }
+  if (attached == 0) return fail("probes: ", state->attached.front().second);
   state->ring = ring_buffer__new(bpf_map__fd(state->skeleton->maps.dw_attempt_events), on_event,
                                  &state->context, nullptr);
-  if (!state->ring) return fail("attempts probe: cannot open its ring buffer: ", errno_text(errno));
-  return AttemptProbe(std::move(state));
+  if (!state->ring) return fail("probes: cannot open their ring buffer: ", errno_text(errno));
+  if (ring_buffer__add(state->ring, bpf_map__fd(state->skeleton->maps.dw_lifecycle_events),
+                       on_lifecycle, &state->context) != 0)
+    return fail("probes: cannot open the lifecycle ring buffer: ", errno_text(errno));
+  return KernelProbes(std::move(state));
 }
 
-Result<void> AttemptProbe::watch_cgroup(uint64_t cgroup_id, uint32_t token) {
+Result<void> KernelProbes::watch_cgroup(uint64_t cgroup_id, uint32_t token) {
   if (bpf_map__update_elem(state_->skeleton->maps.dw_watched_cgroups, &cgroup_id, sizeof cgroup_id,
                            &token, sizeof token, BPF_ANY) != 0)
-    return fail("attempts probe: cannot watch cgroup ", std::to_string(cgroup_id), ": ",
-                errno_text(errno));
+    return fail("probes: cannot watch cgroup ", std::to_string(cgroup_id), ": ", errno_text(errno));
   return {};
 }
 
-Result<void> AttemptProbe::watch_pid_namespace(uint32_t inode, uint32_t token) {
+Result<void> KernelProbes::watch_pid_namespace(uint32_t inode, uint32_t token) {
   if (bpf_map__update_elem(state_->skeleton->maps.dw_watched_pidns, &inode, sizeof inode, &token,
                            sizeof token, BPF_ANY) != 0)
-    return fail("attempts probe: cannot watch PID namespace ", std::to_string(inode), ": ",
+    return fail("probes: cannot watch PID namespace ", std::to_string(inode), ": ",
                 errno_text(errno));
   return {};
 }
 
-void AttemptProbe::unwatch_cgroup(uint64_t cgroup_id) {
+void KernelProbes::unwatch_cgroup(uint64_t cgroup_id) {
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_watched_cgroups, &cgroup_id,
                              sizeof cgroup_id, 0);
 }
 
-void AttemptProbe::unwatch_pid_namespace(uint32_t inode) {
+void KernelProbes::unwatch_pid_namespace(uint32_t inode) {
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_watched_pidns, &inode, sizeof inode, 0);
 }
 
-void AttemptProbe::forget_token(uint32_t token) {
+void KernelProbes::forget_token(uint32_t token) {
   const bpf_map* map = state_->skeleton->maps.dw_attempts;
   std::vector<dw_attempt_key> doomed;
   dw_attempt_key key{}, next{};
@@ -188,9 +240,10 @@ void AttemptProbe::forget_token(uint32_t token) {
   }
   for (const auto& k : doomed) (void)bpf_map__delete_elem(map, &k, sizeof k, 0);
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_rates, &token, sizeof token, 0);
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_lifecycle_last, &token, sizeof token, 0);
 }
 
-Result<std::vector<AttemptCount>> AttemptProbe::counts() const {
+Result<std::vector<AttemptCount>> KernelProbes::counts() const {
   const bpf_map* map = state_->skeleton->maps.dw_attempts;
   std::vector<AttemptCount> out;
   dw_attempt_key key{}, next{};
@@ -202,33 +255,44 @@ Result<std::vector<AttemptCount>> AttemptProbe::counts() const {
     key = next;
     previous = &key;
   }
-  if (errno != ENOENT) return fail("attempts probe: cannot read its counters: ", errno_text(errno));
+  if (errno != ENOENT) return fail("probes: cannot read its counters: ", errno_text(errno));
   return out;
 }
 
-AttemptLosses AttemptProbe::losses() const {
+AttemptLosses KernelProbes::losses() const {
   std::array<uint64_t, DW_LOST_REASONS> values{};
   for (uint32_t i = 0; i < DW_LOST_REASONS; ++i)
     (void)bpf_map__lookup_elem(state_->skeleton->maps.dw_lost, &i, sizeof i, &values[i],
                                sizeof values[i], 0);
-  return {values[DW_LOST_RINGBUF_FULL], values[DW_LOST_RATE_LIMITED],
-          values[DW_LOST_COUNTERS_FULL]};
+  uint64_t lifecycle = 0;
+  const uint32_t zero = 0;
+  (void)bpf_map__lookup_elem(state_->skeleton->maps.dw_lifecycle_lost, &zero, sizeof zero,
+                             &lifecycle, sizeof lifecycle, 0);
+  return {values[DW_LOST_RINGBUF_FULL], values[DW_LOST_RATE_LIMITED], values[DW_LOST_COUNTERS_FULL],
+          lifecycle};
 }
 
-int AttemptProbe::events_fd() const {
+int KernelProbes::events_fd() const {
   return ring_buffer__epoll_fd(state_->ring);
 }
 
-Result<size_t> AttemptProbe::consume(const std::function<void(const AttemptEvent&)>& each) {
+const AttachReport& KernelProbes::attach_report() const {
+  return state_->attached;
+}
+
+Result<size_t> KernelProbes::consume(const std::function<void(const AttemptEvent&)>& each,
+                                     const std::function<void(const LifecycleEvent&)>& lifecycle) {
   size_t seen = 0;
   const std::function<void(const AttemptEvent&)> counting = [&](const AttemptEvent& event) {
     ++seen;
     each(event);
   };
   state_->context.each = &counting;
+  state_->context.lifecycle = &lifecycle;
   const int n = ring_buffer__consume(state_->ring);
   state_->context.each = nullptr;
-  if (n < 0) return fail("attempts probe: cannot read its ring buffer: ", errno_text(n));
+  state_->context.lifecycle = nullptr;
+  if (n < 0) return fail("probes: cannot read its ring buffer: ", errno_text(n));
   return seen;
 }
 

@@ -1,5 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Escalation attempts: every capability check the kernel makes inside a
+/* The probes, one object, each program attached on its own.
+ *
+ * dw_exec, dw_fork and dw_cgroup_attach (tp_btf/sched_process_exec,
+ * sched_process_fork, cgroup_attach_task): something that may change a
+ * watched sandbox's privileges happened (a program executed in it, a task
+ * forked in it, a task moved into its cgroup); one event per sandbox and
+ * DW_LIFECYCLE_WINDOW_NS through a ring buffer of its own tells the monitor
+ * to resample it now.
+ *
+ * dw_cap_capable, escalation attempts: every capability check the kernel makes inside a
  * watched sandbox (tp_btf/cap_capable), with its result and the syscall the
  * task is in, counted exactly per (sandbox, syscall, capability, outcome) in
  * a hash map, and each denied one detailed through a ring buffer at most
@@ -135,6 +144,71 @@ static __always_inline int is_accounting_check(long nr, struct pt_regs* regs) {
       return (flags & DW_CLONE_NEW_NAMESPACES) == 0;
     }
   }
+  return 0;
+}
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 18);
+} dw_lifecycle_events SEC(".maps");
+
+/* The last lifecycle event sent per token, for the window. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u32);
+  __type(value, __u64);
+} dw_lifecycle_last SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} dw_lifecycle_lost SEC(".maps");
+
+static __always_inline void lifecycle(__u32 token, __u32 kind, __u32 pid) {
+  const __u64 now = bpf_ktime_get_ns();
+  __u64* last = bpf_map_lookup_elem(&dw_lifecycle_last, &token);
+  if (last && now - *last < DW_LIFECYCLE_WINDOW_NS) return;
+  bpf_map_update_elem(&dw_lifecycle_last, &token, &now, BPF_ANY);
+  struct dw_lifecycle_event* event = bpf_ringbuf_reserve(&dw_lifecycle_events, sizeof *event, 0);
+  if (!event) {
+    __u32 zero = 0;
+    __u64* lost = bpf_map_lookup_elem(&dw_lifecycle_lost, &zero);
+    if (lost) __sync_fetch_and_add(lost, 1);
+    return;
+  }
+  event->time_ns = now;
+  event->token = token;
+  event->kind = kind;
+  event->pid = pid;
+  event->pad = 0;
+  bpf_ringbuf_submit(event, 0);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(dw_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
+  __u32* token = watched_token(bpf_get_current_task_btf());
+  if (token) lifecycle(*token, DW_LIFECYCLE_EXEC, BPF_CORE_READ(p, tgid));
+  return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(dw_fork, struct task_struct* parent, struct task_struct* child) {
+  __u32* token = watched_token(bpf_get_current_task_btf());
+  if (token) lifecycle(*token, DW_LIFECYCLE_FORK, BPF_CORE_READ(child, tgid));
+  return 0;
+}
+
+/* Fires once per hierarchy; only the unified one's cgroup ids are watched. */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(dw_cgroup_attach, struct cgroup* dst, const char* path, struct task_struct* task,
+             bool threadgroup) {
+  if (BPF_CORE_READ(dst, root, hierarchy_id) != 0) return 0;
+  __u64 id = BPF_CORE_READ(dst, kn, id);
+  __u32* token = bpf_map_lookup_elem(&dw_watched_cgroups, &id);
+  if (token) lifecycle(*token, DW_LIFECYCLE_ATTACH, BPF_CORE_READ(task, tgid));
   return 0;
 }
 
