@@ -35,7 +35,33 @@ packages=(
   golang-go golang-golang-x-mod-dev
   # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
+  # the report's integration test: the HTML page printed by headless
+  # Chromium and read back as text
+  chromium poppler-utils
 )
+# ... and the OSCAL document validated by Ajv (tests/integration/
+# validate_oscal.js): node and npm, unless a node with its own npm is
+# already installed (Debian's npm conflicts with such packages).
+command -v npm >/dev/null || packages+=(nodejs npm)
+
+# Ajv for validate_oscal.js, into build/node-deps (project-local, not global);
+# only when missing, so that offline reruns work.
+install_node_deps() {
+  local root prefix
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  prefix="$root/build/node-deps"
+  if [[ -f "$prefix/node_modules/ajv/package.json" && -f "$prefix/node_modules/ajv-formats/package.json" ]]; then
+    echo "install-deps: ajv present in $prefix"
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "install-deps: no npm; the OSCAL validation test will skip" >&2
+    return 0
+  fi
+  mkdir -p "$prefix"
+  npm install --silent --no-audit --no-fund --prefix "$prefix" ajv@8 ajv-formats@3
+  echo "install-deps: installed ajv@8 and ajv-formats@3 into $prefix"
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -46,6 +72,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_node_deps
   exit 0
 fi
 
@@ -63,3 +90,4 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   trap "rm -f /usr/sbin/policy-rc.d" EXIT
 fi
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_node_deps

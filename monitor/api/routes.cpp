@@ -3,8 +3,12 @@
 #include <charconv>
 #include "api/evidence_files.hpp"
 
+#include <chrono>
 #include <memory>
 #include <utility>
+
+#include "evidence/merkle.hpp"
+#include "evidence/report.hpp"
 
 namespace driftwatch::api {
 namespace {
@@ -19,6 +23,42 @@ std::string dump(const json& value) {
 
 constexpr const char* kSandboxPrefix = "/v1/sandboxes/";
 constexpr std::string_view kEvidencePrefix = "/evidence/";
+
+// GET /v1/report: at most this long and this large, or 503; a report of
+// a launch is a few entries, but the scan reads the whole log.
+constexpr std::chrono::seconds kReportTime{30};
+constexpr size_t kMaxReportResponse = 64u << 20;
+
+HttpResponse json_error(int status, const std::string& message) {
+  return HttpResponse{status, "application/json", dump(json{{"error", message}})};
+}
+
+// The report of `launch` from the log in `dir`, run off the loop.
+HttpResponse report_response(const std::filesystem::path& dir,
+                             const evidence::NoteVerifier& verifier,
+                             const evidence::ReportOptions& options, const std::string& format) {
+  const evidence::DirectoryReader reader(dir.string());
+  auto report = evidence::build_report(reader, verifier, options);
+  if (!report) {
+    const auto& error = report.error();
+    switch (error.failure) {
+      case evidence::ReportFailure::kUnknownLaunch:
+        return json_error(404, error.message);
+      case evidence::ReportFailure::kTooLarge:
+        return json_error(503, error.message);
+      case evidence::ReportFailure::kBadInput:
+      case evidence::ReportFailure::kTampered:
+        return json_error(500, "the evidence log does not check out: " + error.message);
+    }
+  }
+  auto body = evidence::render_report(*report, format);
+  if (!body) return json_error(400, body.error().message);
+  if (body->size() > kMaxReportResponse)
+    return json_error(503, "the report is larger than " + std::to_string(kMaxReportResponse) +
+                               " bytes; use driftwatch report on a copy of the log");
+  return HttpResponse{200, format == "html" ? "text/html; charset=utf-8" : "application/json",
+                      std::move(*body)};
+}
 
 }  // namespace
 
@@ -101,6 +141,40 @@ void add_routes(HttpServer& http, DaemonView view) {
           respond(HttpResponse{200, "text/plain; charset=utf-8", std::move(*proof)});
         });
       });
+  // The correlation report of one launch, from the daemon's own log read
+  // as a copy of it would be (evidence/report.hpp), off the loop.
+  http.route_async("GET", "/v1/report", [shared](const HttpRequest& request, Respond respond) {
+    const auto param = [&](const char* name) -> std::optional<std::string> {
+      const auto it = request.query.find(name);
+      if (it == request.query.end()) return std::nullopt;
+      return it->second;
+    };
+    const auto launch = param("launch");
+    if (!launch || launch->empty() || launch->size() > 256)
+      return respond(json_error(
+          400,
+          "launch must be a launch id: /v1/report?launch=ID[&since=T][&format=json|html|oscal]"));
+    const std::string format = param("format").value_or("json");
+    if (format != "json" && format != "html" && format != "oscal")
+      return respond(json_error(400, "format must be json, html or oscal"));
+    evidence::ReportOptions options;
+    options.launch_id = *launch;
+    if (const auto since = param("since")) {
+      auto seconds = evidence::parse_report_time(*since);
+      if (!seconds) return respond(json_error(400, "since: " + seconds.error().message));
+      options.since = *seconds;
+    }
+    const auto verifier = shared->evidence_verifier ? shared->evidence_verifier()
+                                                    : std::optional<evidence::NoteVerifier>();
+    if (!shared->evidence_dir || !verifier)
+      return respond(json_error(404, "this daemon keeps no evidence log"));
+    auto work = [dir = *shared->evidence_dir, verifier = *verifier, options, format]() mutable {
+      options.deadline = std::chrono::steady_clock::now() + kReportTime;
+      return report_response(dir, verifier, options, format);
+    };
+    if (!shared->off_loop) return respond(work());
+    shared->off_loop(std::move(work), std::move(respond));
+  });
 }
 
 }  // namespace driftwatch::api

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http_server.hpp"
+#include "evidence/note.hpp"
 #include "ingest/ingestor.hpp"
 
 namespace driftwatch::api {
@@ -46,6 +47,10 @@ struct DaemonView {
   /// served as it lies (api/evidence_files.hpp); nullopt: every such GET is
   /// a 404 saying this daemon serves none.
   std::optional<std::filesystem::path> evidence_dir;
+  /// The key the evidence log's checkpoints are signed with, for GET
+  /// /v1/report (which reads evidence_dir as any copy of the log is read);
+  /// unset or nullopt: no reports.
+  std::function<std::optional<evidence::NoteVerifier>()> evidence_verifier;
   /// Runs `work`, which blocks on the disk (reading an entry bundle or a
   /// blob of up to a few MiB), off the loop, and answers with what it
   /// returns through `respond` on the loop. Unset: `work` runs on the loop.

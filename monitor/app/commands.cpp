@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,11 +20,13 @@
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
 #include "common/file_io.hpp"
+#include "common/posix.hpp"
 #include "correlate/sweep.hpp"
 #include "evidence/http_fetch.hpp"
 #include "evidence/merkle.hpp"
 #include "evidence/note.hpp"
 #include "evidence/reader.hpp"
+#include "evidence/report.hpp"
 #include "evidence/verify.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
@@ -139,7 +142,58 @@ struct VerifySource {
   std::string log_dir;
   std::string url;
   std::string key;
+  std::string report;  // verify --report FILE
 };
+
+// The log named by --log or --url, read file by file.
+Result<std::unique_ptr<evidence::ResourceReader>> open_log(const VerifySource& source) {
+  if (!source.url.empty()) {
+    // Over HTTP (the daemon's /evidence/ or any static copy): what a plain
+    // file server cannot list (checkpoints/, blob/) is not checked.
+    DW_TRY(fetcher, evidence::HttpFetcher::for_url(source.url));
+    return std::make_unique<evidence::CallbackReader>(
+        [get = evidence::url_reader(std::move(fetcher))](const std::string& path, size_t max) {
+          return get(path, max);
+        });
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_directory(source.log_dir, ec))
+    return fail(source.log_dir, " is not a directory");
+  return std::make_unique<evidence::DirectoryReader>(source.log_dir);
+}
+
+// --output FILE: created or truncated, never through a symbolic link.
+Result<void> write_output(const std::string& path, std::string_view bytes) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) return fail("cannot write ", path, ": ", describe_errno(errno));
+  if (auto written = write_all(fd.get(), bytes); !written)
+    return fail("cannot write ", path, ": ", written.error().message);
+  return {};
+}
+
+int report_failure(const char* command, const evidence::ReportError& error) {
+  std::cerr << "driftwatch " << command << ": " << error.message << "\n";
+  return error.failure == evidence::ReportFailure::kTampered ? kExitProblem : kExitBadInput;
+}
+
+int cmd_verify_report(const std::string& path, const evidence::NoteVerifier& verifier) {
+  auto text = read_regular_file(path, evidence::kMaxReportBytes, "report");
+  if (!text) {
+    std::cerr << "driftwatch verify: " << text.error().message << "\n";
+    return kExitBadInput;
+  }
+  auto report = evidence::parse_report(*text);
+  if (!report) {
+    std::cerr << "driftwatch verify: " << path << ": " << report.error().message << "\n";
+    return kExitBadInput;
+  }
+  if (auto ok = evidence::verify_report(*report, verifier); !ok)
+    return report_failure("verify", ok.error());
+  std::cout << "ok: report of " << report->launches.size() << " launch(es), "
+            << report->entries.size() << " entries proved against the checkpoint of "
+            << report->tree.size << " entries, " << report->blobs.size() << " blobs checked\n";
+  return kExitOk;
+}
 
 int cmd_verify(const VerifySource& source) {
   auto verifier = load_vkey(source.key);
@@ -147,33 +201,17 @@ int cmd_verify(const VerifySource& source) {
     std::cerr << "driftwatch verify: " << verifier.error().message << "\n";
     return kExitBadInput;
   }
+  if (!source.report.empty()) return cmd_verify_report(source.report, *verifier);
   // The key is named after the log's origin (driftwatch/<node>): a
   // checkpoint of another origin is not this log's.
   evidence::VerifyOptions options;
   options.origin = verifier->name();
-  evidence::VerifyResult result;
-  if (!source.url.empty()) {
-    // Over HTTP (the daemon's /evidence/ or any static copy): what a plain
-    // file server cannot list (checkpoints/, blob/) is not checked.
-    auto fetcher = evidence::HttpFetcher::for_url(source.url);
-    if (!fetcher) {
-      std::cerr << "driftwatch verify: " << fetcher.error().message << "\n";
-      return kExitBadInput;
-    }
-    evidence::CallbackReader reader(
-        [get = evidence::url_reader(std::move(*fetcher))](const std::string& path, size_t max) {
-          return get(path, max);
-        });
-    result = evidence::verify_log(reader, *verifier, options);
-  } else {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(source.log_dir, ec)) {
-      std::cerr << "driftwatch verify: " << source.log_dir << " is not a directory\n";
-      return kExitBadInput;
-    }
-    evidence::DirectoryReader reader(source.log_dir);
-    result = evidence::verify_log(reader, *verifier, options);
+  auto reader = open_log(source);
+  if (!reader) {
+    std::cerr << "driftwatch verify: " << reader.error().message << "\n";
+    return kExitBadInput;
   }
+  const evidence::VerifyResult result = evidence::verify_log(**reader, *verifier, options);
   if (!result.ok()) {
     std::cerr << "driftwatch verify: " << result.message << "\n";
     return result.failure == evidence::VerifyFailure::kTampered ? kExitProblem : kExitBadInput;
@@ -181,6 +219,53 @@ int cmd_verify(const VerifySource& source) {
   std::cout << "ok: " << result.tree_size << " entries, root " << evidence::hash_base64(result.root)
             << ", " << result.tiles_checked << " tiles, " << result.checkpoints_checked
             << " checkpoints, " << result.blobs_checked << " blobs checked\n";
+  return kExitOk;
+}
+
+struct ReportCommand {
+  VerifySource source;
+  std::optional<std::string> launch;
+  std::optional<std::string> since;
+  std::string format = "json";
+  std::optional<std::string> output;
+};
+
+int cmd_report(const ReportCommand& command) {
+  auto verifier = load_vkey(command.source.key);
+  if (!verifier) {
+    std::cerr << "driftwatch report: " << verifier.error().message << "\n";
+    return kExitBadInput;
+  }
+  evidence::ReportOptions options;
+  options.launch_id = command.launch;
+  if (command.since) {
+    auto since = evidence::parse_report_time(*command.since);
+    if (!since) {
+      std::cerr << "driftwatch report: --since: " << since.error().message << "\n";
+      return kExitBadInput;
+    }
+    options.since = *since;
+  }
+  auto reader = open_log(command.source);
+  if (!reader) {
+    std::cerr << "driftwatch report: " << reader.error().message << "\n";
+    return kExitBadInput;
+  }
+  auto report = evidence::build_report(**reader, *verifier, options);
+  if (!report) return report_failure("report", report.error());
+  auto document = evidence::render_report(*report, command.format);
+  if (!document) {
+    std::cerr << "driftwatch report: " << document.error().message << "\n";
+    return kExitBadInput;
+  }
+  if (!command.output) {
+    std::cout << *document;
+    return kExitOk;
+  }
+  if (auto written = write_output(*command.output, *document); !written) {
+    std::cerr << "driftwatch report: " << written.error().message << "\n";
+    return kExitBadInput;
+  }
   return kExitOk;
 }
 
@@ -320,9 +405,37 @@ int run_cli(int argc, char** argv) {
                           "a copy of the log directory (state_dir/evidence)");
   verify_from->add_option("--url", verify_source.url,
                           "the log served over HTTP (the daemon's /evidence/ or a static copy)");
+  verify_from->add_option("--report", verify_source.report,
+                          "a report (driftwatch report --format json) instead of a log: each "
+                          "cited entry's proof, each blob, and the summaries recomputed");
   verify_from->require_option(1);
   verify->add_option("--key", verify_source.key, "the node's verifier key file (node.vkey)")
       ->required();
+
+  ReportCommand report_command;
+  auto* report = app.add_subcommand(
+      "report",
+      "The correlation report of the log's launches (or one, --launch): the signed launch "
+      "event, the verdict timeline, findings with their controls, grants, rejected envelopes, "
+      "denied attempts, and every cited entry with its tlog-proof, the checkpoint and the cited "
+      "blobs, verifiable offline (verify --report). Exit 0: written; 1: the log does not check "
+      "out; 2: bad input (not a log, wrong key, unknown launch).");
+  auto* report_from = report->add_option_group("source", "where the log is");
+  report_from->add_option("--log", report_command.source.log_dir,
+                          "a copy of the log directory (state_dir/evidence)");
+  report_from->add_option("--url", report_command.source.url,
+                          "the log served over HTTP (the daemon's /evidence/ or a static copy)");
+  report_from->require_option(1);
+  report->add_option("--key", report_command.source.key, "the node's verifier key file (node.vkey)")
+      ->required();
+  report->add_option("--launch", report_command.launch, "only this launch id");
+  report->add_option("--since", report_command.since,
+                     "only entries at or after this time (RFC 3339 or unix seconds); the launch "
+                     "event is always cited");
+  report->add_option("--format", report_command.format, "json, html or oscal")
+      ->check(CLI::IsMember({"json", "html", "oscal"}))
+      ->capture_default_str();
+  report->add_option("--output", report_command.output, "write to this file instead of stdout");
 
   // The daemon's sampler process, started by `run` (app/sampler_process.hpp).
   // Not listed in --help: it refuses to run unless started that way.
@@ -334,7 +447,7 @@ int run_cli(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
-    for (const CLI::App* command : {run, inspect, project, diff, keygen, sign, verify}) {
+    for (const CLI::App* command : {run, inspect, project, diff, keygen, sign, verify, report}) {
       known |= command->get_name() == argv[1];
       names += (names.empty() ? "" : ", ") + command->get_name();
     }
@@ -370,6 +483,7 @@ int run_cli(int argc, char** argv) {
     if (*project) return cmd_project(project_config);
     if (*diff) return cmd_diff(diff_config, diff_target);
     if (*verify) return cmd_verify(verify_source);
+    if (*report) return cmd_report(report_command);
     if (*sampler_process) return run_sampler_process();
   } catch (const std::exception& e) {
     std::cerr << "driftwatch: internal error: " << e.what() << "\n";

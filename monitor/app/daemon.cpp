@@ -732,6 +732,12 @@ api::DaemonView daemon_view(Daemon& d) {
     });
   };
   view.evidence_dir = d.config.state_dir / "evidence";
+  // The signer is fixed once open_evidence has run; the writer thread
+  // never changes it.
+  view.evidence_verifier = [&d]() -> std::optional<evidence::NoteVerifier> {
+    if (!d.evidence) return std::nullopt;
+    return d.evidence->verifier();
+  };
   view.off_loop = [&d](std::function<api::HttpResponse()> work, api::Respond respond) {
     if (!d.files) return respond(work());  // no thread yet (nor a running loop)
     asio::post(*d.files, [&d, work = std::move(work), respond = std::move(respond)]() mutable {

@@ -98,6 +98,27 @@ Result<std::string> make_tlog_proof(const Log& log, uint64_t index,
   return format_tlog_proof(TlogProof{std::move(extra), index, std::move(path), *checkpoint_note});
 }
 
+Result<std::string> make_tlog_proof_from_tiles(const ResourceReader& reader, uint64_t index,
+                                               std::string_view checkpoint_note,
+                                               const NoteVerifier& verifier,
+                                               std::string_view origin) {
+  auto checkpoint = open_checkpoint(checkpoint_note, verifier, origin);
+  if (!checkpoint)
+    return fail("the checkpoint to prove against does not verify with ", verifier.vkey(), ": ",
+                checkpoint.error().message);
+  if (index >= checkpoint->size)
+    return fail("entry ", str(index), " is not in the checkpoint of ", str(checkpoint->size),
+                " entries");
+  TileHashSource tiles(reader, checkpoint->size);
+  DW_TRY(root, tree_hash(tiles, checkpoint->size));
+  if (root != checkpoint->root)
+    return fail("the hash tiles of the tree of ", str(checkpoint->size),
+                " entries do not give the checkpoint's root; verify the log");
+  DW_TRY(path, inclusion_proof(tiles, index, checkpoint->size));
+  return format_tlog_proof(
+      TlogProof{std::nullopt, index, std::move(path), std::string(checkpoint_note)});
+}
+
 Result<VerifiedProof> verify_tlog_proof(std::string_view proof_text, std::string_view entry,
                                         const NoteVerifier& verifier, std::string_view origin) {
   DW_TRY(proof, parse_tlog_proof(proof_text));

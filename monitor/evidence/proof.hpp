@@ -47,6 +47,17 @@ Result<std::string> make_tlog_proof(const Log& log, uint64_t index,
                                     std::optional<std::string> checkpoint_note = std::nullopt,
                                     std::optional<std::string> extra = std::nullopt);
 
+/// The same proof computed offline from a copy of the log: the hash tiles
+/// of the tree of `checkpoint_note`'s size are read through `reader` (a
+/// partial tile that is gone is read from its full tile, as tlog-tiles
+/// allows), never from a live Log. The checkpoint must verify with
+/// `verifier` (and be for `origin`, when given), and the tiles must give its
+/// root: a copy whose tiles were changed proves nothing.
+Result<std::string> make_tlog_proof_from_tiles(const ResourceReader& reader, uint64_t index,
+                                               std::string_view checkpoint_note,
+                                               const NoteVerifier& verifier,
+                                               std::string_view origin = {});
+
 /// What a verified proof says: the entry is at `index` in the tree of
 /// `checkpoint`.
 struct VerifiedProof {

@@ -92,3 +92,41 @@ TEST_CASE("proof: tlog-proof text is parsed strictly", "[evidence]") {
     CHECK_FALSE(parse_tlog_proof(bad));
   }
 }
+
+TEST_CASE(
+    "proof: a tlog-proof computed offline from a copy's tiles is the one the live log makes, at "
+    "every checkpoint and across partial tiles",
+    "[evidence]") {
+  TempDir dir("evidence-proof-tiles");
+  Log log = open_test_log(dir / "evidence");
+  std::vector<std::string> checkpoints;
+  for (const uint64_t size : {1, 255, 256, 257, 700, 65536 + 300}) {
+    append_test_entries(log, size, {size > 1000 ? uint64_t{4096} : uint64_t{13}});
+    auto note = log.checkpoint();
+    REQUIRE(note);
+    checkpoints.push_back(*note);
+  }
+  log.wait_for_janitor();
+  const NoteVerifier verifier = NoteVerifier::parse(log.verifier().vkey()).value();
+  const DirectoryReader reader((dir / "evidence").string());
+  for (const auto& note : checkpoints) {
+    const auto checkpoint = open_checkpoint(note, verifier);
+    REQUIRE(checkpoint);
+    for (uint64_t index : {uint64_t{0}, uint64_t{1}, uint64_t{254}, uint64_t{255}, uint64_t{256},
+                           uint64_t{699}, uint64_t{65535}, uint64_t{65536}, uint64_t{65835}}) {
+      if (index >= checkpoint->size) continue;
+      INFO("index " << index << " in a tree of " << checkpoint->size);
+      auto offline = make_tlog_proof_from_tiles(reader, index, note, verifier, kTestOrigin);
+      INFO((offline ? std::string() : offline.error().message));
+      REQUIRE(offline);
+      auto live = make_tlog_proof(log, index, note);
+      REQUIRE(live);
+      CHECK(*offline == *live);
+      CHECK(verify_tlog_proof(*offline, test_entry(index), verifier, kTestOrigin));
+    }
+  }
+  // Not in the tree, another origin: no proof.
+  CHECK_FALSE(make_tlog_proof_from_tiles(reader, 1, checkpoints[0], verifier));
+  CHECK_FALSE(
+      make_tlog_proof_from_tiles(reader, 0, checkpoints[0], verifier, "driftwatch/other-node"));
+}
