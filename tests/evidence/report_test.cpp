@@ -15,6 +15,7 @@
 #include "evidence/proof.hpp"
 #include "evidence/test_log.hpp"
 #include "ingest/envelope.hpp"
+#include "policy/policy.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace driftwatch;
@@ -73,7 +74,8 @@ json sandbox_state(const char* type, const std::string& sandbox, const std::stri
 // hostile sandbox id), 4 a forgery aimed at sb-1, 5 drifted, 6 its finding,
 // 7 a grant, 8 L-2 observed, 9 a rejection of nothing in particular.
 void fill(SmallLog& s) {
-  s.add(monitor_started(kT0, "test-node", "0.1", "rev", std::string(64, 'a'), std::string(64, 'b'))
+  s.add(monitor_started(kT0, "test-node", "0.1", "rev", std::string(64, 'a'), std::string(64, 'b'),
+                        *policy::load_policy(std::nullopt))
             .entry);
   const std::string launch_envelope = envelope_for({{"launch_id", "L-1"}, {"sandbox_id", "sb-1"}});
   s.add({{"type", "launch_accepted"},
