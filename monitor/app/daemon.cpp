@@ -1198,7 +1198,11 @@ int cmd_run(const std::optional<fs::path>& config_path) {
     }
   }
 
-  // Teardown, always, in reverse dependency order.
+  // Teardown, always, in reverse dependency order. A SIGTERM or SIGINT from
+  // now on waits (blocked, pending) until the process has exited with its
+  // own code: it must cut neither the last entry and checkpoint nor an exit
+  // status that says why the daemon stopped.
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   d.stopping = true;
   if (d.http) d.http->stop();
   if (d.sweep_timer) d.sweep_timer->cancel();
