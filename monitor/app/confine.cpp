@@ -214,13 +214,7 @@ Result<void> chown_tree(int dirfd, const fs::path& path, dev_t device, uid_t uid
                     errno_text());
       ++changed;
     }
-    // The evidence log grows to tens of thousands of files, all written by
-    // the daemon user once it is the user's (nothing writes there before
-    // drop_privileges): its tree is walked only while the directory itself
-    // is not the user's yet, so that start-up does not grow with the log.
-    const bool handed_log =
-        depth == 0 && name == "evidence" && st.st_uid == uid && st.st_gid == gid;
-    if (S_ISDIR(st.st_mode) && !handed_log) {
+    if (S_ISDIR(st.st_mode)) {
       Fd child(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!child) return fail("cannot open ", (path / name).string(), ": ", errno_text());
       auto walked =
