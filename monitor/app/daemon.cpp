@@ -107,6 +107,8 @@ using Writer = BatchWriter<DurableRecord>;
 // Heartbeat observations of every live sandbox, this often (seconds), so the
 // log shows a sandbox kept its state, not only when it changed.
 constexpr int64_t kHeartbeatSeconds = 300;
+// A `recovered` entry lists at most this many envelopes it could not restore.
+constexpr size_t kMaxListedRecoveries = 50;
 // Denied attempts become evidence entries this often (seconds), one per
 // sandbox, kind and capability with the exact count.
 constexpr int64_t kAttemptSummarySeconds = 10;
@@ -902,10 +904,22 @@ Result<void> restore_ingest(Daemon& d) {
     }
   }
   for (const auto& why : lost) spdlog::error("RECOVERY: {}", why);
-  if (!lost.empty())
+  if (!lost.empty()) {
+    // An entry holds at most 60 KiB: the first kMaxListedRecoveries
+    // sentences, each cut to 512 bytes, and the count; the daemon's log
+    // above names every one.
+    json listed = json::array();
+    for (size_t i = 0; i < lost.size() && i < kMaxListedRecoveries; ++i) {
+      size_t cut = std::min<size_t>(lost[i].size(), 512);
+      while (cut > 0 && cut < lost[i].size() &&
+             (static_cast<unsigned char>(lost[i][cut]) & 0xC0) == 0x80)
+        --cut;  // not inside a UTF-8 sequence
+      listed.push_back(lost[i].substr(0, cut));
+    }
     entries.push_back(evidence::recovered(
         now, "accepted", std::to_string(lost.size()) + " accepted envelopes not restored",
-        json{{"not_restored", lost}}));
+        json{{"not_restored", std::move(listed)}, {"not_restored_total", lost.size()}}));
+  }
   if (!entries.empty()) {
     if (auto appended = append_entries(d, entries); !appended)
       return fail("evidence log ", log.dir().string(), ": ", appended.error().message);

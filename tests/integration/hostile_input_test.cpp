@@ -331,3 +331,45 @@ TEST_CASE(
   CHECK(daemon.post("/v1/launch-events", envelope).status == 200);
   CHECK(daemon.stop() == 0);
 }
+
+TEST_CASE(
+    "hostile input: a restart over a log that lost 60 envelopes starts, names all 60 in its log "
+    "and lists the first 50 in one bounded recovered entry",
+    "[root][integration][daemon]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  std::vector<std::string> envelopes;
+  for (int i = 0; i < 60; ++i) {
+    const std::string id = "L-many-" + std::to_string(i);
+    envelopes.push_back(daemon.sign(
+        "launch",
+        DaemonUnderTest::launch_payload(id, "box-many-" + std::to_string(i), minimal_config()),
+        "cp-1"));
+    REQUIRE(daemon.post("/v1/launch-events", envelopes.back()).status == 202);
+  }
+  REQUIRE(daemon.stop() == 0);
+  for (const auto& envelope : envelopes)
+    REQUIRE(fs::remove(daemon.dir() / "state" / "evidence" / "blob" /
+                       driftwatch::sha256_hex(envelope)));
+
+  daemon.start();
+  const auto restore = daemon.get("/healthz")["restore"];
+  INFO(restore.dump());
+  CHECK(restore["not_restored"] == 60);
+  CHECK(restore["restored"] == 0);
+  REQUIRE(daemon.stop() == 0);
+  const std::string log = daemon.log();
+  size_t named = 0;
+  for (size_t at = 0; (at = log.find("RECOVERY: evidence entry", at)) != std::string::npos; ++at)
+    ++named;
+  CHECK(named == 60);
+  size_t recovered = 0;
+  for (const auto& doc : evidence_documents(daemon))
+    if (doc["type"] == "recovered" && doc["store"] == "accepted") {
+      ++recovered;
+      CHECK(doc["details"]["not_restored"].size() == 50);
+      CHECK(doc["details"]["not_restored_total"] == 60);
+    }
+  CHECK(recovered == 1);
+}
