@@ -747,7 +747,12 @@ api::DaemonView daemon_view(Daemon& d) {
   view.sandbox = [&d](std::string_view id) -> std::optional<json> {
     const auto* status = d.correlator.find(id);
     if (!status) return std::nullopt;
-    return correlate::to_json(*status);
+    json sandbox = correlate::to_json(*status);
+    // What the probe counted denied in it since it was first watched (null:
+    // no probe; the log's escalation_attempt entries have the history).
+    sandbox["denied_attempts"] =
+        d.attempts ? json(d.attempts->denied_of(status->sandbox_id)) : json();
+    return sandbox;
   };
   view.ingest = [&d](ingest::EnvelopeKind kind, std::string_view body, std::string source,
                      api::IngestDone done) {
