@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "integration/cli.hpp"
 #include "integration/daemon_harness.hpp"
 #include "integration/evidence_entries.hpp"
 #include "support/oci_bundle.hpp"
@@ -340,5 +341,20 @@ TEST_CASE(
   });
   CHECK(denied["setuid"] == 100000);
   CHECK(daemon.get("/healthz")["probes"]["cap_capable"]["attempts_not_counted"] == 0);
+
+  // `driftwatch inspect --daemon` shows them next to what it sampled.
+  const auto inspected = run_driftwatch({"inspect", "--oci", container.id(), "--daemon",
+                                         "http://127.0.0.1:" + std::to_string(daemon.port())});
+  INFO(inspected.out << inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  const auto document = json::parse(inspected.out);
+  CHECK(document["sandbox_id"] == container.id());
+  CHECK(document["daemon"]["known"] == true);
+  CHECK(document["daemon"]["denied_attempts"]["setuid"] == 100000);
+  // A daemon that is not there: a one-line error, exit 2.
+  const auto nowhere =
+      run_driftwatch({"inspect", "--oci", container.id(), "--daemon", "http://127.0.0.1:1"});
+  CHECK(nowhere.exit_code == 2);
+  CHECK_THAT(nowhere.err, Catch::StartsWith("driftwatch: --daemon: "));
   CHECK(daemon.stop() == 0);
 }
