@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -89,6 +90,10 @@ int64_t boot_time() {
 // (the next poll waits for it, so lines are committed in order).
 struct Journal {
   std::unique_ptr<ingest::JournalTail> tail;
+  // Its absolute path: its name in journal_position entries.
+  std::string name;
+  // The position last handed to the writer in a journal_position entry.
+  std::optional<ingest::JournalTail::Position> recorded;
   bool busy = false;
   // The error of the last poll: a refused journal is logged once when it
   // starts failing (and when it recovers), not every half second.
@@ -135,6 +140,9 @@ struct Daemon {
   // list). The loop hands over what the ingestor forgets (`forgotten`),
   // and the next restore point drops it.
   std::map<std::string, uint64_t, std::less<>> accepted_index;
+  // The writer thread's too: the index of each journal's last
+  // journal_position entry (the restore point's "positions").
+  std::map<std::string, uint64_t> position_index;
   std::vector<std::string> forgotten;
   // The process that reads /proc and the runtimes' state for the sweep; the
   // pool's thread talks to it (app/sampler_process.hpp).
@@ -279,6 +287,8 @@ void checkpoint_now(Daemon& d) {
     point.root = head.root;
     for (const auto& [envelope, index] : d.accepted_index) point.accepted.push_back(index);
     std::sort(point.accepted.begin(), point.accepted.end());
+    for (const auto& [journal, index] : d.position_index) point.positions.push_back(index);
+    std::sort(point.positions.begin(), point.positions.end());
     if (auto written = evidence::write_restore_point(d.config.state_dir, point); !written)
       *error += (error->empty() ? "" : "; ") + written.error().message;
   };
@@ -304,19 +314,22 @@ void schedule_checkpoints(Daemon& d) {
 Result<void> append_entries(Daemon& d, std::vector<evidence::Pending>& entries) {
   evidence::Log& log = *d.evidence;
   std::vector<std::string> sealed;
-  std::vector<std::pair<std::string, uint64_t>> accepted;
+  std::vector<std::pair<std::string, uint64_t>> accepted, positions;
   for (auto& pending : entries) {
     for (const auto& blob : pending.blobs)
       if (auto stored = log.put_blob(blob); !stored) return std::unexpected(stored.error());
     const uint64_t index = log.size() + sealed.size();
     if (evidence::is_accepted_entry(pending.entry))
       accepted.emplace_back(pending.entry.value("envelope_sha256", ""), index);
+    if (pending.entry.value("type", "") == evidence::kJournalPositionType)
+      positions.emplace_back(pending.entry.value("journal", ""), index);
     DW_TRY(bytes, evidence::seal(std::move(pending.entry), index));
     sealed.push_back(std::move(bytes));
   }
   if (sealed.empty()) return {};
   if (auto appended = log.append(sealed); !appended) return std::unexpected(appended.error());
   for (auto& [envelope, index] : accepted) d.accepted_index[std::move(envelope)] = index;
+  for (auto& [journal, index] : positions) d.position_index[std::move(journal)] = index;
   return {};
 }
 
@@ -598,7 +611,32 @@ bool is_grant_envelope(std::string_view line) {
   return envelope && envelope->payload_type == ingest::kGrantPayloadType;
 }
 
-void finish_journal_batch(Journal& journal, const JournalBatch& batch) {
+evidence::JournalPosition position_of(const Journal& journal,
+                                      const ingest::JournalTail::Position& p) {
+  return {journal.name, static_cast<uint64_t>(p.inode), p.offset, p.preceding};
+}
+
+// The journal's committed position into the log (after the outcomes of the
+// lines before it are durable), when it moved. A position that fails to be
+// written only means those lines are read again after a restart: the
+// accepted ones come out as duplicates.
+void record_position(Daemon& d, Journal& journal) {
+  const auto& position = journal.tail->committed_position();
+  if (journal.recorded == position || !d.writer) return;
+  journal.recorded = position;
+  DurableRecord r;
+  r.entries.push_back(
+      evidence::journal_position(unix_now(), position_of(journal, position), "journal poll"));
+  d.writer->submit(std::move(r), [name = journal.name](const Result<void>& written) {
+    if (!written)
+      spdlog::error(
+          "journal {}: position not recorded ({}); its last lines are read again after "
+          "a restart",
+          name, written.error().message);
+  });
+}
+
+void finish_journal_batch(Daemon& d, Journal& journal, const JournalBatch& batch) {
   journal.busy = false;
   auto& tail = *journal.tail;
   size_t good = 0;
@@ -617,6 +655,7 @@ void finish_journal_batch(Journal& journal, const JournalBatch& batch) {
   if (!committed)
     spdlog::error("journal {}: offset not saved: {}", tail.path().string(),
                   committed.error().message);
+  record_position(d, journal);
 }
 
 void pump_journal(Daemon& d, Journal& journal, const std::shared_ptr<JournalBatch>& batch) {
@@ -630,7 +669,7 @@ void pump_journal(Daemon& d, Journal& journal, const std::shared_ptr<JournalBatc
                       batch->durable[i] = outcome.result != ingest::IngestResult::unavailable;
                       --batch->outstanding;
                       if (++batch->finished == batch->lines.size()) {
-                        finish_journal_batch(journal, *batch);
+                        finish_journal_batch(d, journal, *batch);
                       } else if (batch->outstanding == 0 && !batch->pumping) {
                         pump_journal(d, journal, batch);
                       }
@@ -969,12 +1008,52 @@ Result<void> restore_ingest(Daemon& d) {
         now, "accepted", std::to_string(lost.size()) + " accepted envelopes not restored",
         json{{"not_restored", std::move(listed)}, {"not_restored_total", lost.size()}}));
   }
+  // Where each journal is read on: its last position in the log, or, the
+  // first time, the offset file an earlier version kept (recorded in the
+  // log now, the file renamed once that is durable).
+  std::vector<fs::path> offset_files;
+  for (auto& journal : d.journals) {
+    const auto in_log = found.journals.find(journal.name);
+    std::optional<ingest::JournalTail::Position> start;
+    if (in_log != found.journals.end()) {
+      const auto& p = in_log->second.second;
+      start = ingest::JournalTail::Position{static_cast<ino_t>(p.inode), p.offset, p.preceding};
+      d.position_index[journal.name] = in_log->second.first;
+    }
+    auto from_file = journal.tail->keep_position_in_log(start);
+    if (!from_file) {
+      spdlog::error(
+          "journal {}: {}; reading it from its start (its accepted lines come out as "
+          "duplicates)",
+          journal.name, from_file.error().message);
+      continue;
+    }
+    journal.recorded = journal.tail->committed_position();
+    if (*from_file) {
+      entries.push_back(
+          evidence::journal_position(now, position_of(journal, journal.tail->committed_position()),
+                                     "migrated from " + journal.tail->offset_file().string()));
+      offset_files.push_back(journal.tail->offset_file());
+    }
+  }
   if (!entries.empty()) {
     if (auto appended = append_entries(d, entries); !appended)
       return fail("evidence log ", log.dir().string(), ": ", appended.error().message);
     DW_TRY(note, log.checkpoint());
     (void)note;
     publish_checkpoint(d, log.size(), log.root());
+  }
+  for (const auto& file : offset_files) {
+    auto retired = file;
+    retired += ".migrated";
+    std::error_code ec;
+    fs::rename(file, retired, ec);
+    if (ec)
+      spdlog::warn("{}: its position is in the evidence log, but it cannot be renamed: {}",
+                   file.string(), ec.message());
+    else
+      spdlog::info("{}: its position is in the evidence log now; the file renamed to {}",
+                   file.string(), retired.string());
   }
   if (legacy) {
     DW_TRY(retired, ingest::retire_legacy_store(*legacy));
@@ -1003,6 +1082,7 @@ Result<void> open_journals(Daemon& d) {
     if (ec) return fail("launch journal ", journal.string(), ": ", ec.message());
     std::string key = sha256_hex(absolute.lexically_normal().string()).substr(0, 16);
     Journal tail;
+    tail.name = absolute.lexically_normal().string();
     tail.tail = std::make_unique<ingest::JournalTail>(
         journal, d.config.state_dir / "journals" / (key + ".offset"));
     d.journals.push_back(std::move(tail));
@@ -1363,6 +1443,18 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   // writes in flight and run their completions, so what was
   // stored is also committed (journal offsets); new work is refused by
   // `stopping`.
+  // Journal batches in flight finish first (their last outcomes come
+  // through the writer, which is still running), so their positions go
+  // into the log too; at most 5 s.
+  d.io.restart();
+  try {
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         d.writer && std::chrono::steady_clock::now() < until &&
+         std::ranges::any_of(d.journals, [](const Journal& j) { return j.busy; });)
+      d.io.run_one_for(std::chrono::milliseconds(50));
+  } catch (const std::exception& e) {
+    spdlog::error("teardown: {}", e.what());
+  }
   if (d.writer) {
     poll_attempts(d, true);
     record(d, {evidence::monitor_stopped(unix_now(), d.stop_reason)});

@@ -30,6 +30,8 @@
 //                     interval), total (since the sandbox was first watched),
 //                     since, detail (one denied attempt: pid, tid, uid, euid,
 //                     comm; null for allowed ones)
+//   journal_position  journal, inode, offset, preceding_hex, source: where a
+//                     launch journal is read on after a restart
 
 #include <cstdint>
 #include <optional>
@@ -95,6 +97,23 @@ struct AttemptSummary {
   std::optional<nlohmann::json> detail;
 };
 Pending escalation_attempt(int64_t now, const AttemptSummary& summary);
+
+/// How far a launch journal has been read, every line before it ingested
+/// and its outcome durable: where reading goes on after a restart. One per
+/// poll that consumed lines. `preceding` is the up to 64 bytes before the
+/// offset (hex in the entry; null when not known yet).
+struct JournalPosition {
+  std::string journal;  // its absolute path, as configured
+  uint64_t inode = 0;
+  uint64_t offset = 0;
+  std::optional<std::string> preceding;
+  bool operator==(const JournalPosition&) const = default;
+};
+Pending journal_position(int64_t now, const JournalPosition& position, std::string_view source);
+/// The position a journal_position entry records; nullopt for any other
+/// entry or a malformed one.
+std::optional<JournalPosition> parse_journal_position(std::string_view entry);
+inline constexpr std::string_view kJournalPositionType = "journal_position";
 
 /// Whether a Pending's entry is a launch_accepted or grant_accepted.
 bool is_accepted_entry(const nlohmann::json& entry);

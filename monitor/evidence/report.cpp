@@ -257,14 +257,25 @@ Result<json> describe_launch(const std::string& launch_id,
                               {"envelope_sha256", any_field(e, "envelope_sha256")},
                               {"envelope_kept", any_field(e, "envelope_kept")}});
         break;
-      case Role::kDenied:
+      case Role::kDenied: {
+        // One entry per sandbox, syscall and capability per interval, with
+        // the exact count and one of the attempts in detail.
+        const json detail = any_field(e, "detail");
+        const auto of_detail = [&detail](const char* key) {
+          return detail.is_object() ? any_field(detail, key) : json();
+        };
         denied.push_back({{"index", index},
                           {"time", time},
-                          {"pid", any_field(e, "pid")},
-                          {"syscall", any_field(e, "syscall")},
+                          {"kind", any_field(e, "kind")},
                           {"capability", any_field(e, "capability")},
-                          {"result", any_field(e, "result")}});
+                          {"outcome", any_field(e, "outcome")},
+                          {"count", any_field(e, "count")},
+                          {"total", any_field(e, "total")},
+                          {"pid", of_detail("pid")},
+                          {"uid", of_detail("uid")},
+                          {"comm", of_detail("comm")}});
         break;
+      }
     }
   }
   const json& l = *launch;

@@ -55,7 +55,8 @@ inline constexpr std::string_view kReportFormat = "driftwatch-report@v1";
 inline constexpr size_t kMaxReportBytes = 256u << 20;
 /// What the report says while no probe writes escalation_attempt entries.
 inline constexpr std::string_view kNoDeniedAttemptsNote =
-    "no escalation_attempt entries: the probes that record denied attempts are not attached yet";
+    "no escalation_attempt entries: no attempt was denied in the sandbox, or the probes that "
+    "count them were not attached (driftwatch_probe_attached, /healthz probes)";
 
 enum class ReportFailure {
   kBadInput,       // not a log, wrong key, a malformed report (exit 2)

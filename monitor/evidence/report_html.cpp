@@ -190,10 +190,12 @@ std::string report_html(const Report& report) {
     table(out, field(view, "denied_attempts"),
           {{"index", "Entry"},
            {"time", "Time"},
-           {"pid", "Pid"},
-           {"syscall", "Syscall"},
+           {"kind", "Syscall"},
            {"capability", "Capability"},
-           {"result", "Result"}},
+           {"count", "Denied"},
+           {"total", "Since watched"},
+           {"pid", "Pid"},
+           {"comm", "Command"}},
           note.is_string() ? note.get<std::string>() : std::string("None."));
     out << "</section>\n";
   }

@@ -158,8 +158,10 @@ nlohmann::json report_oscal(const Report& report) {
               text_of(field(r, "result")) + ", " + text_of(field(r, "reason"))};
     for (const auto& d : field(view, "denied_attempts"))
       described[field(d, "index").get<uint64_t>()] = {
-          "denied attempt", "Denied " + text_of(field(d, "syscall")) + " of pid " +
-                                text_of(field(d, "pid")) + ": " + text_of(field(d, "result"))};
+          "denied attempt", text_of(field(d, "count")) + " " + text_of(field(d, "kind")) +
+                                " attempts needing " + text_of(field(d, "capability")) +
+                                " denied by the kernel (one by pid " + text_of(field(d, "pid")) +
+                                ", " + text_of(field(d, "comm")) + ")"};
 
     std::vector<std::string> launch_observations;
     for (const auto& [index, what] : described) {

@@ -1,6 +1,7 @@
 #include "evidence/restore.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,12 @@ std::optional<AcceptedEntry> accepted_entry(std::string_view entry) {
   return out;
 }
 
+// A journal's position, the later one winning.
+void keep_position(AcceptedEnvelopes& out, uint64_t index, JournalPosition position) {
+  const std::string journal = position.journal;  // before the move below
+  out.journals[journal] = {index, std::move(position)};
+}
+
 // Reads the envelope an accepted entry cites into `out`, or says why not.
 void take(const Log& log, uint64_t index, const AcceptedEntry& accepted, AcceptedEnvelopes& out) {
   const std::string where = "evidence entry " + str(index) + " (" +
@@ -63,33 +70,47 @@ void take(const Log& log, uint64_t index, const AcceptedEntry& accepted, Accepte
 Result<void> scan(const Log& log, uint64_t from, uint64_t to, AcceptedEnvelopes& out) {
   return log.for_each_entry(from, to, [&](uint64_t index, std::string_view entry) -> Result<void> {
     ++out.entries_read;
-    if (auto accepted = accepted_entry(entry)) take(log, index, *accepted, out);
+    if (auto accepted = accepted_entry(entry))
+      take(log, index, *accepted, out);
+    else if (auto position = parse_journal_position(entry))
+      keep_position(out, index, std::move(*position));
     return {};
   });
 }
 
 // The entries a restore point names, read bundle by bundle; an error when
-// one of them is not an accepted entry (the point is not this log's).
-Result<void> read_cited(const Log& log, const std::vector<uint64_t>& cited,
-                        AcceptedEnvelopes& out) {
+// one of them is not an accepted entry, or a position entry where it names
+// one (the point is not this log's).
+Result<void> read_cited(const Log& log, const RestorePoint& point, AcceptedEnvelopes& out) {
+  std::vector<uint64_t> cited = point.accepted;
+  cited.insert(cited.end(), point.positions.begin(), point.positions.end());
+  std::sort(cited.begin(), cited.end());
+  const std::set<uint64_t> positions(point.positions.begin(), point.positions.end());
   size_t next = 0;
   while (next < cited.size()) {
     const uint64_t bundle = cited[next] / kTileWidth;
     size_t last = next;
     while (last + 1 < cited.size() && cited[last + 1] / kTileWidth == bundle) ++last;
     size_t at = next;
-    auto read = log.for_each_entry(cited[next], cited[last] + 1,
-                                   [&](uint64_t index, std::string_view entry) -> Result<void> {
-                                     if (index != cited[at]) return {};
-                                     ++at;
-                                     ++out.entries_read;
-                                     auto accepted = accepted_entry(entry);
-                                     if (!accepted)
-                                       return fail("it names entry ", str(index),
-                                                   ", which is not an accepted launch or grant");
-                                     take(log, index, *accepted, out);
-                                     return {};
-                                   });
+    auto read = log.for_each_entry(
+        cited[next], cited[last] + 1, [&](uint64_t index, std::string_view entry) -> Result<void> {
+          if (index != cited[at]) return {};
+          ++at;
+          ++out.entries_read;
+          if (positions.contains(index)) {
+            auto position = parse_journal_position(entry);
+            if (!position)
+              return fail("it names entry ", str(index), ", which is not a journal position");
+            keep_position(out, index, std::move(*position));
+            return {};
+          }
+          auto accepted = accepted_entry(entry);
+          if (!accepted)
+            return fail("it names entry ", str(index),
+                        ", which is not an accepted launch or grant");
+          take(log, index, *accepted, out);
+          return {};
+        });
     if (!read) return read;
     next = last + 1;
   }
@@ -102,7 +123,8 @@ std::string encode_restore_point(const RestorePoint& point) {
   json doc{{"format", kRestorePointFormat},
            {"tree_size", point.tree_size},
            {"root", to_hex(point.root)},
-           {"accepted", point.accepted}};
+           {"accepted", point.accepted},
+           {"positions", point.positions}};
   return doc.dump() + "\n";
 }
 
@@ -111,13 +133,17 @@ Result<RestorePoint> parse_restore_point(std::string_view text) {
   const auto shape = [] {
     return fail("not a restore point: {\"format\": \"", kRestorePointFormat,
                 "\", \"tree_size\": N, \"root\": \"<64 hex>\", \"accepted\": [ascending indexes "
-                "below tree_size]}");
+                "below tree_size], \"positions\": [likewise]}");
   };
-  if (!doc.is_object() || doc.size() != 4) return shape();
+  if (!doc.is_object() || doc.size() < 4 || doc.size() > 5) return shape();
   const auto format = doc.find("format");
   const auto size = doc.find("tree_size");
   const auto root = doc.find("root");
   const auto accepted = doc.find("accepted");
+  const auto positions = doc.find("positions");
+  if (doc.size() == 5 && (positions == doc.end() || !positions->is_array() ||
+                          positions->size() > kMaxRestorePointEntries))
+    return shape();
   if (format == doc.end() || *format != kRestorePointFormat || size == doc.end() ||
       !size->is_number_unsigned() || root == doc.end() || !root->is_string() ||
       accepted == doc.end() || !accepted->is_array() || accepted->size() > kMaxRestorePointEntries)
@@ -127,13 +153,20 @@ Result<RestorePoint> parse_restore_point(std::string_view text) {
   const auto hash = digest_from_hex(root->get_ref<const std::string&>());
   if (!hash) return shape();
   point.root = *hash;
-  for (const auto& index : *accepted) {
-    if (!index.is_number_unsigned()) return shape();
-    const uint64_t value = index.get<uint64_t>();
-    if (value >= point.tree_size || (!point.accepted.empty() && value <= point.accepted.back()))
-      return shape();
-    point.accepted.push_back(value);
-  }
+  const auto indexes = [&](const json& list, std::vector<uint64_t>& into) {
+    for (const auto& index : list) {
+      if (!index.is_number_unsigned()) return false;
+      const uint64_t value = index.get<uint64_t>();
+      if (value >= point.tree_size || (!into.empty() && value <= into.back())) return false;
+      into.push_back(value);
+    }
+    return true;
+  };
+  if (!indexes(*accepted, point.accepted)) return shape();
+  if (positions != doc.end() && !indexes(*positions, point.positions)) return shape();
+  // An entry is one or the other.
+  for (uint64_t index : point.positions)
+    if (std::binary_search(point.accepted.begin(), point.accepted.end(), index)) return shape();
   return point;
 }
 
@@ -172,12 +205,12 @@ Result<AcceptedEnvelopes> read_accepted(const Log& log, const std::filesystem::p
     }
   }
   if (point) {
-    if (auto cited = read_cited(log, point->accepted, out); cited) {
+    if (auto cited = read_cited(log, *point, out); cited) {
       if (auto scanned = scan(log, point->tree_size, size, out); !scanned)
         return std::unexpected(scanned.error());
       out.how = "from the restore point at tree size " + str(point->tree_size) + " (" +
-                str(point->accepted.size()) + " entries) and the " + str(size - point->tree_size) +
-                " entries after it";
+                str(point->accepted.size() + point->positions.size()) + " entries) and the " +
+                str(size - point->tree_size) + " entries after it";
       return out;
     } else {
       out.point_refused = path.string() + " does not match the log: " + cited.error().message;

@@ -390,7 +390,28 @@ Result<std::vector<std::string>> JournalTail::poll() {
   return texts;
 }
 
+Result<bool> JournalTail::keep_position_in_log(std::optional<Position> from_log) {
+  in_log_ = true;
+  loaded_ = true;
+  if (from_log) {
+    committed_ = std::move(*from_log);
+    pending_ = committed_;
+    return false;
+  }
+  committed_ = Position{};
+  pending_ = committed_;
+  DW_TRY(stored, read_offset_file(offset_file_));
+  if (!stored) return false;
+  committed_ = std::move(*stored);
+  pending_ = committed_;
+  return true;
+}
+
 Result<void> JournalTail::persist(const Position& position) {
+  if (in_log_) {
+    committed_ = position;
+    return {};
+  }
   if (on_disk_ && position == committed_) return {};
   if (auto written = write_offset_file(offset_file_, position); !written) {
     return std::unexpected(written.error());

@@ -103,6 +103,18 @@ class JournalTail {
     bool operator==(const Position&) const = default;
   };
 
+  /// Keeps the position in the evidence log instead of the offset file (the
+  /// daemon's way since the log became its one durable store): commits then
+  /// change only this instance's position, which the caller records
+  /// (committed_position()). Reading starts at `from_log`, or, when the log
+  /// has none, at the offset file an earlier version wrote, read now.
+  /// Returns whether that file was read (the caller records its position
+  /// and renames the file); an unreadable one is an error, and reading then
+  /// starts at the journal's start (its lines come out as duplicates).
+  Result<bool> keep_position_in_log(std::optional<Position> from_log);
+  const Position& committed_position() const { return committed_; }
+  const std::filesystem::path& offset_file() const { return offset_file_; }
+
  private:
   /// Reads the offset file once (a missing one: start of the journal).
   Result<void> load();
@@ -117,6 +129,7 @@ class JournalTail {
   uint64_t rewinds_ = 0;
   bool loaded_ = false;
   bool on_disk_ = false;  // the committed position is what the offset file holds
+  bool in_log_ = false;   // keep_position_in_log: no offset file is written
 };
 
 }  // namespace driftwatch::ingest

@@ -511,7 +511,8 @@ TEST_CASE("wire: a sample must be of its ref's sandbox, members sorted, first pr
         "response: vanished: true without an error");
 }
 
-TEST_CASE("wire: a sweep names no sandbox, a sample_one one; scopes are sorted", "[correlate]") {
+TEST_CASE("wire: a sweep names no sandbox, a sample_one one, and scopes are sorted",
+          "[correlate]") {
   wire::Request sweep;
   sweep.sandbox_id = "agent-7";
   CHECK(rejection(wire::parse_request, wire::to_json(sweep)) ==

@@ -168,4 +168,94 @@ TEST_CASE("restore: a restore point is parsed strictly", "[evidence]") {
       parse(R"({"format":"driftwatch-restore-point/1","tree_size":1,"root":"AA","accepted":[]})"));
   CHECK_FALSE(parse("not json"));
   CHECK_FALSE(parse(""));
+  // Positions: like the accepted list, and never an accepted entry's index.
+  CHECK(parse(doc("[1,2]", R"(,"positions":[3,9])")));
+  CHECK(parse(doc("[]", R"(,"positions":[])")));
+  CHECK_FALSE(parse(doc("[1,2]", R"(,"positions":[2])")));
+  CHECK_FALSE(parse(doc("[1]", R"(,"positions":[4,3])")));
+  CHECK_FALSE(parse(doc("[1]", R"(,"positions":[10])")));
+  CHECK_FALSE(parse(doc("[1]", R"(,"positions":{})")));
+  CHECK_FALSE(parse(doc("[1]", R"(,"positions":[3],"x":1)")));
+}
+
+TEST_CASE("restore: each journal's last position comes from the log, through a restore point too",
+          "[evidence]") {
+  TempDir state;
+  auto log = open_test_log(state.path() / "evidence");
+  write_log(log, 50, 10);
+  const auto position = [](const std::string& journal, uint64_t offset, uint64_t seq) {
+    evidence::JournalPosition p{journal, 77, offset, std::string("line\n")};
+    auto entry = evidence::journal_position(0, p, "journal poll").entry;
+    entry["seq"] = seq;
+    return entry.dump();
+  };
+  {
+    const std::string text = position("/j/a", 10, 50);
+    INFO(text);
+    const auto parsed = evidence::parse_journal_position(text);
+    REQUIRE(parsed);
+    CHECK(parsed->journal == "/j/a");
+  }
+  // Entries 50..53: a, b, a again, and one position with its bytes unknown.
+  REQUIRE(
+      log.append({position("/j/a", 10, 50), position("/j/b", 20, 51), position("/j/a", 30, 52)}));
+  {
+    evidence::JournalPosition unknown{"/j/c", 5, 0, std::nullopt};
+    auto entry = evidence::journal_position(0, unknown, "migrated").entry;
+    entry["seq"] = 53;
+    REQUIRE(log.append({entry.dump()}));
+  }
+  auto found = read_ok(log, state.path());
+  REQUIRE(found.journals.size() == 3);
+  CHECK(found.journals["/j/a"].first == 52);
+  CHECK(found.journals["/j/a"].second.offset == 30);
+  CHECK(found.journals["/j/a"].second.preceding == std::optional<std::string>("line\n"));
+  CHECK(found.journals["/j/b"].second.offset == 20);
+  CHECK(found.journals["/j/c"].second.preceding == std::nullopt);
+
+  // A restore point at 54 names them (and the accepted ones): read alone.
+  evidence::RestorePoint point{54, *log.root_at(54), {9, 19, 29, 39, 49}, {51, 52, 53}};
+  REQUIRE(evidence::write_restore_point(state.path(), point));
+  found = read_ok(log, state.path());
+  INFO(found.point_refused);
+  CHECK(found.point_refused.empty());
+  CHECK(found.entries_read == 8);
+  CHECK(found.journals["/j/a"].second.offset == 30);
+  CHECK(found.journals["/j/b"].second.offset == 20);
+
+  // One that names an observation as a position is not this log's.
+  point.positions = {50, 51, 52, 53};
+  point.positions[0] = 48;
+  REQUIRE(evidence::write_restore_point(state.path(), point));
+  found = read_ok(log, state.path());
+  CHECK_THAT(found.point_refused, Catch::Contains("not a journal position"));
+  CHECK(found.journals["/j/a"].second.offset == 30);  // the whole log was read
+  CHECK(found.entries_read == 54);
+}
+
+TEST_CASE("restore: a journal_position entry is parsed strictly", "[evidence]") {
+  const auto parse = [](const json& entry) {
+    return evidence::parse_journal_position(entry.dump()).has_value();
+  };
+  json good{{"seq", 1},   {"time", "t"}, {"type", "journal_position"}, {"journal", "/j"},
+            {"inode", 1}, {"offset", 2}, {"preceding_hex", "0a"},      {"source", "x"}};
+  CHECK(parse(good));
+  for (const char* field : {"journal", "inode", "offset", "preceding_hex"}) {
+    json missing = good;
+    missing.erase(field);
+    CHECK_FALSE(parse(missing));
+  }
+  json bad = good;
+  bad["offset"] = -1;
+  CHECK_FALSE(parse(bad));
+  bad = good;
+  bad["preceding_hex"] = "zz";
+  CHECK_FALSE(parse(bad));
+  bad = good;
+  bad["preceding_hex"] = std::string(130, 'a');  // more than 64 bytes
+  CHECK_FALSE(parse(bad));
+  bad = good;
+  bad["type"] = "observation";
+  CHECK_FALSE(parse(bad));
+  CHECK_FALSE(evidence::parse_journal_position("journal_position"));
 }

@@ -75,7 +75,7 @@ TEST_CASE("trust: keys are found by key id with their name and role", "[ingest]"
   CHECK(to_string(TrustRole::operator_) == "operator");
 }
 
-TEST_CASE("trust: an absent role holds no keys; an empty store trusts nothing", "[ingest]") {
+TEST_CASE("trust: an absent role holds no keys, and an empty store trusts nothing", "[ingest]") {
   const auto cp = new_public_key();
   auto only_cp = TrustStore::parse(json{{"control_plane", {entry("cp-1", cp)}}}.dump(), "t");
   REQUIRE(only_cp);

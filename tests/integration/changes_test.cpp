@@ -210,7 +210,7 @@ TEST_CASE("change notify: a container's state file in a runtime root, even one c
   CHECK(rest->empty());
 }
 
-TEST_CASE("change notify: a cgroup glob's parent sees new matches; deeper wildcards are refused",
+TEST_CASE("change notify: a cgroup glob's parent sees new matches, and deeper wildcards are refused",
           "[inotify]") {
   CHECK(driftwatch::probes::glob_parent("/sys/fs/cgroup/agents/*") ==
         fs::path("/sys/fs/cgroup/agents"));

@@ -2,18 +2,31 @@
 // grants over HTTP and from a journal, verdicts, rejections, restarts and
 // startup errors.
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <catch2/catch.hpp>
 
+#include "common/sha256.hpp"
 #include "integration/daemon_harness.hpp"
+#include "integration/evidence_entries.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
 
 using namespace driftwatch::testing;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
+
+uint64_t inode_of(const fs::path& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_ino;
+}
 
 bool has_finding(const json& sandbox, const std::string& field, const std::string& direction) {
   for (const auto& f : sandbox["findings"])
@@ -233,6 +246,16 @@ TEST_CASE(
   REQUIRE(first["verdict"] == "attested");
   CHECK(first["grant_id"] == "G-rst-1");
   CHECK(daemon.stop() == 0);
+  // How far the journal was read is in the evidence log, not in a file of
+  // its own: the last journal_position entry is at the journal's end.
+  CHECK_FALSE(fs::exists(daemon.dir() / "state" / "journals"));
+  std::optional<json> position;
+  for (const auto& entry : evidence_documents(daemon))
+    if (entry["type"] == "journal_position") position = entry;
+  REQUIRE(position);
+  CHECK((*position)["journal"] == fs::absolute(daemon.journal()).lexically_normal().string());
+  CHECK((*position)["offset"] == fs::file_size(daemon.journal()));
+  CHECK((*position)["inode"] == inode_of(daemon.journal()));
 
   daemon.start();
   auto second = daemon.wait_for_verdict(container.id(), "attested");
@@ -258,6 +281,62 @@ TEST_CASE(
   auto appended = daemon.wait_for_verdict(other.id(), "attested");
   CHECK(appended["launch_id"] == "L-rst-2");
   CHECK(daemon.get("/healthz")["ingest"]["launch_events"]["accepted"] == 1);
+  CHECK(daemon.stop() == 0);
+}
+
+TEST_CASE(
+    "daemon: a journal offset file of an earlier version is read once, recorded in the log and "
+    "renamed",
+    "[root][runc][integration][daemon]") {
+  SKIP_WITHOUT("root", "runc", "busybox");
+  auto bundle = OciBundle::with_default_spec();
+  auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("d-off")));
+  DaemonUnderTest daemon;
+  {
+    std::ofstream journal(daemon.journal());
+    journal << daemon.sign(
+                   "launch",
+                   DaemonUnderTest::launch_payload("L-off-1", container.id(), bundle.config()),
+                   "cp-1")
+            << "\n";
+  }
+  // The earlier version had read the line: its offset file says so.
+  const std::string name = fs::absolute(daemon.journal()).lexically_normal().string();
+  const fs::path offsets = daemon.dir() / "state" / "journals";
+  fs::create_directories(offsets);
+  fs::permissions(daemon.dir() / "state", fs::perms::owner_all);
+  const fs::path offset_file = offsets / (driftwatch::sha256_hex(name).substr(0, 16) + ".offset");
+  std::ofstream(offset_file) << json{{"inode", inode_of(daemon.journal())},
+                                     {"offset", fs::file_size(daemon.journal())}}
+                                    .dump();
+  daemon.start();
+  daemon.wait_sweeps(1);
+  // Not read again: nothing ingested, the sandbox without its launch.
+  CHECK(daemon.get("/healthz")["ingest"]["launch_events"]["accepted"] == 0);
+  CHECK(daemon.get("/v1/sandboxes/" + container.id())["launch_id"].is_null());
+  CHECK_FALSE(fs::exists(offset_file));
+  CHECK(fs::exists(offset_file.string() + ".migrated"));
+  // A line appended now is read.
+  auto other = value_or_throw(Container::start("runc", bundle, unique_container_id("d-off2")));
+  std::ofstream(daemon.journal(), std::ios::app)
+      << daemon.sign("launch",
+                     DaemonUnderTest::launch_payload("L-off-2", other.id(), bundle.config()),
+                     "cp-1")
+      << "\n";
+  CHECK(daemon.wait_for_verdict(other.id(), "attested")["launch_id"] == "L-off-2");
+  CHECK(daemon.stop() == 0);
+  std::vector<json> positions;
+  for (const auto& entry : evidence_documents(daemon))
+    if (entry["type"] == "journal_position") positions.push_back(entry);
+  REQUIRE(positions.size() == 2);
+  CHECK_THAT(positions[0]["source"].get<std::string>(), Catch::StartsWith("migrated from "));
+  CHECK(positions[1]["offset"] == fs::file_size(daemon.journal()));
+
+  // And the restart after goes on from the log alone.
+  daemon.start();
+  daemon.wait_for_verdict(other.id(), "attested");
+  for (const auto& [result, count] : daemon.get("/healthz")["ingest"]["launch_events"].items())
+    CHECK(count == 0);
   CHECK(daemon.stop() == 0);
 }
 

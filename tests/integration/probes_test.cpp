@@ -358,3 +358,64 @@ TEST_CASE(
   CHECK_THAT(nowhere.err, Catch::StartsWith("driftwatch: --daemon: "));
   CHECK(daemon.stop() == 0);
 }
+
+TEST_CASE(
+    "probes: the report of a launch lists the attempts denied in its sandbox with their exact "
+    "counts, in JSON, HTML and OSCAL, and verifies offline",
+    "[root][bpf][integration][daemon][evidence]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  OciBundle bundle = attempt_bundle();
+  auto container =
+      value_or_throw(Container::start("runc", bundle, unique_container_id("rattempt")));
+  REQUIRE(
+      daemon
+          .post("/v1/launch-events", daemon.sign("launch",
+                                                 DaemonUnderTest::launch_payload(
+                                                     "L-attempts", container.id(), bundle.config()),
+                                                 "cp-1"))
+          .status == 202);
+  daemon.wait_for_verdict(container.id(), "attested");
+  const auto attempts = container.exec_wait({"/bin/attempt", "setuid", "chroot", "storm:41"});
+  INFO(attempts.out << attempts.err);
+  REQUIRE(attempts.exit_code == 0);
+  driftwatch::testing::wait_until("the attempts counted", std::chrono::seconds(10), [&] {
+    return daemon.get("/v1/sandboxes/" + container.id())["denied_attempts"].value("setuid", 0) >=
+           42;
+  });
+  REQUIRE(daemon.stop() == 0);  // the last summary and a checkpoint
+
+  const std::string log = (daemon.dir() / "state" / "evidence").string();
+  const std::string vkey = (daemon.dir() / "state" / "node.vkey").string();
+  const auto report = run_driftwatch(
+      {"report", "--log", log, "--key", vkey, "--launch", "L-attempts", "--format", "json"});
+  INFO(report.err);
+  REQUIRE(report.exit_code == 0);
+  const auto launch = json::parse(report.out)["launches"][0];
+  std::map<std::string, uint64_t> denied;
+  for (const auto& d : launch["denied_attempts"]) {
+    CHECK(d["outcome"] == "denied");
+    CHECK(d["comm"] == "attempt");
+    denied[d["kind"].get<std::string>()] += d["count"].get<uint64_t>();
+  }
+  CHECK(denied == std::map<std::string, uint64_t>{{"setuid", 42}, {"chroot", 1}});
+  CHECK(launch["denied_attempts_note"].is_null());
+
+  const fs::path saved = daemon.dir() / "report.json";
+  std::ofstream(saved) << report.out;
+  const auto verified = run_driftwatch({"verify", "--report", saved.string(), "--key", vkey});
+  INFO(verified.out << verified.err);
+  CHECK(verified.exit_code == 0);
+
+  const auto html = run_driftwatch(
+      {"report", "--log", log, "--key", vkey, "--launch", "L-attempts", "--format", "html"});
+  REQUIRE(html.exit_code == 0);
+  CHECK_THAT(html.out, Catch::Contains("CAP_SYS_CHROOT"));
+  CHECK_THAT(html.out, Catch::Contains("<td>42</td>"));
+  const auto oscal = run_driftwatch(
+      {"report", "--log", log, "--key", vkey, "--launch", "L-attempts", "--format", "oscal"});
+  REQUIRE(oscal.exit_code == 0);
+  CHECK_THAT(oscal.out,
+             Catch::Contains(" setuid attempts needing CAP_SETUID denied by the kernel"));
+}
