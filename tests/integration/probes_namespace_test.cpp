@@ -284,6 +284,8 @@ TEST_CASE(
   // One second after the exec (whose own resample finds nothing), the
   // helper makes a user namespace of its own: full capabilities in it, and
   // a user namespace the sandbox did not declare.
+  const double latency_count_before =
+      metric(daemon, "driftwatch_detection_latency_seconds_count{trigger=\"probe\"}");
   value_or_throw(container.exec({"/bin/attempt", "sleep:1", "unshare-user", "sleep:600"}));
   const auto exec_done = std::chrono::steady_clock::now();
   std::string verdict;
@@ -296,15 +298,42 @@ TEST_CASE(
   INFO("drifted " << took.count() << " s after the exec\n" << daemon.log());
   REQUIRE(verdict == "drifted");
   CHECK(took.count() < 2.0);  // the helper's 1 s, and well under a second more
-  // The probe's own latency, from the kernel's event to the drifted verdict.
-  const std::string latency = "driftwatch_detection_latency_seconds";
-  CHECK(metric(daemon, latency + "_count{trigger=\"probe\"}") == 1);
-  CHECK(metric(daemon, latency + "_sum{trigger=\"probe\"}") < 1.0);
+  // The probe's own latency, from the kernel's event to the drifted
+  // verdict: under a second (the histogram is the node's: other sandboxes
+  // there may have drifted meanwhile, within a second too).
+  const auto probe_latency = [&](const std::string& series) {
+    return metric(daemon, "driftwatch_detection_latency_seconds" + series);
+  };
+  CHECK(probe_latency("_count{trigger=\"probe\"}") >= latency_count_before + 1);
+  CHECK(probe_latency("_bucket{trigger=\"probe\",le=\"1\"}") ==
+        probe_latency("_count{trigger=\"probe\"}"));
   wait_until("the unshare in /metrics", std::chrono::seconds(5),
              [&] { return metric(daemon, unshare_events) >= 1; });
   CHECK(metric(daemon, unshare_events) == 1);
   // runc exec's own setns calls may be seen too, when the sandbox is watched
   // by its cgroup and runc joins the cgroup first: one resample more.
   CHECK(daemon.get("/healthz")["probes"]["namespace_changes"].get<int>() >= 1);
+  CHECK(daemon.stop() == 0);
+}
+
+TEST_CASE(
+    "probes: with \"syscall_probes\": false the syscall tracepoints are off and say so, the "
+    "tp_btf probes stay",
+    "[root][bpf][integration][daemon]") {
+  if (auto why = missing_requirement({"root", "btf"})) DW_SKIP(*why);
+  DaemonUnderTest daemon(json{{"syscall_probes", false}});
+  daemon.start();
+  const auto health = daemon.get("/healthz")["probes"];
+  INFO(health.dump());
+  for (const char* probe : {"syscalls/sys_exit_unshare", "syscalls/sys_exit_setns"}) {
+    CHECK(health[probe]["attached"] == false);
+    CHECK_THAT(health[probe]["why"].get<std::string>(), Catch::Contains("syscall_probes"));
+    CHECK(metric(daemon, "driftwatch_probe_attached{probe=\"" + std::string(probe) + "\"}") == 0);
+  }
+  CHECK(health["tracefs"]["needed"] == false);
+  for (const char* probe : {"cap_capable", "sched_process_exec", "sched_process_fork"}) {
+    CHECK(health[probe]["attached"] == true);
+    CHECK(metric(daemon, "driftwatch_probe_attached{probe=\"" + std::string(probe) + "\"}") == 1);
+  }
   CHECK(daemon.stop() == 0);
 }
