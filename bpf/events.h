@@ -55,17 +55,24 @@ enum dw_lifecycle_kind {
   DW_LIFECYCLE_EXEC = 1,   /* a task in the sandbox executed a program */
   DW_LIFECYCLE_FORK = 2,   /* a task in the sandbox forked */
   DW_LIFECYCLE_ATTACH = 3, /* a task was moved into the sandbox's cgroup */
+  /* a task in the sandbox changed namespaces: unshare or setns succeeded,
+   * or it forked a child into namespaces of its own (clone, clone3) */
+  DW_LIFECYCLE_NAMESPACE = 4,
 };
 
 struct dw_lifecycle_event {
   __u64 time_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
   __u32 token;
   __u32 kind;
-  __u32 pid; /* the task it happened to (the child, for a fork) */
-  __u32 pad;
+  __u32 pid;     /* the task it happened to (the child, for a fork) */
+  __u32 syscall; /* DW_LIFECYCLE_NAMESPACE: the syscall (x86-64 number); else 0 */
+  __s64 result;  /* DW_LIFECYCLE_NAMESPACE: its return (the child's pid for clone) */
+  __u64 flags;   /* DW_LIFECYCLE_NAMESPACE: the CLONE_NEW* flags (setns: its nstype) */
 };
 
-/* Lifecycle events per sandbox and 10 ms at most: a resample needs one. */
+/* Lifecycle events per sandbox and 10 ms at most: a resample needs one.
+ * Namespace changes have a window of their own, so that an exec or a fork
+ * just before cannot swallow one. */
 #define DW_LIFECYCLE_WINDOW_NS 10000000ULL
 
 /* The per-sandbox detail rate limit (events per second), set before load. */

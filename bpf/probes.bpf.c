@@ -8,6 +8,12 @@
  * DW_LIFECYCLE_WINDOW_NS through a ring buffer of its own tells the monitor
  * to resample it now.
  *
+ * Namespace changes in a watched sandbox (DW_LIFECYCLE_NAMESPACE, a window
+ * of their own): a clone or clone3 into new namespaces, seen by dw_fork; a
+ * successful unshare or setns, seen by dw_sys_exit_unshare and
+ * dw_sys_exit_setns (tracepoint/syscalls/sys_exit_*), the only syscall
+ * tracepoints here, because nothing cheaper sees them.
+ *
  * dw_cap_capable, escalation attempts: every capability check the kernel makes inside a
  * watched sandbox (tp_btf/cap_capable), with its result and the syscall the
  * task is in, counted exactly per (sandbox, syscall, capability, outcome) in
@@ -97,8 +103,12 @@ struct {
 #define NR_execve 59
 #define NR_execveat 322
 #define NR_clone3 435
+#define NR_unshare 272
+#define NR_setns 308
 #define DW_CLONE_NEW_NAMESPACES \
-  0x7E020000ULL /* NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET */
+  0x7E020000ULL                  /* NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET */
+#define DW_CLONE_NEWTIME 0x80ULL /* unshare and clone3 only */
+#define DW_NAMESPACE_FLAGS (DW_CLONE_NEW_NAMESPACES | DW_CLONE_NEWTIME)
 
 static __always_inline void count_lost(__u32 reason) {
   __u64* value = bpf_map_lookup_elem(&dw_lost, &reason);
@@ -160,6 +170,14 @@ struct {
   __type(value, __u64);
 } dw_lifecycle_last SEC(".maps");
 
+/* The last namespace event sent per token: a window of its own. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u32);
+  __type(value, __u64);
+} dw_namespace_last SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1);
@@ -167,11 +185,20 @@ struct {
   __type(value, __u64);
 } dw_lifecycle_lost SEC(".maps");
 
-static __always_inline void lifecycle(__u32 token, __u32 kind, __u32 pid) {
+/* What a namespace event says beyond its kind (zero for the others). */
+struct dw_namespace_change {
+  __u32 syscall;
+  __s64 result;
+  __u64 flags;
+};
+
+/* One event per token and DW_LIFECYCLE_WINDOW_NS in `last` (a map). */
+static __always_inline void send_lifecycle(void* last_map, __u32 token, __u32 kind, __u32 pid,
+                                           const struct dw_namespace_change* change) {
   const __u64 now = bpf_ktime_get_ns();
-  __u64* last = bpf_map_lookup_elem(&dw_lifecycle_last, &token);
+  __u64* last = bpf_map_lookup_elem(last_map, &token);
   if (last && now - *last < DW_LIFECYCLE_WINDOW_NS) return;
-  bpf_map_update_elem(&dw_lifecycle_last, &token, &now, BPF_ANY);
+  bpf_map_update_elem(last_map, &token, &now, BPF_ANY);
   struct dw_lifecycle_event* event = bpf_ringbuf_reserve(&dw_lifecycle_events, sizeof *event, 0);
   if (!event) {
     __u32 zero = 0;
@@ -183,8 +210,31 @@ static __always_inline void lifecycle(__u32 token, __u32 kind, __u32 pid) {
   event->token = token;
   event->kind = kind;
   event->pid = pid;
-  event->pad = 0;
+  event->syscall = change ? change->syscall : 0;
+  event->result = change ? change->result : 0;
+  event->flags = change ? change->flags : 0;
   bpf_ringbuf_submit(event, 0);
+}
+
+static __always_inline void lifecycle(__u32 token, __u32 kind, __u32 pid) {
+  send_lifecycle(&dw_lifecycle_last, token, kind, pid, 0);
+}
+
+static __always_inline void namespace_changed(__u32 token, __u32 pid,
+                                              const struct dw_namespace_change* change) {
+  send_lifecycle(&dw_namespace_last, token, DW_LIFECYCLE_NAMESPACE, pid, change);
+}
+
+/* The CLONE_NEW* flags a clone or clone3 in progress asked for (its saved
+ * registers; clone3's struct clone_args starts with its flags, in user
+ * memory), 0 when they cannot be read. */
+static __always_inline __u64 clone_flags(long nr, struct pt_regs* regs) {
+  if (nr == NR_clone) return BPF_CORE_READ(regs, di) & DW_NAMESPACE_FLAGS;
+  __u64 flags = 0;
+  if (nr == NR_clone3 &&
+      bpf_probe_read_user(&flags, sizeof flags, (void*)BPF_CORE_READ(regs, di)) != 0)
+    return 0;
+  return flags & DW_NAMESPACE_FLAGS;
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -194,10 +244,25 @@ int BPF_PROG(dw_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm*
   return 0;
 }
 
+/* A clone or clone3 with CLONE_NEW* flags is seen here, after the fact and
+ * with no syscall tracepoint: the child's namespaces (its nsproxy, or its
+ * credentials' user namespace, for CLONE_NEWUSER) are not its parent's. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(dw_fork, struct task_struct* parent, struct task_struct* child) {
-  __u32* token = watched_token(bpf_get_current_task_btf());
-  if (token) lifecycle(*token, DW_LIFECYCLE_FORK, BPF_CORE_READ(child, tgid));
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u32* token = watched_token(task);
+  if (!token) return 0;
+  const __u32 pid = BPF_CORE_READ(child, tgid);
+  if (BPF_CORE_READ(child, nsproxy) == BPF_CORE_READ(parent, nsproxy) &&
+      BPF_CORE_READ(child, real_cred, user_ns) == BPF_CORE_READ(parent, real_cred, user_ns)) {
+    lifecycle(*token, DW_LIFECYCLE_FORK, pid);
+    return 0;
+  }
+  struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
+  const long nr = BPF_CORE_READ(regs, orig_ax);
+  struct dw_namespace_change change = {
+      .syscall = (__u32)nr, .result = pid, .flags = clone_flags(nr, regs)};
+  namespace_changed(*token, pid, &change);
   return 0;
 }
 
@@ -210,6 +275,44 @@ int BPF_PROG(dw_cgroup_attach, struct cgroup* dst, const char* path, struct task
   __u32* token = bpf_map_lookup_elem(&dw_watched_cgroups, &id);
   if (token) lifecycle(*token, DW_LIFECYCLE_ATTACH, BPF_CORE_READ(task, tgid));
   return 0;
+}
+
+/* unshare and setns, on their way out: nothing cheaper sees them. An
+ * unprivileged unshare(CLONE_NEWUSER) makes no capability check (so
+ * cap_capable never fires), forks nothing and executes nothing. Only what
+ * succeeded changed a namespace; what failed for want of a capability is
+ * already counted by cap_capable. The syscall's arguments are still in the
+ * task's saved registers on exit (x86-64 preserves rdi and rsi), so the exit
+ * tracepoint alone does: no enter program, no per-task map.
+ *
+ * Enabling any syscall tracepoint moves every task on the node onto the
+ * slow syscall path (README, "The probes": the measured cost), so these two
+ * can be switched off in the node config ("syscall_probes": false). */
+static __always_inline int syscall_exit(long nr, long ret, __u64 flags) {
+  __u32* token = watched_token(bpf_get_current_task_btf());
+  if (!token) return 0;
+  struct dw_namespace_change change = {.syscall = (__u32)nr, .result = ret, .flags = flags};
+  namespace_changed(*token, bpf_get_current_pid_tgid() >> 32, &change);
+  return 0;
+}
+
+static __always_inline struct pt_regs* current_regs(void) {
+  return (struct pt_regs*)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+SEC("tracepoint/syscalls/sys_exit_unshare")
+int dw_sys_exit_unshare(struct trace_event_raw_sys_exit* ctx) {
+  if (ctx->ret != 0) return 0; /* failed: nothing changed */
+  const __u64 flags = BPF_CORE_READ(current_regs(), di);
+  /* CLONE_FS, CLONE_FILES, CLONE_SYSVSEM alone leave the namespaces be */
+  if ((flags & DW_NAMESPACE_FLAGS) == 0) return 0;
+  return syscall_exit(NR_unshare, ctx->ret, flags & DW_NAMESPACE_FLAGS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_setns")
+int dw_sys_exit_setns(struct trace_event_raw_sys_exit* ctx) {
+  if (ctx->ret != 0) return 0; /* failed: nothing changed */
+  return syscall_exit(NR_setns, ctx->ret, BPF_CORE_READ(current_regs(), si));
 }
 
 SEC("tp_btf/cap_capable")

@@ -11,8 +11,16 @@ namespace driftwatch::app {
 
 using nlohmann::json;
 
-Result<AttemptWatch> AttemptWatch::load(uint32_t events_per_second) {
-  DW_TRY(probe, probes::KernelProbes::load(events_per_second));
+Result<AttemptWatch> AttemptWatch::load(uint32_t events_per_second, bool syscall_probes) {
+  DW_TRY(probe, probes::KernelProbes::load(events_per_second, syscall_probes));
+  const auto& tracefs = probe.tracefs();
+  if (tracefs.mounted_by_driftwatch)
+    spdlog::info(
+        "tracefs was not mounted: mounted it on {} for the syscall tracepoints (left "
+        "mounted)",
+        probes::kTracefsPath);
+  else if (tracefs.needed && !tracefs.mounted)
+    spdlog::warn("tracefs: {}", tracefs.error);
   return AttemptWatch(std::move(probe));
 }
 
@@ -71,6 +79,12 @@ void AttemptWatch::track(const std::vector<correlate::SweepItem>& items,
   }
 }
 
+void AttemptWatch::count_namespace_change(const probes::LifecycleEvent& event) {
+  ++namespace_changes_;
+  if (const auto probe = probes::namespace_probe(event); probe.starts_with("syscalls/"))
+    ++syscall_taken_[probe];
+}
+
 size_t AttemptWatch::take_events(const Trigger& trigger) {
   std::vector<probes::LifecycleEvent> lifecycle;
   auto taken = probe_.consume(
@@ -83,6 +97,7 @@ size_t AttemptWatch::take_events(const Trigger& trigger) {
       [&lifecycle](const probes::LifecycleEvent& event) { lifecycle.push_back(event); });
   lifecycle_taken_ += lifecycle.size();
   for (const auto& event : lifecycle) {
+    if (event.kind == probes::LifecycleEvent::Kind::namespace_change) count_namespace_change(event);
     const auto owner = sandbox_of_.find(event.token);
     if (owner != sandbox_of_.end() && trigger) trigger(owner->second, event);
   }
@@ -122,8 +137,17 @@ std::vector<evidence::Pending> AttemptWatch::poll(
   metrics.count_probe_events("cap_capable", events_taken_ - events_reported_, lost);
   events_reported_ = events_taken_;
   // Lifecycle events are counted under the one program that sends them
-  // most (exec); their drops are in the same ring buffer.
-  metrics.count_probe_events("sched_process_exec", lifecycle_taken_ - lifecycle_reported_,
+  // most (exec), but for those of the syscall tracepoints, counted under
+  // theirs; the drops are all in the one ring buffer.
+  uint64_t by_syscall = 0;
+  for (const auto& [probe, taken] : syscall_taken_) {
+    uint64_t& reported = syscall_reported_[probe];
+    metrics.count_probe_events(probe, taken - reported, 0);
+    by_syscall += taken - reported;
+    reported = taken;
+  }
+  metrics.count_probe_events("sched_process_exec",
+                             lifecycle_taken_ - lifecycle_reported_ - by_syscall,
                              losses.lifecycle_full - lifecycle_lost_seen_);
   lifecycle_reported_ = lifecycle_taken_;
   lifecycle_lost_seen_ = losses.lifecycle_full;
@@ -189,6 +213,13 @@ json AttemptWatch::health() const {
   for (const auto& [probe, why] : probe_.attach_report())
     out[probe] = why.empty() ? json{{"attached", true}} : json{{"attached", false}, {"why", why}};
   out["lifecycle_events"] = lifecycle_taken_;
+  out["namespace_changes"] = namespace_changes_;
+  const auto& tracefs = probe_.tracefs();
+  out["tracefs"] = {{"path", probes::kTracefsPath},
+                    {"needed", tracefs.needed},
+                    {"mounted", tracefs.mounted},
+                    {"mounted_by_driftwatch", tracefs.mounted_by_driftwatch}};
+  if (!tracefs.error.empty()) out["tracefs"]["why"] = tracefs.error;
   out["watched_cgroups"] = cgroups;
   out["cap_capable"].update(json{{"watched_sandboxes", sandboxes_.size()},
                                  {"watched_pid_namespaces", namespaces},

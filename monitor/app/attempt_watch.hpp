@@ -28,8 +28,9 @@ namespace driftwatch::app {
 
 class AttemptWatch {
  public:
-  /// Loads and attaches the probe (as root, before privileges are dropped).
-  static Result<AttemptWatch> load(uint32_t events_per_second);
+  /// Loads and attaches the probes (as root, before privileges are dropped;
+  /// mounts tracefs for the syscall tracepoints if need be, and logs it).
+  static Result<AttemptWatch> load(uint32_t events_per_second, bool syscall_probes = true);
 
   /// The ring buffer's descriptor, readable when details wait.
   int events_fd() const { return probe_.events_fd(); }
@@ -65,6 +66,7 @@ class AttemptWatch {
 
  private:
   explicit AttemptWatch(probes::KernelProbes probe) : probe_(std::move(probe)) {}
+  void count_namespace_change(const probes::LifecycleEvent& event);
 
   // (token, syscall, capability, denied)
   using Key = std::tuple<uint32_t, uint32_t, uint32_t, bool>;
@@ -89,6 +91,10 @@ class AttemptWatch {
   uint64_t lifecycle_taken_ = 0;
   uint64_t lifecycle_reported_ = 0;
   uint64_t lifecycle_lost_seen_ = 0;
+  uint64_t namespace_changes_ = 0;
+  // The syscall tracepoints' events, by probe (probes::namespace_probe).
+  std::map<std::string, uint64_t> syscall_taken_;
+  std::map<std::string, uint64_t> syscall_reported_;
 };
 
 }  // namespace driftwatch::app

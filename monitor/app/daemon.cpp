@@ -1134,7 +1134,7 @@ Result<void> load_probes(Daemon& d) {
     spdlog::warn("probes {}: sampling only", d.probes_note);
     return {};
   }
-  auto loaded = AttemptWatch::load(kProbeEventsPerSecond);
+  auto loaded = AttemptWatch::load(kProbeEventsPerSecond, d.config.syscall_probes);
   if (!loaded) {
     d.probes_note = loaded.error().message;
     spdlog::warn("PROBES NOT ATTACHED: {}; sampling only", d.probes_note);
@@ -1144,7 +1144,7 @@ Result<void> load_probes(Daemon& d) {
   for (const auto& [probe, why] : d.attempts->attach_report()) {
     d.metrics->set_probe_attached(probe, why.empty());
     if (why.empty())
-      spdlog::info("probe attached: tp_btf/{}", probe);
+      spdlog::info("probe attached: {}", probe);
     else
       spdlog::warn("PROBE NOT ATTACHED: {}", why);
   }
@@ -1264,7 +1264,7 @@ void start_changes(Daemon& d) {
 
 void take_probe_events(Daemon& d) {
   d.attempts->take_events([&d](const std::string& id, const probes::LifecycleEvent& event) {
-    probe_resample(d, id, event.time_ns, probes::to_string(event.kind));
+    probe_resample(d, id, event.time_ns, probes::describe(event));
   });
 }
 

@@ -142,6 +142,12 @@ class ConfigReader {
            config.probes = v.get<bool>();
            return {};
          }},
+        {"syscall_probes",
+         [&](const json& v) -> Result<void> {
+           if (!v.is_boolean()) return wrong_type("syscall_probes", "a boolean", v);
+           config.syscall_probes = v.get<bool>();
+           return {};
+         }},
     };
     for (const auto& [key, value] : document.items()) {
       const auto field = fields.find(key);
@@ -309,6 +315,7 @@ nlohmann::json to_json(const NodeConfig& config) {
       {"event_max_age_seconds", config.event_max_age_seconds},
       {"checkpoint_interval_seconds", config.checkpoint_interval_seconds},
       {"probes", config.probes},
+      {"syscall_probes", config.syscall_probes},
   };
 }
 

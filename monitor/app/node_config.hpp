@@ -30,6 +30,11 @@ struct NodeConfig {
   int64_t event_max_age_seconds = 86400;
   int64_t checkpoint_interval_seconds = 10;
   bool probes = true;
+  // The unshare and setns syscall tracepoints (with `probes`): enabling any
+  // syscall tracepoint slows every syscall of every task on the node
+  // (README, "The probes"): off by default, and then those namespace
+  // changes wait for a fork, an exec or the sweep.
+  bool syscall_probes = false;
 };
 
 /// Parses config text; `what` names the file in errors.

@@ -23,8 +23,13 @@
 namespace driftwatch::metrics {
 
 /// The probes of DESIGN.md's eBPF section, as `probe` label values.
-inline constexpr const char* kProbes[] = {"cap_capable", "sched_process_exec", "sched_process_fork",
-                                          "sched_process_exit", "cgroup_attach_task"};
+inline constexpr const char* kProbes[] = {"cap_capable",
+                                          "sched_process_exec",
+                                          "sched_process_fork",
+                                          "sched_process_exit",
+                                          "cgroup_attach_task",
+                                          "syscalls/sys_exit_unshare",
+                                          "syscalls/sys_exit_setns"};
 
 class Metrics {
  public:

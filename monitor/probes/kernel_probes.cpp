@@ -2,8 +2,13 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
 
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -78,6 +83,9 @@ constexpr NamedSyscall kSyscalls[] = {
     {157, "prctl"},
 };
 
+constexpr uint32_t kNrUnshare = 272;
+constexpr uint32_t kNrSetns = 308;
+
 struct RingContext {
   const std::function<void(const AttemptEvent&)>* each = nullptr;
   const std::function<void(const LifecycleEvent&)>* lifecycle = nullptr;
@@ -90,12 +98,16 @@ int on_lifecycle(void* context, void* data, size_t size) {
   dw_lifecycle_event raw{};
   std::memcpy(&raw, data, sizeof raw);
   LifecycleEvent event;
-  event.kind = raw.kind == DW_LIFECYCLE_FORK     ? LifecycleEvent::Kind::fork
-               : raw.kind == DW_LIFECYCLE_ATTACH ? LifecycleEvent::Kind::attach
-                                                 : LifecycleEvent::Kind::exec;
+  event.kind = raw.kind == DW_LIFECYCLE_FORK        ? LifecycleEvent::Kind::fork
+               : raw.kind == DW_LIFECYCLE_ATTACH    ? LifecycleEvent::Kind::attach
+               : raw.kind == DW_LIFECYCLE_NAMESPACE ? LifecycleEvent::Kind::namespace_change
+                                                    : LifecycleEvent::Kind::exec;
   event.time_ns = raw.time_ns;
   event.token = raw.token;
   event.pid = raw.pid;
+  event.syscall = raw.syscall;
+  event.result = raw.result;
+  event.flags = raw.flags;
   (*ring->lifecycle)(event);
   return 0;
 }
@@ -131,8 +143,48 @@ std::string to_string(LifecycleEvent::Kind kind) {
       return "fork";
     case LifecycleEvent::Kind::attach:
       return "attach";
+    case LifecycleEvent::Kind::namespace_change:
+      return "namespace";
   }
   return "exec";
+}
+
+std::string describe(const LifecycleEvent& event) {
+  if (event.kind != LifecycleEvent::Kind::namespace_change) return to_string(event.kind);
+  char text[96];
+  std::snprintf(text, sizeof text, "namespace: %s 0x%" PRIx64 " = %" PRId64,
+                syscall_kind(event.syscall).c_str(), event.flags, event.result);
+  return text;
+}
+
+std::string namespace_probe(const LifecycleEvent& event) {
+  if (event.syscall == kNrUnshare) return "syscalls/sys_exit_unshare";
+  if (event.syscall == kNrSetns) return "syscalls/sys_exit_setns";
+  return "sched_process_fork";
+}
+
+TracefsStatus ensure_tracefs() {
+  TracefsStatus status;
+  status.needed = true;
+  struct statfs fs {};
+  if (::statfs(kTracefsPath, &fs) != 0) {
+    status.error = std::string("cannot stat ") + kTracefsPath + ": " + errno_text(errno);
+    return status;
+  }
+  if (fs.f_type == TRACEFS_MAGIC) {
+    status.mounted = true;
+    return status;
+  }
+  // As systemd mounts it. Left mounted: other tools expect it there, and
+  // unmounting it could pull it from under one of them.
+  if (::mount("nodev", kTracefsPath, "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    status.error =
+        std::string("cannot mount tracefs on ") + kTracefsPath + ": " + errno_text(errno);
+    return status;
+  }
+  status.mounted = true;
+  status.mounted_by_driftwatch = true;
+  return status;
 }
 
 std::string syscall_kind(uint32_t nr) {
@@ -157,6 +209,7 @@ struct KernelProbes::State {
   RingContext context;
   std::vector<bpf_link*> links;
   AttachReport attached;
+  TracefsStatus tracefs;
   ~State() {
     if (ring) ring_buffer__free(ring);
     for (bpf_link* link : links) bpf_link__destroy(link);
@@ -169,29 +222,62 @@ KernelProbes::KernelProbes(KernelProbes&&) noexcept = default;
 KernelProbes& KernelProbes::operator=(KernelProbes&&) noexcept = default;
 KernelProbes::~KernelProbes() = default;
 
-Result<KernelProbes> KernelProbes::load(uint32_t events_per_second) {
+namespace {
+
+struct Program {
+  const char* name;     // in driftwatch_probe_attached
+  const char* section;  // for the reason it did not attach
+  bpf_program* program;
+  bool syscall;  // a syscall tracepoint: needs tracefs, costs every task
+};
+
+std::vector<Program> programs_of(probes_bpf* skeleton) {
+  return {
+      {"cap_capable", "tp_btf/cap_capable", skeleton->progs.dw_cap_capable, false},
+      {"sched_process_exec", "tp_btf/sched_process_exec", skeleton->progs.dw_exec, false},
+      {"sched_process_fork", "tp_btf/sched_process_fork", skeleton->progs.dw_fork, false},
+      {"cgroup_attach_task", "tp_btf/cgroup_attach_task", skeleton->progs.dw_cgroup_attach, false},
+      {"syscalls/sys_exit_unshare", "tracepoint/syscalls/sys_exit_unshare",
+       skeleton->progs.dw_sys_exit_unshare, true},
+      {"syscalls/sys_exit_setns", "tracepoint/syscalls/sys_exit_setns",
+       skeleton->progs.dw_sys_exit_setns, true},
+  };
+}
+
+}  // namespace
+
+Result<KernelProbes> KernelProbes::load(uint32_t events_per_second, bool syscall_probes) {
   auto state = std::make_unique<State>();
   state->skeleton = probes_bpf::open();
   if (!state->skeleton) return fail("probes: cannot open: ", errno_text(errno));
   state->skeleton->rodata->events_per_second = events_per_second;
+  const auto programs = programs_of(state->skeleton);
+  if (!syscall_probes)
+    for (const auto& p : programs)
+      if (p.syscall) (void)bpf_program__set_autoload(p.program, false);
   if (int err = probes_bpf::load(state->skeleton); err != 0)
     return fail("probes: cannot load (needs BTF and CAP_BPF): ", errno_text(err));
-  const std::pair<const char*, bpf_program*> programs[] = {
-      {"cap_capable", state->skeleton->progs.dw_cap_capable},
-      {"sched_process_exec", state->skeleton->progs.dw_exec},
-      {"sched_process_fork", state->skeleton->progs.dw_fork},
-      {"cgroup_attach_task", state->skeleton->progs.dw_cgroup_attach},
-  };
   size_t attached = 0;
-  for (const auto& [name, program] : programs) {
-    bpf_link* link = bpf_program__attach(program);
+  for (const auto& p : programs) {
+    if (p.syscall && !syscall_probes) {
+      state->attached.emplace_back(p.name,
+                                   "switched off in the node config (\"syscall_probes\": false)");
+      continue;
+    }
+    if (p.syscall && !state->tracefs.needed) state->tracefs = ensure_tracefs();
+    if (p.syscall && !state->tracefs.mounted) {
+      state->attached.emplace_back(
+          p.name, "cannot attach " + std::string(p.section) + ": " + state->tracefs.error);
+      continue;
+    }
+    bpf_link* link = bpf_program__attach(p.program);
     if (!link) {
       state->attached.emplace_back(
-          name, "cannot attach tp_btf/" + std::string(name) + ": " + errno_text(errno));
+          p.name, "cannot attach " + std::string(p.section) + ": " + errno_text(errno));
       continue;
     }
     state->links.push_back(link);
-    state->attached.emplace_back(name, "");
+    state->attached.emplace_back(p.name, "");
     ++attached;
   }
   if (attached == 0) return fail("probes: ", state->attached.front().second);
@@ -241,6 +327,7 @@ void KernelProbes::forget_token(uint32_t token) {
   for (const auto& k : doomed) (void)bpf_map__delete_elem(map, &k, sizeof k, 0);
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_rates, &token, sizeof token, 0);
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_lifecycle_last, &token, sizeof token, 0);
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_namespace_last, &token, sizeof token, 0);
 }
 
 Result<std::vector<AttemptCount>> KernelProbes::counts() const {
@@ -278,6 +365,10 @@ int KernelProbes::events_fd() const {
 
 const AttachReport& KernelProbes::attach_report() const {
   return state_->attached;
+}
+
+const TracefsStatus& KernelProbes::tracefs() const {
+  return state_->tracefs;
 }
 
 Result<size_t> KernelProbes::consume(const std::function<void(const AttemptEvent&)>& each,

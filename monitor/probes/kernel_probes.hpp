@@ -6,10 +6,14 @@
 // exact counts of capability checks per (sandbox, syscall, capability,
 // outcome), what could not be detailed or counted, and the denied attempts
 // in detail; from sched_process_exec, sched_process_fork and
-// cgroup_attach_task, lifecycle events that call for a resample now.
+// cgroup_attach_task, and from the unshare and setns syscall tracepoints,
+// lifecycle events that call for a resample now.
 //
 // Loading needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): the daemon loads
-// it before it drops privileges. Everything after works on the file
+// it before it drops privileges. The syscall tracepoints also need tracefs
+// (libbpf reads a tracepoint's id there): load() mounts it on
+// /sys/kernel/tracing when it is not, which needs CAP_SYS_ADMIN, and leaves
+// it mounted. Everything after works on the file
 // descriptors it holds (map updates and lookups, the ring buffer), which
 // need no capability.
 
@@ -47,13 +51,41 @@ struct AttemptEvent {
 };
 
 struct LifecycleEvent {
-  enum class Kind { exec, fork, attach };
+  // namespace_change: unshare or setns succeeded, or a clone made a child
+  // in namespaces of its own.
+  enum class Kind { exec, fork, attach, namespace_change };
   Kind kind = Kind::exec;
   uint64_t time_ns = 0;  // CLOCK_MONOTONIC
   uint32_t token = 0;
   uint32_t pid = 0;
+  // namespace_change only: the syscall (x86-64 number), its return (the
+  // child's pid for a clone) and the CLONE_NEW* flags (setns: its nstype).
+  uint32_t syscall = 0;
+  int64_t result = 0;
+  uint64_t flags = 0;
 };
-std::string to_string(LifecycleEvent::Kind kind);  // "exec", "fork", "attach"
+/// "exec", "fork", "attach", "namespace".
+std::string to_string(LifecycleEvent::Kind kind);
+/// For a resample's reason: the kind, and for a namespace change its
+/// syscall, flags and result ("namespace: unshare 0x10000000 = 0").
+std::string describe(const LifecycleEvent& event);
+/// The probe (its name in driftwatch_probe_attached) that sent a namespace
+/// change: "syscalls/sys_exit_unshare", "syscalls/sys_exit_setns", or
+/// "sched_process_fork" for a clone.
+std::string namespace_probe(const LifecycleEvent& event);
+
+/// Where tracefs is, for the syscall tracepoints, and whether load() had to
+/// mount it.
+inline constexpr const char* kTracefsPath = "/sys/kernel/tracing";
+struct TracefsStatus {
+  bool needed = false;   // a syscall tracepoint was to be attached
+  bool mounted = false;  // tracefs is mounted at kTracefsPath
+  bool mounted_by_driftwatch = false;
+  std::string error;  // why it is not mounted
+};
+/// Mounts tracefs at kTracefsPath unless it is there already (statfs says
+/// TRACEFS_MAGIC); needs CAP_SYS_ADMIN for the mount.
+TracefsStatus ensure_tracefs();
 
 /// Each probe by its name in driftwatch_probe_attached ("cap_capable",
 /// "sched_process_exec", …) and why it is not attached ("" when it is).
@@ -78,9 +110,12 @@ class KernelProbes {
  public:
   /// Opens and loads the programs and attaches each; an error (no BTF, no
   /// CAP_BPF) when none can run. A program that does not attach is named in
-  /// attach_report().
-  static Result<KernelProbes> load(uint32_t events_per_second);
+  /// attach_report(). Without `syscall_probes` the syscall tracepoints are
+  /// not loaded (their cost is every task's: README, "The probes").
+  static Result<KernelProbes> load(uint32_t events_per_second, bool syscall_probes = true);
   const AttachReport& attach_report() const;
+  /// What load() found or did about tracefs.
+  const TracefsStatus& tracefs() const;
 
   KernelProbes(KernelProbes&&) noexcept;
   KernelProbes& operator=(KernelProbes&&) noexcept;

@@ -79,7 +79,8 @@ const char* const kContractExample = R"({
   "unattested_grace_seconds": 30,
   "event_max_age_seconds": 86400,
   "checkpoint_interval_seconds": 10,
-  "probes": true
+  "probes": true,
+  "syscall_probes": false
 })";
 
 }  // namespace
@@ -102,6 +103,7 @@ TEST_CASE("node config: an empty document gives the contract's defaults", "[app]
   CHECK(config.state_dir == "/var/lib/driftwatch");
   CHECK_FALSE(config.policy.has_value());
   CHECK(config.probes);
+  CHECK_FALSE(config.syscall_probes);
 }
 
 TEST_CASE("node config: the contract's example document parses to itself", "[app]") {
@@ -127,6 +129,7 @@ TEST_CASE("node config: every key is read", "[app]") {
       {"event_max_age_seconds", 600},
       {"checkpoint_interval_seconds", 60},
       {"probes", false},
+      {"syscall_probes", true},
   };
   const NodeConfig config = parsed(document.dump());
   CHECK(config.node_name == "gpu_node-7");
@@ -146,6 +149,7 @@ TEST_CASE("node config: every key is read", "[app]") {
   CHECK(config.event_max_age_seconds == 600);
   CHECK(config.checkpoint_interval_seconds == 60);
   CHECK_FALSE(config.probes);
+  CHECK(config.syscall_probes);
   CHECK(to_json(config) == document);
 }
 
@@ -170,6 +174,8 @@ TEST_CASE("node config: a wrong type names the key and the expected type", "[app
   CHECK_THAT(parse_error(R"({"sweep_interval_seconds": 2.5})"),
              Contains("'sweep_interval_seconds'") && Contains("not a fractional number"));
   CHECK_THAT(parse_error(R"({"probes": "yes"})"), Contains("key 'probes' must be a boolean"));
+  CHECK_THAT(parse_error(R"({"syscall_probes": 1})"),
+             Contains("key 'syscall_probes' must be a boolean"));
   CHECK_THAT(parse_error(R"({"listen": 9477})"), Contains("key 'listen' must be a string"));
   CHECK_THAT(parse_error(R"({"policy": 1})"),
              Contains("key 'policy' must be null (the embedded default) or a path string"));

@@ -104,7 +104,7 @@ out("node_config", "full", json.dumps({"node_name": "node-1", "listen": "127.0.0
     "trust": "/etc/driftwatch/trust.json", "policy": None, "launch_journals": ["/var/log/launches.jsonl"],
     "discovery": {"runc_roots": ["/run/runc"], "crun_roots": ["/run/crun"], "cgroup_globs": ["/sys/fs/cgroup/agents/*"]},
     "sweep_interval_seconds": 10, "unattested_grace_seconds": 30, "event_max_age_seconds": 86400,
-    "checkpoint_interval_seconds": 10, "probes": True}, indent=2))
+    "checkpoint_interval_seconds": 10, "probes": True, "syscall_probes": True}, indent=2))
 out("node_config", "ipv6-policy", '{"listen": "[::1]:0", "policy": "/etc/driftwatch/strict-agent.json", "probes": false}')
 out("node_config", "empty", "{}")
 
@@ -183,7 +183,8 @@ dicts = {
       ["-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----", "\\n", "\n", "MCowBQYDK2VwAyEA"],
   "node_config": json_tokens + keys("node_name", "listen", "state_dir", "trust", "policy", "launch_journals",
       "discovery", "runc_roots", "crun_roots", "cgroup_globs", "sweep_interval_seconds",
-      "unattested_grace_seconds", "event_max_age_seconds", "checkpoint_interval_seconds", "probes") +
+      "unattested_grace_seconds", "event_max_age_seconds", "checkpoint_interval_seconds", "probes",
+      "syscall_probes") +
       ['"127.0.0.1:0"', '"[::1]:65535"', '"localhost:9477"', '"/"', "315360000", "315360001"],
   "journal": json_tokens + ["INODE", "\n", "\x00", "\x01", "\x02", "\x04", "\x08", " \t\r\n"] +
       keys("inode", "offset", "preceding_hex") + ['"0a"', '""'],

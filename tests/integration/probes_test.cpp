@@ -220,8 +220,11 @@ TEST_CASE(
   OciBundle bundle = attempt_bundle();
   auto container =
       value_or_throw(Container::start("runc", bundle, unique_container_id("dattempt")));
+  // Its own sandbox, not any (other sandboxes on the node are watched too):
+  // a sweep that samples it watches it in the same step.
   driftwatch::testing::wait_until("the sandbox to be watched", std::chrono::seconds(15), [&] {
-    return daemon.get("/healthz")["probes"]["cap_capable"]["watched_sandboxes"].get<int>() >= 1;
+    return http_request(daemon.port(), "GET", "/v1/sandboxes/" + container.id()).status == 200 &&
+           daemon.get("/healthz")["probes"]["cap_capable"]["watched_sandboxes"].get<int>() >= 1;
   });
   const auto attempts = container.exec_wait({"/bin/attempt", "setuid", "mount", "storm:1000"});
   INFO(attempts.out << attempts.err);

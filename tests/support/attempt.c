@@ -5,11 +5,25 @@
  *   setuid  setgid  mount  bpf  chroot  unshare-net  ptrace:PID
  *   storm:N  (N setuid(0) calls)        sleep:S
  *
+ * and the namespace changes the probes see without a capability check:
+ *
+ *   unshare-user  (unshare(CLONE_NEWUSER): this process's own user namespace)
+ *   unshare-user-uts  (a user and a UTS namespace of its own)
+ *   setns-uts     (setns into its own UTS namespace again: after
+ *                  unshare-user-uts, a setns that succeeds unprivileged)
+ *   clone-user  clone3-user  (a child in a user namespace of its own, which
+ *                  exits at once)
+ *   unshare-files (unshare(CLONE_FILES): no namespace changes)
+ *   msleep:MS     (the probes send one namespace event per sandbox and 10 ms)
+ *
  * Prints "<attempt> <errno name or ok>" per attempt; exit 0. Run it only in
- * a sandbox: on the host as root every attempt succeeds. */
+ * a sandbox: on the host as root every attempt succeeds.
+ */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +31,41 @@
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void say(const char* what, long rc) {
   printf("%s %s\n", what, rc == 0 ? "ok" : strerrorname_np(errno));
   fflush(stdout);
+}
+
+static long setns_uts(void) {
+  int fd = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  long rc = setns(fd, CLONE_NEWUTS);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return rc;
+}
+
+/* A child in a user namespace of its own (clone, or clone3), reaped. */
+static long clone_user(int version) {
+  long pid;
+  if (version == 3) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_NEWUSER;
+    args.exit_signal = SIGCHLD;
+    pid = syscall(SYS_clone3, &args, sizeof args);
+  } else {
+    pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+  }
+  if (pid < 0) return -1;
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid((pid_t)pid, &status, 0);
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -46,6 +90,18 @@ int main(int argc, char** argv) {
       say(a, chroot("/"));
     } else if (!strcmp(a, "unshare-net")) {
       say(a, unshare(CLONE_NEWNET));
+    } else if (!strcmp(a, "unshare-user")) {
+      say(a, unshare(CLONE_NEWUSER));
+    } else if (!strcmp(a, "unshare-files")) {
+      say(a, unshare(CLONE_FILES));
+    } else if (!strcmp(a, "unshare-user-uts")) {
+      say(a, unshare(CLONE_NEWUSER | CLONE_NEWUTS));
+    } else if (!strcmp(a, "setns-uts")) {
+      say(a, setns_uts());
+    } else if (!strcmp(a, "clone-user")) {
+      say(a, clone_user(2));
+    } else if (!strcmp(a, "clone3-user")) {
+      say(a, clone_user(3));
     } else if (!strncmp(a, "ptrace:", 7)) {
       say(a, ptrace(PTRACE_ATTACH, atoi(a + 7), 0, 0));
     } else if (!strncmp(a, "storm:", 6)) {
@@ -53,6 +109,8 @@ int main(int argc, char** argv) {
       for (long k = 0; k < n; ++k) denied += setuid(0) != 0;
       printf("%s denied %ld\n", a, denied);
       fflush(stdout);
+    } else if (!strncmp(a, "msleep:", 7)) {
+      usleep((useconds_t)atoi(a + 7) * 1000);
     } else if (!strncmp(a, "sleep:", 6)) {
       sleep((unsigned)atoi(a + 6));
     } else {

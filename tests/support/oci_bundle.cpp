@@ -105,6 +105,12 @@ std::optional<std::string> missing_one(std::string_view need) {
     }
     return std::nullopt;
   }
+  if (need == "btf") {
+    // The probes are CO-RE: without the kernel's BTF they cannot load.
+    if (!fs::exists("/sys/kernel/btf/vmlinux"))
+      return "the kernel has no BTF (/sys/kernel/btf/vmlinux)";
+    return std::nullopt;
+  }
   if (need == "busybox") {
     fs::path path = busybox_path();
     auto is_static = is_static_elf(path);
@@ -117,7 +123,7 @@ std::optional<std::string> missing_one(std::string_view need) {
     return std::nullopt;
   }
   throw std::invalid_argument("missing_requirement: unknown requirement \"" + std::string(need) +
-                              "\" (known: root, runc, crun, bwrap, busybox)");
+                              "\" (known: root, runc, crun, bwrap, busybox, btf)");
 }
 
 fs::path make_bundle_dir() {

@@ -35,7 +35,8 @@
 namespace driftwatch::testing {
 
 /// What is missing for a test that needs `needs` ("root", "runc", "crun",
-/// "bwrap", "busybox"), as one readable message, or nullopt when all is there.
+/// "bwrap", "busybox", "btf"), as one readable message, or nullopt when all is
+/// there. "btf": the kernel's BTF, without which the probes cannot load.
 /// "crun" also fails on a hybrid cgroup host where crun 1.8 cannot start
 /// containers yet; the message then says to run scripts/prepare-test-host.sh.
 /// "busybox" requires a statically linked /bin/busybox (busybox-static).
