@@ -147,7 +147,7 @@ void Metrics::count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult resul
 
 void Metrics::apply_changes(const std::vector<correlate::VerdictChange>& changes,
                             const std::map<std::string, correlate::SandboxStatus>& statuses,
-                            int64_t now) {
+                            int64_t now, bool by_sweep) {
   std::map<std::string, double> by_verdict;
   for (const char* verdict : correlate::kVerdicts) by_verdict[verdict] = 0;
   for (const auto& [id, status] : statuses)
@@ -208,7 +208,7 @@ void Metrics::apply_changes(const std::vector<correlate::VerdictChange>& changes
       }
     }
     // Drift found by a sweep happened at most one sample ago.
-    if (new_drift && change.from && change.previous_observed_at > 0)
+    if (by_sweep && new_drift && change.from && change.previous_observed_at > 0)
       sweep_latency_->Observe(static_cast<double>(now - change.previous_observed_at));
   }
 }

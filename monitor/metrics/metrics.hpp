@@ -29,7 +29,8 @@ inline constexpr const char* kProbes[] = {"cap_capable",
                                           "sched_process_exit",
                                           "cgroup_attach_task",
                                           "syscalls/sys_exit_unshare",
-                                          "syscalls/sys_exit_setns"};
+                                          "syscalls/sys_exit_setns",
+                                          "inotify"};
 
 class Metrics {
  public:
@@ -46,9 +47,12 @@ class Metrics {
   /// After a sweep or a resample, from the correlator's change stream:
   /// verdict counts (from `statuses`), and for each changed sandbox its
   /// series (added, relabelled, removed when gone), counters for its new
-  /// findings and policy violations, and the detection latency of new drift.
+  /// findings and policy violations, and, for a sweep's (`by_sweep`), the
+  /// detection latency of new drift (a resample's is the probe's, observed
+  /// by observe_probe_latency).
   void apply_changes(const std::vector<correlate::VerdictChange>& changes,
-                     const std::map<std::string, correlate::SandboxStatus>& statuses, int64_t now);
+                     const std::map<std::string, correlate::SandboxStatus>& statuses, int64_t now,
+                     bool by_sweep = true);
   void observe_sample_duration(double seconds);
   /// Drift found by a probe-triggered resample, `seconds` after the
   /// kernel's event.

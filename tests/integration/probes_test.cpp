@@ -422,3 +422,45 @@ TEST_CASE(
   CHECK_THAT(oscal.out,
              Catch::Contains(" setuid attempts needing CAP_SETUID denied by the kernel"));
 }
+
+TEST_CASE(
+    "probes: a plain runc exec never makes an attested sandbox look drifted: the runtime's setup "
+    "is sampled again once it is over",
+    "[root][bpf][runc][integration][daemon]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  auto bundle = OciBundle::with_default_spec();
+  auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("plain")));
+  DaemonUnderTest daemon(json{{"sweep_interval_seconds", 60}});
+  daemon.start();
+  REQUIRE(daemon
+              .post("/v1/launch-events",
+                    daemon.sign(
+                        "launch",
+                        DaemonUnderTest::launch_payload("L-plain", container.id(), bundle.config()),
+                        "cp-1"))
+              .status == 202);
+  daemon.wait_for_verdict(container.id(), "attested");
+  std::set<std::string> seen;
+  for (int i = 0; i < 10; ++i) {
+    std::atomic<bool> done{false};
+    std::thread exec([&] {
+      const auto ran = container.exec_wait({"true"});
+      CHECK(ran.exit_code == 0);
+      done = true;
+    });
+    while (!done) {
+      seen.insert(daemon.get("/v1/sandboxes/" + container.id())["verdict"].get<std::string>());
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    exec.join();
+    // What the resamples after the exec decided.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    seen.insert(daemon.get("/v1/sandboxes/" + container.id())["verdict"].get<std::string>());
+  }
+  INFO(daemon.log());
+  CHECK(seen == std::set<std::string>{"attested"});
+  const auto metrics = http_request(daemon.port(), "GET", "/metrics");
+  CHECK_THAT(metrics.body,
+             Catch::Contains("driftwatch_detection_latency_seconds_count{trigger=\"sweep\"} 0"));
+  CHECK(daemon.stop() == 0);
+}
