@@ -14,15 +14,21 @@
 // `memory` (runc update --memory to twice the launch's limit), `pids` (runc
 // update --pids-limit to twice the launch's), `cgroup-move` (a host process
 // written into the cgroup.procs of every hierarchy the sandbox is in, as
-// tests/integration/drift_test.cpp does). Each is timed from just before the
-// change to the first GET /v1/sandboxes/ID that answers "drifted" (polled
-// every 0.5 ms by a thread started before the change), and by the daemon's
-// own driftwatch_detection_latency_seconds: /metrics is read before and
-// after, and the one observation in between is the change's (its _sum
-// delta; its trigger says whether a probe or the sweep found it). A
-// restore puts the launch's config back (kill the process, update the
-// limit back), then a `runc exec ID true` in the sandbox makes the daemon
-// resample it, and the next change waits until it is `attested` again.
+// tests/integration/drift_test.cpp does). A thread started before the
+// change polls GET /v1/sandboxes/ID every 0.5 ms and keeps each (verdict,
+// observed_sha256) it sees: *visible* is the first "drifted", *settled* the
+// moment the last state seen (300 ms after the command returned) was first
+// answered, when that state is drifted: a `runc exec` passes through
+// runc's own init process first, which the daemon may sample on the way. The
+// daemon's own driftwatch_detection_latency_seconds is read before and
+// after: the change's probe observation is its _sum delta. A restore puts
+// the launch's config back (kill the process, update the limit back), then
+// a `runc exec ID true` in the sandbox makes the daemon resample it, and the
+// next change waits until it is `attested` again.
+//
+// `--controls N` adds N plain `runc exec ID true` on an attested sandbox of
+// their own (kind `exec-plain`, no change of privileges): whether the
+// verdict turns drifted on the way is a false alarm.
 //
 // Needs root. Every container and bundle it creates is deleted when it
 // exits, fails or gets SIGINT/SIGTERM; bench/probes.sh's trap deletes what a
@@ -83,7 +89,9 @@ struct Options {
   std::string key_path;
   std::string kinds = "exec-cap,memory,pids,cgroup-move";
   int changes = 200;
+  int controls = 0;
   int timeout_ms = 2000;
+  int settle_ms = 300;
   std::string out_path;
 };
 
@@ -302,11 +310,12 @@ void change(Subject& s) {
     value_or_throw(c.update({"--pids-limit", std::to_string(2 * kLaunchPids)}));
   } else if (s.kind == "cgroup-move") {
     move_into_cgroups(c.init_pid(), s.intruder->pid());
+  } else if (s.kind == "exec-plain") {
+    if (const auto done = c.exec_wait({"true"}); done.exit_code != 0)
+      throw std::runtime_error("runc exec " + c.id() + " true failed: " + done.err);
   }
 }
 
-// Gone or a zombie (an exec'd process is reparented outside the sandbox,
-// to whoever reaps there).
 bool gone(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
@@ -347,22 +356,46 @@ std::vector<std::string> split_kinds(const std::string& text) {
   std::vector<std::string> kinds;
   std::stringstream in(text);
   for (std::string kind; std::getline(in, kind, ',');) {
-    if (kind != "exec-cap" && kind != "memory" && kind != "pids" && kind != "cgroup-move")
+    if (kind != "exec-cap" && kind != "memory" && kind != "pids" && kind != "cgroup-move" &&
+        kind != "exec-plain")
       throw std::invalid_argument("unknown change kind \"" + kind +
-                                  "\" (known: exec-cap, memory, pids, cgroup-move)");
+                                  "\" (known: exec-cap, memory, pids, cgroup-move, exec-plain)");
     kinds.push_back(kind);
   }
   if (kinds.empty()) throw std::invalid_argument("--kinds names no kind");
   return kinds;
 }
 
+// What the poller saw: each new (verdict, observed hash), from the change.
+struct Sighting {
+  Clock::time_point at;
+  std::string verdict;
+  std::string observed;
+};
+
+std::pair<std::string, std::string> state_of(uint16_t port, const std::string& id) {
+  const auto reply = testing::http_request(port, "GET", "/v1/sandboxes/" + id);
+  if (reply.status != 200) return {};
+  auto parsed = json::parse(reply.body, nullptr, false);
+  if (!parsed.is_object()) return {};
+  return {parsed.value("verdict", std::string()), parsed.value("observed_sha256", std::string())};
+}
+
 int latency(const Options& opt) {
-  const auto kinds = split_kinds(opt.kinds);
+  auto kinds = split_kinds(opt.kinds);
   std::ofstream out(opt.out_path);
   if (!out) throw std::runtime_error("cannot write " + opt.out_path);
-  out << "kind\tround\tvisible_ms\tcommand_ms\ttrigger\tdaemon_ms\trestore_ms\n";
+  out << "kind\tround\tvisible_ms\tsettled_ms\tcommand_ms\ttrigger\tdaemon_ms\tstates\trestore_"
+         "ms\n";
   const fs::path scratch = fs::path(opt.out_path).parent_path();
 
+  // The schedule: the changes round-robin over the kinds, then the controls.
+  std::vector<size_t> schedule;
+  for (int n = 0; n < opt.changes; ++n) schedule.push_back(static_cast<size_t>(n) % kinds.size());
+  if (opt.controls > 0) {
+    kinds.push_back("exec-plain");
+    for (int n = 0; n < opt.controls; ++n) schedule.push_back(kinds.size() - 1);
+  }
   std::vector<Subject> subjects;
   for (const auto& kind : kinds) {
     Subject s{kind, limited_bundle(), std::nullopt, std::nullopt, -1};
@@ -372,58 +405,88 @@ int latency(const Options& opt) {
     subjects.push_back(std::move(s));
   }
   progress("attested " + std::to_string(subjects.size()) + " sandboxes; " +
-           std::to_string(opt.changes) + " changes");
+           std::to_string(opt.changes) + " changes, " + std::to_string(opt.controls) + " controls");
 
-  for (int n = 0; n < opt.changes; ++n) {
+  std::map<size_t, int> rounds;
+  for (size_t step = 0; step < schedule.size(); ++step) {
     throw_if_interrupted();
-    Subject& s = subjects[static_cast<size_t>(n) % subjects.size()];
+    Subject& s = subjects[schedule[step]];
+    const int round = rounds[schedule[step]]++;
     const std::string id = s.container->id();
     if (!wait_verdict(opt.port, id, "attested", 5s))
-      throw std::runtime_error(id + " is not attested before change " + std::to_string(n));
+      throw std::runtime_error(id + " is not attested before step " + std::to_string(step));
     const Histogram before = read_histogram(opt.port);
 
     // The poller runs from before the change: the verdict may turn before
     // the runtime's command returns.
-    std::atomic<bool> started{false};
-    std::optional<Clock::time_point> seen;
-    const auto t0 = Clock::now();
-    const auto deadline = t0 + std::chrono::milliseconds(opt.timeout_ms);
+    std::atomic<bool> started{false}, stop{false};
+    std::vector<Sighting> seen;
+    std::mutex seen_mutex;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(opt.timeout_ms);
     std::jthread poller([&] {
       started = true;
-      while (Clock::now() < deadline && !interrupted) {
-        if (verdict_of(opt.port, id) == "drifted") {
-          seen = Clock::now();
-          return;
+      std::pair<std::string, std::string> last{"attested", ""};
+      bool first = true;
+      while (!stop && Clock::now() < deadline && !interrupted) {
+        auto state = state_of(opt.port, id);
+        const auto at = Clock::now();
+        if (first || state != last) {
+          std::lock_guard lock(seen_mutex);
+          seen.push_back({at, state.first, state.second});
         }
+        first = false;
+        last = std::move(state);
         std::this_thread::sleep_for(500us);
       }
     });
     while (!started) std::this_thread::yield();
     const auto c0 = Clock::now();
     change(s);
-    const double command_ms = ms_since(c0, Clock::now());
+    const auto c1 = Clock::now();
+    // Until the state has settled a while after the command, or the time is up.
+    const auto settle = std::chrono::milliseconds(opt.settle_ms);
+    while (Clock::now() < deadline && !interrupted) {
+      if (s.kind == "exec-plain" && Clock::now() >= c1 + settle) break;
+      {
+        std::lock_guard lock(seen_mutex);
+        if (Clock::now() >= c1 + settle && !seen.empty() && seen.back().verdict == "drifted" &&
+            Clock::now() >= seen.back().at + settle)
+          break;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    stop = true;
     poller.join();
     throw_if_interrupted();
 
     const Histogram after = read_histogram(opt.port);
     std::string trigger = "none";
     double daemon_ms = -1;
-    for (const auto& [name, value] : after.by_trigger) {
-      const auto& [count, sum] = value;
+    for (const char* name : {"sweep", "probe"}) {  // a probe's observation wins
+      const auto& [count, sum] = after.by_trigger.at(name);
       const auto& [count0, sum0] = before.by_trigger.at(name);
       if (count > count0) {
-        trigger = count - count0 > 1 ? name + "*" + std::to_string(int(count - count0)) : name;
+        trigger = name;
         daemon_ms = (sum - sum0) * 1000 / (count - count0);
       }
     }
-    const double visible_ms = seen ? ms_since(c0, *seen) : -1;
+    double visible_ms = -1, settled_ms = -1;
+    for (const auto& sighting : seen) {
+      if (sighting.verdict == "drifted") {
+        visible_ms = ms_since(c0, sighting.at);
+        break;
+      }
+    }
+    if (!seen.empty() && seen.back().verdict == "drifted")
+      settled_ms = ms_since(c0, seen.back().at);
     const double restore_ms = restore(opt, s);
     char row[256];
-    std::snprintf(row, sizeof row, "%s\t%d\t%.3f\t%.3f\t%s\t%.3f\t%.1f\n", s.kind.c_str(),
-                  n / static_cast<int>(subjects.size()), visible_ms, command_ms, trigger.c_str(),
-                  daemon_ms, restore_ms);
+    std::snprintf(row, sizeof row, "%s\t%d\t%.3f\t%.3f\t%.3f\t%s\t%.3f\t%zu\t%.1f\n",
+                  s.kind.c_str(), round, visible_ms, settled_ms, ms_since(c0, c1), trigger.c_str(),
+                  daemon_ms, seen.size(), restore_ms);
     out << row << std::flush;
-    if ((n + 1) % 20 == 0) progress(std::to_string(n + 1) + "/" + std::to_string(opt.changes));
+    if ((step + 1) % 20 == 0)
+      progress(std::to_string(step + 1) + "/" + std::to_string(schedule.size()));
   }
   return 0;
 }
@@ -452,7 +515,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   latency_command->add_option("--changes", opt.changes, "changes in all, kinds interleaved")
       ->capture_default_str();
+  latency_command->add_option("--controls", opt.controls, "plain runc exec, after the changes")
+      ->capture_default_str();
   latency_command->add_option("--timeout-ms", opt.timeout_ms, "wait for drifted at most")
+      ->capture_default_str();
+  latency_command
+      ->add_option("--settle-ms", opt.settle_ms, "a state that lasts this long is settled")
       ->capture_default_str();
   latency_command->add_option("--out", opt.out_path, "the TSV file")->required();
   app.require_subcommand(1);
