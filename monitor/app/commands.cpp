@@ -269,12 +269,55 @@ int cmd_report(const ReportCommand& command) {
   return kExitOk;
 }
 
-int cmd_inspect(const Target& target) {
+// With `inspect --daemon URL`: what that daemon holds on the sandbox, its
+// verdict and launch, and the attempts its probe counted denied in it.
+class DaemonAsk {
+ public:
+  static Result<std::optional<DaemonAsk>> open(const std::optional<std::string>& url) {
+    if (!url) return std::optional<DaemonAsk>();
+    auto fetcher = evidence::HttpFetcher::for_url(*url);
+    if (!fetcher) return fail("--daemon: ", fetcher.error().message);
+    return std::optional<DaemonAsk>(DaemonAsk(std::move(*fetcher)));
+  }
+  // Adds "daemon" to `document`; an error only when the daemon cannot be
+  // asked at all.
+  Result<void> add_to(json& document) {
+    const std::string id = document["sandbox_id"].get<std::string>();
+    auto reply = fetcher_.get("v1/sandboxes/" + id, 1 << 20);
+    if (!reply) return fail("--daemon: ", reply.error().message);
+    if (!*reply) {
+      document["daemon"] = json{{"known", false}};
+      return {};
+    }
+    auto sandbox = json::parse(**reply, nullptr, false);
+    if (!sandbox.is_object()) return fail("--daemon: the answer for ", id, " is not a JSON object");
+    json out{{"known", true}};
+    for (const char* field : {"verdict", "launch_id", "observed_sha256", "denied_attempts"})
+      if (sandbox.contains(field)) out[field] = sandbox[field];
+    document["daemon"] = std::move(out);
+    return {};
+  }
+
+ private:
+  explicit DaemonAsk(evidence::HttpFetcher fetcher) : fetcher_(std::move(fetcher)) {}
+  evidence::HttpFetcher fetcher_;
+};
+
+int cmd_inspect(const Target& target, const std::optional<std::string>& daemon_url) {
   auto scope = projection::default_scope();
+  auto daemon = DaemonAsk::open(daemon_url);
+  if (!daemon) return report_error(daemon.error());
+  const auto with_daemon = [&daemon](json document) -> Result<json> {
+    if (*daemon)
+      if (auto added = (*daemon)->add_to(document); !added) return std::unexpected(added.error());
+    return document;
+  };
   if (target.pid || target.oci_id || target.cgroup) {
     auto sampled = sample_target(target, scope);
     if (!sampled) return report_error(sampled.error());
-    std::cout << dump(inspect_document(*sampled)) << "\n";
+    auto document = with_daemon(inspect_document(*sampled));
+    if (!document) return report_error(document.error());
+    std::cout << dump(*document) << "\n";
     return kExitOk;
   }
   // No selector: every runc and crun container on the node, one line each,
@@ -286,9 +329,12 @@ int cmd_inspect(const Target& target) {
   for (const auto& problem : swept.problems)
     std::cerr << "driftwatch: skipped: " << problem << "\n";
   std::vector<std::string> lines;
-  for (auto& item : swept.items)
-    lines.push_back(
-        dump(inspect_document({std::move(item.observation), std::move(item.observed)})));
+  for (auto& item : swept.items) {
+    auto document =
+        with_daemon(inspect_document({std::move(item.observation), std::move(item.observed)}));
+    if (!document) return report_error(document.error());
+    lines.push_back(dump(*document));
+  }
   if (lines.empty()) {
     std::string roots;
     for (const auto& r : target.runc_roots) roots += " " + r;
@@ -377,6 +423,11 @@ int run_cli(int argc, char** argv) {
       "Sample one sandbox now and print its observed projection (canonical JSON) and SHA-256. "
       "Without a selector: every runc and crun container on the node, one JSON line each.");
   add_target_options(*inspect, inspect_target, false);
+  std::optional<std::string> inspect_daemon;
+  inspect->add_option("--daemon", inspect_daemon,
+                      "also ask the driftwatch daemon at this URL (http://HOST:PORT) for each "
+                      "sandbox's verdict, launch and the escalation attempts its probes counted "
+                      "denied in it");
 
   std::string project_config;
   auto* project = app.add_subcommand(
@@ -479,7 +530,7 @@ int run_cli(int argc, char** argv) {
       return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config) : std::nullopt);
     if (*keygen) return cmd_keygen(keygen_name, keygen_out);
     if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
-    if (*inspect) return cmd_inspect(inspect_target);
+    if (*inspect) return cmd_inspect(inspect_target, inspect_daemon);
     if (*project) return cmd_project(project_config);
     if (*diff) return cmd_diff(diff_config, diff_target);
     if (*verify) return cmd_verify(verify_source);

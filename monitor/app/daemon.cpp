@@ -52,6 +52,7 @@
 #include "metrics/metrics.hpp"
 #include "observe/capabilities.hpp"
 #include "policy/policy.hpp"
+#include "probes/change_notify.hpp"
 #include "sandbox/sampler.hpp"
 
 namespace driftwatch::app {
@@ -156,6 +157,13 @@ struct Daemon {
   std::string probes_note;
   std::unique_ptr<asio::posix::stream_descriptor> attempt_events;
   std::unique_ptr<asio::steady_timer> attempt_timer;
+  // Change notifications (probes/change_notify.hpp): writes to watched
+  // sandboxes' cgroup files and new sandboxes, on the loop; else why not.
+  std::optional<probes::ChangeNotify> changes;
+  std::string changes_note = "not started";
+  std::unique_ptr<asio::posix::stream_descriptor> change_events;
+  // Cgroup directories already warned about (once each).
+  std::set<std::string> unwatchable;
   int64_t last_attempt_summary = 0;
   // Probe-triggered resamples in flight, by sandbox (probe_resample).
   struct ProbeResample {
@@ -334,6 +342,33 @@ void track_for_probes(Daemon& d, const std::vector<correlate::SweepItem>& items)
   d.attempts->track(items, pid_ns == host.end() ? 0 : pid_ns->second, d.correlator.statuses());
 }
 
+// The change notifications watch the cgroup directories of what was just
+// sampled (each v1 hierarchy's and the unified one; the root cgroup and
+// named hierarchies never), and no longer those of sandboxes gone.
+void track_for_changes(Daemon& d, const std::vector<correlate::SweepItem>& items) {
+  if (!d.changes) return;
+  static const observe::CgroupReader cgroupfs;
+  for (const auto& item : items) {
+    std::set<fs::path> dirs;
+    const auto& cgroups = item.ref.cgroups;
+    if (item.ref.membership == sandbox::Membership::cgroup) {
+      if (cgroups.unified && *cgroups.unified != "/")
+        dirs.insert(cgroupfs.unified_dir(*cgroups.unified));
+      for (const auto& [controller, path] : cgroups.v1)
+        if (path != "/" && !controller.empty() && !controller.starts_with("name="))
+          dirs.insert(cgroupfs.v1_dir(controller, path));
+    }
+    for (const auto& problem : d.changes->watch_sandbox(item.ref.sandbox_id, dirs))
+      if (d.unwatchable.insert(problem).second)
+        spdlog::warn("sandbox {}: {}; its cgroup changes are seen by the sweep only",
+                     item.ref.sandbox_id, problem);
+  }
+  for (const auto& id : d.changes->sandboxes()) {
+    const auto* status = d.correlator.find(id);
+    if (!status || (status->verdict && *status->verdict == "gone")) d.changes->unwatch_sandbox(id);
+  }
+}
+
 void start_sweep(Daemon& d) {
   if (d.stopping) return;
   if (d.sweep_running) {
@@ -374,6 +409,7 @@ void start_sweep(Daemon& d) {
         record_heartbeats(d, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
         track_for_probes(d, items);
+        track_for_changes(d, items);
       } catch (const std::exception& e) {
         spdlog::error("sweep results not applied: internal error: {}", e.what());
       }
@@ -441,6 +477,7 @@ void resample(Daemon& d, const std::string& sandbox_id, std::string trigger,
         for (const auto& change : changes)
           drifted = drifted || (change.to == "drifted" && change.from != "drifted");
         track_for_probes(d, {*item});
+        track_for_changes(d, {*item});
         log_changes(changes);
         record_changes(d, changes, now);
         d.metrics->apply_changes(changes, d.correlator.statuses(), now);
@@ -649,6 +686,14 @@ json sampler_capabilities(const Daemon& d) {
   return it != report.end() && it->is_array() ? *it : json::array();
 }
 
+json probes_health(const Daemon& d) {
+  json probes = d.attempts ? d.attempts->health()
+                           : json{{"cap_capable", {{"attached", false}, {"why", d.probes_note}}}};
+  probes["inotify"] =
+      d.changes ? d.changes->health() : json{{"attached", false}, {"why", d.changes_note}};
+  return probes;
+}
+
 json healthz(const Daemon& d) {
   json ingest = json::object();
   for (auto kind : {ingest::EnvelopeKind::launch, ingest::EnvelopeKind::grant}) {
@@ -676,8 +721,7 @@ json healthz(const Daemon& d) {
        {{"front", d.confinement ? to_json(*d.confinement) : json()},
         {"sampler", d.sampler ? d.sampler->hello().confinement : json()}}},
       {"restore", d.restore_summary},
-      {"probes", d.attempts ? d.attempts->health()
-                            : json{{"cap_capable", {{"attached", false}, {"why", d.probes_note}}}}},
+      {"probes", probes_health(d)},
       {"version", build_version()},
       {"revision", build_revision()},
       {"config_sha256", d.config_sha256},
@@ -703,7 +747,12 @@ api::DaemonView daemon_view(Daemon& d) {
   view.sandbox = [&d](std::string_view id) -> std::optional<json> {
     const auto* status = d.correlator.find(id);
     if (!status) return std::nullopt;
-    return correlate::to_json(*status);
+    json sandbox = correlate::to_json(*status);
+    // What the probe counted denied in it since it was first watched (null:
+    // no probe; the log's escalation_attempt entries have the history).
+    sandbox["denied_attempts"] =
+        d.attempts ? json(d.attempts->denied_of(status->sandbox_id)) : json();
+    return sandbox;
   };
   view.ingest = [&d](ingest::EnvelopeKind kind, std::string_view body, std::string source,
                      api::IngestDone done) {
@@ -1022,6 +1071,12 @@ Result<void> load_probes(Daemon& d) {
   return {};
 }
 
+uint64_t monotonic_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+}
+
 // A lifecycle event in a watched sandbox (exec, fork, a task moved into its
 // cgroup): resample it now. One resample per sandbox runs at a time; events
 // meanwhile ask for one more after it. When the resample finds the sandbox
@@ -1040,9 +1095,7 @@ void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
     auto pending = d.probe_resamples.find(sandbox_id);
     if (pending == d.probe_resamples.end()) return;
     if (drifted) {
-      timespec now{};
-      ::clock_gettime(CLOCK_MONOTONIC, &now);
-      const uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + now.tv_nsec;
+      const uint64_t now_ns = monotonic_ns();
       if (now_ns > pending->second.earliest_ns)
         d.metrics->observe_probe_latency(static_cast<double>(now_ns - pending->second.earliest_ns) /
                                          1e9);
@@ -1052,6 +1105,81 @@ void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
     d.probe_resamples.erase(pending);
     if (again) probe_resample(d, sandbox_id, again_ns, "more events meanwhile");
   });
+}
+
+// What the change notifications saw: a written cgroup file resamples its
+// sandbox (timed from when the loop read it), a new container is sampled
+// alone, anything else that appeared starts a sweep.
+void take_changes(Daemon& d) {
+  auto changes = d.changes->take();
+  if (!changes) {
+    spdlog::warn("{}", changes.error().message);
+    return;
+  }
+  const uint64_t now_ns = monotonic_ns();
+  for (const auto& change : *changes) {
+    switch (change.kind) {
+      case probes::Change::Kind::sandbox:
+        probe_resample(d, change.sandbox_id, now_ns, "cgroup file " + change.what + " written");
+        break;
+      case probes::Change::Kind::discovery:
+        if (!change.sandbox_id.empty())
+          resample(d, change.sandbox_id, "discovery: " + change.what);
+        else
+          start_sweep(d);
+        break;
+      case probes::Change::Kind::overflow:
+        spdlog::warn("change notifications lost ({}): sweeping", change.what);
+        start_sweep(d);
+        break;
+    }
+  }
+  if (!changes->empty()) d.metrics->count_probe_events("inotify", changes->size(), 0);
+}
+
+void wait_for_changes(Daemon& d) {
+  d.change_events->async_wait(asio::posix::stream_descriptor::wait_read,
+                              [&d](const boost::system::error_code& ec) {
+                                if (ec || d.stopping || !d.changes) return;
+                                take_changes(d);
+                                wait_for_changes(d);
+                              });
+}
+
+// Change notifications on the loop, when the probes are on. The front keeps
+// CAP_DAC_READ_SEARCH, which inotify_add_watch needs for runc's 0700 root.
+void start_changes(Daemon& d) {
+  if (!d.config.probes) {
+    d.changes_note = "switched off in the node config (\"probes\": false)";
+    d.metrics->set_probe_attached("inotify", false);
+    return;
+  }
+  auto opened = probes::ChangeNotify::open();
+  if (!opened) {
+    d.changes_note = opened.error().message;
+    spdlog::warn(
+        "CHANGE NOTIFICATIONS OFF: {}; cgroup changes and new sandboxes wait for the sweep",
+        d.changes_note);
+    d.metrics->set_probe_attached("inotify", false);
+    return;
+  }
+  d.changes.emplace(std::move(*opened));
+  std::vector<fs::path> roots(d.config.runc_roots.begin(), d.config.runc_roots.end());
+  roots.insert(roots.end(), d.config.crun_roots.begin(), d.config.crun_roots.end());
+  for (const auto& problem : d.changes->watch_discovery(roots, d.config.cgroup_globs))
+    spdlog::warn("discovery by notification: {}", problem);
+  const int fd = ::dup(d.changes->fd());
+  if (fd < 0) {
+    d.changes_note = std::string("cannot watch the notifications: ") + std::strerror(errno);
+    spdlog::warn("CHANGE NOTIFICATIONS OFF: {}", d.changes_note);
+    d.changes.reset();
+    d.metrics->set_probe_attached("inotify", false);
+    return;
+  }
+  d.change_events = std::make_unique<asio::posix::stream_descriptor>(d.io, fd);
+  d.metrics->set_probe_attached("inotify", true);
+  spdlog::info("probe attached: inotify (cgroup files of watched sandboxes, new sandboxes)");
+  wait_for_changes(d);
 }
 
 void take_probe_events(Daemon& d) {
@@ -1132,6 +1260,7 @@ Result<void> start_loops(Daemon& d) {
     d.journal_timer->cancel();
     d.io.stop();
   });
+  start_changes(d);
   poll_journals(d);
   schedule_journals(d);
   schedule_sweep(d, std::chrono::milliseconds(0));

@@ -8,6 +8,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +22,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "integration/cli.hpp"
 #include "integration/daemon_harness.hpp"
 #include "integration/evidence_entries.hpp"
 #include "support/oci_bundle.hpp"
@@ -288,5 +291,70 @@ TEST_CASE(
   const auto metrics = http_request(daemon.port(), "GET", "/metrics");
   CHECK_THAT(metrics.body,
              Catch::Contains("driftwatch_detection_latency_seconds_count{trigger=\"probe\"} 1"));
+  CHECK(daemon.stop() == 0);
+}
+
+TEST_CASE(
+    "probes: during a storm of 100,000 denied setuid(0) calls in a watched sandbox the daemon "
+    "answers /healthz within 100 ms, and counts the storm exactly in the sandbox's API document",
+    "[root][bpf][integration][daemon]") {
+  if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
+  DaemonUnderTest daemon;
+  daemon.start();
+  OciBundle bundle = attempt_bundle();
+  auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("hstorm")));
+  driftwatch::testing::wait_until("the sandbox to be watched", std::chrono::seconds(15), [&] {
+    const auto reply = http_request(daemon.port(), "GET", "/v1/sandboxes/" + container.id());
+    return reply.status == 200 && json::parse(reply.body)["denied_attempts"].is_object();
+  });
+
+  std::atomic<bool> done{false};
+  CommandResult storm;
+  std::thread attacker([&] {
+    storm = container.exec_wait({"/bin/attempt", "storm:100000"});
+    done = true;
+  });
+  double slowest = 0;
+  int answers = 0, failures = 0;
+  while (!done) {
+    const auto asked = std::chrono::steady_clock::now();
+    const auto reply = http_request(daemon.port(), "GET", "/healthz");
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+    slowest = std::max(slowest, took);
+    ++answers;
+    if (reply.status != 200) ++failures;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  attacker.join();
+  INFO(storm.out << storm.err << "\n"
+                 << answers << " /healthz answers, slowest " << slowest << " s");
+  REQUIRE_THAT(storm.out, Catch::Contains("storm:100000 denied 100000"));
+  CHECK(answers >= 10);
+  CHECK(failures == 0);
+  CHECK(slowest < 0.1);
+
+  json denied;
+  driftwatch::testing::wait_until("the storm counted", std::chrono::seconds(10), [&] {
+    denied = daemon.get("/v1/sandboxes/" + container.id())["denied_attempts"];
+    return denied.value("setuid", 0) >= 100000;
+  });
+  CHECK(denied["setuid"] == 100000);
+  CHECK(daemon.get("/healthz")["probes"]["cap_capable"]["attempts_not_counted"] == 0);
+
+  // `driftwatch inspect --daemon` shows them next to what it sampled.
+  const auto inspected = run_driftwatch({"inspect", "--oci", container.id(), "--daemon",
+                                         "http://127.0.0.1:" + std::to_string(daemon.port())});
+  INFO(inspected.out << inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  const auto document = json::parse(inspected.out);
+  CHECK(document["sandbox_id"] == container.id());
+  CHECK(document["daemon"]["known"] == true);
+  CHECK(document["daemon"]["denied_attempts"]["setuid"] == 100000);
+  // A daemon that is not there: a one-line error, exit 2.
+  const auto nowhere =
+      run_driftwatch({"inspect", "--oci", container.id(), "--daemon", "http://127.0.0.1:1"});
+  CHECK(nowhere.exit_code == 2);
+  CHECK_THAT(nowhere.err, Catch::StartsWith("driftwatch: --daemon: "));
   CHECK(daemon.stop() == 0);
 }
