@@ -5,7 +5,10 @@
 # (launch events made durable: group commit against one fsync each),
 # bench/evidence.sh (the evidence log: durable appends with concurrent
 # producers, verify of a 1,000,000-entry log against Go's sumdb/tlog, the
-# daemon's start-up with that log), then hyperfine (`driftwatch
+# daemon's start-up with that log), bench/probes.sh (the eBPF probes:
+# overhead on syscall loops against auditd and bpftrace, lost counts at
+# 100,000 attempts/s, the daemon's CPU with 200 idle sandboxes, drift
+# detection latency), then hyperfine (`driftwatch
 # inspect --oci ID` against the shell a user would write for the same reads),
 # and prints a Markdown report, also saved as bench/results/<date>.md.
 #
@@ -121,6 +124,9 @@ run_waited build/bench/ingest_bench --events 2000 --rounds 7 --dir /var/tmp >"$w
 say "running bench/evidence.sh (the evidence log: appends, verify, daemon start-up)"
 run_waited bash bench/evidence.sh >"$work/evidence.md"
 
+say "running bench/probes.sh (the probes: overhead, lost counts, idle CPU, drift latency)"
+run_waited bash bench/probes.sh >"$work/probes.md"
+
 say "starting a container for hyperfine"
 coproc HOLD { exec "$bin" --id-prefix "$prefix" hold; }
 # shellcheck disable=SC2153  # HOLD_PID is set by coproc
@@ -189,6 +195,8 @@ if [[ -n $(git status --porcelain 2>/dev/null) ]]; then revision+=" (uncommitted
   cat "$work/ingest.md"
   echo
   cat "$work/evidence.md"
+  echo
+  cat "$work/probes.md"
   echo
   echo "### \`driftwatch inspect\` against the shell a user would write"
   echo
