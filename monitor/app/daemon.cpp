@@ -360,15 +360,15 @@ bool in_runtime_setup(const correlate::SweepItem& item) {
 }
 
 // A sandbox caught in the runtime's setup is sampled again until the setup
-// is over, every 20 ms, for at most `budget` (the pool's thread waits: a
+// is over, every 5 ms, for at most `budget` (the pool's thread waits: a
 // sandbox naming its processes like the runtime delays its own judgment by
 // that much, no more, and is then judged as it is). On the pool's thread.
 template <class Sample>
 auto settle(Sample sample, std::chrono::milliseconds& budget) {
   auto item = sample();
   while (item && in_runtime_setup(*item) && budget.count() > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    budget -= std::chrono::milliseconds(20);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    budget -= std::chrono::milliseconds(5);
     item = sample();
   }
   return item;
