@@ -107,29 +107,6 @@ Pending journal_position(int64_t now, const JournalPosition& position, std::stri
   return Pending{std::move(entry), {}};
 }
 
-std::optional<JournalPosition> parse_journal_position(std::string_view entry) {
-  // Cheap test first: most entries are observations.
-  if (entry.find(kJournalPositionType) == std::string_view::npos) return std::nullopt;
-  const json doc = json::parse(entry, nullptr, false);
-  if (!doc.is_object() || doc.value("type", "") != kJournalPositionType) return std::nullopt;
-  const auto journal = doc.find("journal"), inode = doc.find("inode"), offset = doc.find("offset"),
-             preceding = doc.find("preceding_hex");
-  if (journal == doc.end() || !journal->is_string() || inode == doc.end() ||
-      !inode->is_number_unsigned() || offset == doc.end() || !offset->is_number_unsigned() ||
-      preceding == doc.end() || !(preceding->is_null() || preceding->is_string()))
-    return std::nullopt;
-  JournalPosition out;
-  out.journal = journal->get<std::string>();
-  out.inode = inode->get<uint64_t>();
-  out.offset = offset->get<uint64_t>();
-  if (preceding->is_string()) {
-    auto bytes = from_hex(preceding->get<std::string>());
-    if (!bytes || bytes->size() > 64) return std::nullopt;
-    out.preceding = std::move(*bytes);
-  }
-  return out;
-}
-
 bool is_accepted_entry(const json& entry) {
   const auto type = entry.find("type");
   return type != entry.end() && (*type == "launch_accepted" || *type == "grant_accepted");

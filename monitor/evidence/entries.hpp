@@ -110,9 +110,7 @@ struct JournalPosition {
   bool operator==(const JournalPosition&) const = default;
 };
 Pending journal_position(int64_t now, const JournalPosition& position, std::string_view source);
-/// The position a journal_position entry records; nullopt for any other
-/// entry or a malformed one.
-std::optional<JournalPosition> parse_journal_position(std::string_view entry);
+/// (Its parser, parse_journal_position, is in evidence/restore.hpp.)
 inline constexpr std::string_view kJournalPositionType = "journal_position";
 
 /// Whether a Pending's entry is a launch_accepted or grant_accepted.

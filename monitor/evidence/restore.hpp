@@ -38,6 +38,10 @@
 
 namespace driftwatch::evidence {
 
+/// The position a journal_position entry records; nullopt for any other
+/// entry or a malformed one (strict; fuzzed with the restore point).
+std::optional<JournalPosition> parse_journal_position(std::string_view entry);
+
 inline constexpr std::string_view kRestorePointFormat = "driftwatch-restore-point/1";
 /// A restore point names at most this many entries (far more launches and
 /// grants than one node holds at once).

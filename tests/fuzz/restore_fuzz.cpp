@@ -1,7 +1,8 @@
 // libFuzzer target: what a restart reads from state_dir besides the log
-// itself: the restore point (parse_restore_point, evidence/restore.hpp) and
+// itself: the restore point (parse_restore_point, evidence/restore.hpp), a
+// journal_position entry (parse_journal_position) and
 // the accepted store of earlier versions (parse_legacy_store,
-// ingest/legacy_store.hpp). Both are files a damaged disk or a hand edit can
+// ingest/legacy_store.hpp): what a damaged disk or a hand edit can
 // leave in any state.
 //
 // Checks, for any input bytes:
@@ -12,6 +13,7 @@
 //     skipped line or a recovery record, the torn tail is what follows the
 //     last newline, and every `where` names a line that exists.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -42,11 +44,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = evidence::parse_restore_point(encoded);
     if (!again) report("an encoded restore point does not parse", again.error().message);
     if (again->tree_size != point->tree_size || again->root != point->root ||
-        again->accepted != point->accepted)
+        again->accepted != point->accepted || again->positions != point->positions)
       report("a restore point does not survive encoding", encoded);
+    for (uint64_t index : point->positions)
+      if (std::binary_search(point->accepted.begin(), point->accepted.end(), index))
+        report("an index both accepted and a journal position");
   } else if (point.error().message.empty()) {
     report("a refused restore point without a reason");
   }
+
+  // A journal_position entry: what parses is within bounds.
+  if (auto position = evidence::parse_journal_position(text))
+    if (position->preceding && position->preceding->size() > 64)
+      report("more than 64 bytes before a journal position");
 
   const auto store = driftwatch::ingest::parse_legacy_store(text, "accepted.jsonl");
   const size_t newline = text.rfind('\n');
