@@ -210,8 +210,9 @@ TEST_CASE("change notify: a container's state file in a runtime root, even one c
   CHECK(rest->empty());
 }
 
-TEST_CASE("change notify: a cgroup glob's parent sees new matches, and deeper wildcards are refused",
-          "[inotify]") {
+TEST_CASE(
+    "change notify: a cgroup glob's parent sees new matches, and deeper wildcards are refused",
+    "[inotify]") {
   CHECK(driftwatch::probes::glob_parent("/sys/fs/cgroup/agents/*") ==
         fs::path("/sys/fs/cgroup/agents"));
   CHECK(!driftwatch::probes::glob_parent("/sys/fs/cgroup/*/agent"));
