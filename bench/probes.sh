@@ -134,17 +134,8 @@ stop_hold() {
   hold_pid=""
 }
 
-# Containers with this run's prefix that a killed probes_bench left, and
-# their bundles (under /run/driftwatch-test, made by tests/support).
-delete_leftovers() {
-  local ids
-  ids=$(runc list --format json 2>/dev/null |
-    jq -r --arg p "$prefix" '.[]? | select(.id | startswith($p)) | .id' 2>/dev/null) || true
-  if [[ -n $ids ]]; then
-    say "deleting leftover containers: $(echo "$ids" | wc -l)"
-    while read -r id; do runc delete -f "$id" >/dev/null 2>&1 || true; done <<<"$ids"
-  fi
-}
+# delete_leftovers
+source bench/lib.sh
 
 cleanup() {
   local status=$?
@@ -156,6 +147,7 @@ cleanup() {
   stop_bpftrace
   stop_auditd
   stop_daemon
+  [[ -n ${stats_before:-} ]] && restore_stats
   stop_hold
   delete_leftovers
   if [[ -n $mounted_tracefs ]]; then umount /sys/kernel/tracing 2>/dev/null || true; fi
@@ -312,12 +304,22 @@ start_bpftrace() {
   sleep 1  # "Attaching N probes..." comes before the last one is attached
 }
 
+# The loops run on the last CPU, each monitor's own processes on the first
+# (taskset): the monitors' user-space work then does not take the loop's
+# core, and what is left in the loop's CPU time is their kernel-side cost.
+loop_cpu=$(($(nproc) - 1))
+pin_monitor() {
+  local pid
+  for pid in "$@"; do taskset -a -p -c 0 "$pid" >/dev/null; done
+}
+
 setup_condition() {
   case $1 in
     none) ;;
-    driftwatch) start_daemon "$work/overhead.json"; wait_watched 1 ;;
-    auditd) start_auditd ;;
-    bpftrace) start_bpftrace ;;
+    driftwatch) start_daemon "$work/overhead.json"; wait_watched 1
+      pin_monitor "$daemon_pid" "$(http /healthz | jq -r '.processes.sampler.pid')" ;;
+    auditd) start_auditd; pin_monitor "$auditd_pid" ;;
+    bpftrace) start_bpftrace; pin_monitor "$bpftrace_pid" ;;
   esac
 }
 
@@ -334,7 +336,7 @@ teardown_condition() {
 # between them.
 loop_ns() {
   local out
-  out=$(runc exec "$sandbox" /bin/syscall_loop "$@")
+  out=$(taskset -c "$loop_cpu" runc exec "$sandbox" /bin/syscall_loop "$@")
   sed -n 's/.* ns_per_op=\([0-9.]*\) cpu_ns_per_op=\([0-9.]*\).*/\1\t\2/p' <<<"$out"
 }
 
@@ -374,6 +376,35 @@ for ((r = 0; r < rounds; r++)); do
   say "round $((r + 1))/$rounds done (load $(load))"
 done
 load_overhead_end=$(load)
+
+# The probes' own work in the kernel during each loop, counted by the kernel
+# (kernel.bpf_stats_enabled: run count and run time of each program): how
+# many times each driftwatch program ran per call of the loop, and its time
+# per call. Measured in a pass of its own, because the statistics add two
+# clock reads to each program run.
+prog_stats() {
+  bpftool prog show -j | jq -r '.[] | select(.name | startswith("dw_")) |
+    "\(.name)\t\(.run_cnt // 0)\t\(.run_time_ns // 0)"' | sort
+}
+stats_before=$(sysctl -n kernel.bpf_stats_enabled)
+restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$stats_before" || true; }
+say "the probes' in-kernel cost per call (kernel.bpf_stats_enabled)"
+start_daemon "$work/overhead.json"
+wait_watched 1
+pin_monitor "$daemon_pid" "$(http /healthz | jq -r '.processes.sampler.pid')"
+sysctl -qw kernel.bpf_stats_enabled=1
+: >"$work/probe-cost.tsv"
+for mode in "${modes[@]}"; do
+  prog_stats >"$work/stats-before"
+  loop_ns "$mode" "${ops[$mode]}" >/dev/null
+  prog_stats >"$work/stats-after"
+  join -t $'\t' "$work/stats-before" "$work/stats-after" |
+    awk -F'\t' -v m="$mode" -v n="${ops[$mode]}" \
+      '{printf "%s\t%s\t%d\t%.3f\t%.1f\t%.1f\n", m, $1, $4 - $2, ($4 - $2) / n, ($5 - $3) / n, ($4 > $2) ? ($5 - $3) / ($4 - $2) : 0}' \
+      >>"$work/probe-cost.tsv"
+done
+restore_stats
+stop_daemon
 audit_lost=$(awk 'NR == 1 {a = $1} {b = $1} END {print b - a}' "$work/overhead-audit-lost")
 bpftrace_setuid=$(awk '/sys_exit_setuid, -1\]/ {print $NF}' "$work/bpftrace.out" | sort -g | tail -1)
 
@@ -529,7 +560,24 @@ p50_p99() { echo "$(latency_col "$1" "$2" | percentile_of 50 | fmt 1) / $(latenc
     done
     echo
   done
-  echo "Load average at the start: $load_overhead; at the end: $load_overhead_end."
+  echo "Load average at the start: $load_overhead; at the end: $load_overhead_end. The loops ran"
+  echo "on CPU $loop_cpu, each monitor's processes on CPU 0."
+  echo
+  echo "The probes' own kernel work during each loop, in a pass of its own with"
+  echo "\`kernel.bpf_stats_enabled=1\` (each program's run count and run time, as the kernel"
+  echo "counts them; the statistics add two clock reads to each run, so the times are upper"
+  echo "bounds; the counts are the whole node's, so other processes' capability checks, forks"
+  echo "and execs in that time are in them). Programs that did not run during a loop are left out:"
+  echo
+  echo "| loop | program | runs | runs per call | program ns per call | ns per run |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: |"
+  for mode in "${modes[@]}"; do
+    if ! awk -F'\t' -v m="$mode" '$1 == m && $3 > 0 {found = 1} END {exit !found}' "$work/probe-cost.tsv"; then
+      echo "| $(label_of "$mode") | (none ran) | 0 | 0 | 0 | |"
+    fi
+    awk -F'\t' -v l="$(label_of "$mode")" -v m="$mode" '$1 == m && $3 > 0 {printf "| %s | %s | %d | %.3f | %.1f | %.1f |\n", l, $2, $3, $4, $5, $6}' \
+      "$work/probe-cost.tsv"
+  done
   echo "Seen by the monitors: driftwatch counted $(tail -1 "$work/overhead-dw-denied" 2>/dev/null || echo '?')"
   echo "denied setuid in its last round ($((reps * ops[setuid])) made); the kernel's audit"
   echo "\`lost\` counter grew by $audit_lost records between the first and the last auditd round;"

@@ -121,19 +121,8 @@ double ms_since(Clock::time_point t0, Clock::time_point t1) {
 // A sandbox as the probe tests make it: no capabilities at all, uid 1000,
 // the loop program in /bin.
 OciBundle no_capability_bundle(const std::string& loop_path) {
-  OciBundle bundle = OciBundle::with_default_spec();
-  auto& process = bundle.config()["process"];
-  process["capabilities"] = {{"bounding", json::array()},
-                             {"effective", json::array()},
-                             {"permitted", json::array()},
-                             {"inheritable", json::array()},
-                             {"ambient", json::array()}};
-  process["user"] = {{"uid", 1000}, {"gid", 1000}};
-  bundle.write_config();
-  if (!loop_path.empty()) {
-    fs::copy_file(loop_path, bundle.rootfs() / "bin" / "syscall_loop",
-                  fs::copy_options::overwrite_existing);
-  }
+  OciBundle bundle = OciBundle::without_capabilities();
+  if (!loop_path.empty()) bundle.add_program(loop_path, "syscall_loop");
   return bundle;
 }
 

@@ -44,6 +44,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 events_per_second = DW_DEFAULT_EVENTS_PER_SECOND;
+extern int CONFIG_HZ __kconfig; /* ticks per second, for the rate windows */
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -67,7 +68,7 @@ struct {
 } dw_attempts SEC(".maps");
 
 struct dw_rate {
-  __u64 window_start_ns;
+  __u64 window_start; /* jiffies */
   __u64 sent;
 };
 
@@ -115,12 +116,23 @@ static __always_inline void count_lost(__u32 reason) {
   if (value) __sync_fetch_and_add(value, 1);
 }
 
+/* Kernel memory is read directly through the BTF-typed pointers the
+ * tracepoints and bpf_get_current_task_btf() give (CO-RE relocated loads),
+ * not through helper calls: on the machines measured (README, "The probes")
+ * every call and return goes through the kernel's return thunk, and the
+ * helper calls were most of the capability probe's cost. */
+
+/* The token of the watched sandbox `task` is in: its cgroup in the unified
+ * hierarchy (what bpf_get_current_cgroup_id gives), else its PID namespace.
+ * A task in the initial PID namespace (level 0) is in no sandbox's private
+ * one, so a task outside every sandbox costs one map lookup. */
 static __always_inline __u32* watched_token(struct task_struct* task) {
-  __u64 cgroup = bpf_get_current_cgroup_id();
+  __u64 cgroup = task->cgroups->dfl_cgrp->kn->id;
   __u32* token = bpf_map_lookup_elem(&dw_watched_cgroups, &cgroup);
   if (token) return token;
-  struct pid* pid = BPF_CORE_READ(task, thread_pid);
-  unsigned int level = BPF_CORE_READ(pid, level);
+  struct pid* pid = task->thread_pid;
+  unsigned int level = pid->level;
+  if (level == 0) return 0;
   __u32 inum = BPF_CORE_READ(pid, numbers[level].ns, ns.inum);
   return bpf_map_lookup_elem(&dw_watched_pidns, &inum);
 }
@@ -147,10 +159,10 @@ static __always_inline int is_accounting_check(long nr, struct pt_regs* regs) {
     case NR_vfork:
       return 1;
     case NR_clone:
-      return (BPF_CORE_READ(regs, di) & DW_CLONE_NEW_NAMESPACES) == 0;
+      return (regs->di & DW_CLONE_NEW_NAMESPACES) == 0;
     case NR_clone3: {
       __u64 flags = 0; /* struct clone_args starts with its flags */
-      if (bpf_probe_read_user(&flags, sizeof flags, (void*)BPF_CORE_READ(regs, di)) != 0) return 0;
+      if (bpf_probe_read_user(&flags, sizeof flags, (void*)regs->di) != 0) return 0;
       return (flags & DW_CLONE_NEW_NAMESPACES) == 0;
     }
   }
@@ -229,10 +241,9 @@ static __always_inline void namespace_changed(__u32 token, __u32 pid,
  * registers; clone3's struct clone_args starts with its flags, in user
  * memory), 0 when they cannot be read. */
 static __always_inline __u64 clone_flags(long nr, struct pt_regs* regs) {
-  if (nr == NR_clone) return BPF_CORE_READ(regs, di) & DW_NAMESPACE_FLAGS;
+  if (nr == NR_clone) return regs->di & DW_NAMESPACE_FLAGS;
   __u64 flags = 0;
-  if (nr == NR_clone3 &&
-      bpf_probe_read_user(&flags, sizeof flags, (void*)BPF_CORE_READ(regs, di)) != 0)
+  if (nr == NR_clone3 && bpf_probe_read_user(&flags, sizeof flags, (void*)regs->di) != 0)
     return 0;
   return flags & DW_NAMESPACE_FLAGS;
 }
@@ -240,7 +251,7 @@ static __always_inline __u64 clone_flags(long nr, struct pt_regs* regs) {
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(dw_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
   __u32* token = watched_token(bpf_get_current_task_btf());
-  if (token) lifecycle(*token, DW_LIFECYCLE_EXEC, BPF_CORE_READ(p, tgid));
+  if (token) lifecycle(*token, DW_LIFECYCLE_EXEC, p->tgid);
   return 0;
 }
 
@@ -252,14 +263,14 @@ int BPF_PROG(dw_fork, struct task_struct* parent, struct task_struct* child) {
   struct task_struct* task = bpf_get_current_task_btf();
   __u32* token = watched_token(task);
   if (!token) return 0;
-  const __u32 pid = BPF_CORE_READ(child, tgid);
-  if (BPF_CORE_READ(child, nsproxy) == BPF_CORE_READ(parent, nsproxy) &&
-      BPF_CORE_READ(child, real_cred, user_ns) == BPF_CORE_READ(parent, real_cred, user_ns)) {
+  const __u32 pid = child->tgid;
+  if (child->nsproxy == parent->nsproxy &&
+      child->real_cred->user_ns == parent->real_cred->user_ns) {
     lifecycle(*token, DW_LIFECYCLE_FORK, pid);
     return 0;
   }
   struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
-  const long nr = BPF_CORE_READ(regs, orig_ax);
+  const long nr = regs->orig_ax;
   struct dw_namespace_change change = {
       .syscall = (__u32)nr, .result = pid, .flags = clone_flags(nr, regs)};
   namespace_changed(*token, pid, &change);
@@ -270,10 +281,10 @@ int BPF_PROG(dw_fork, struct task_struct* parent, struct task_struct* child) {
 SEC("tp_btf/cgroup_attach_task")
 int BPF_PROG(dw_cgroup_attach, struct cgroup* dst, const char* path, struct task_struct* task,
              bool threadgroup) {
-  if (BPF_CORE_READ(dst, root, hierarchy_id) != 0) return 0;
-  __u64 id = BPF_CORE_READ(dst, kn, id);
+  if (dst->root->hierarchy_id != 0) return 0;
+  __u64 id = dst->kn->id;
   __u32* token = bpf_map_lookup_elem(&dw_watched_cgroups, &id);
-  if (token) lifecycle(*token, DW_LIFECYCLE_ATTACH, BPF_CORE_READ(task, tgid));
+  if (token) lifecycle(*token, DW_LIFECYCLE_ATTACH, task->tgid);
   return 0;
 }
 
@@ -303,7 +314,7 @@ static __always_inline struct pt_regs* current_regs(void) {
 SEC("tracepoint/syscalls/sys_exit_unshare")
 int dw_sys_exit_unshare(struct trace_event_raw_sys_exit* ctx) {
   if (ctx->ret != 0) return 0; /* failed: nothing changed */
-  const __u64 flags = BPF_CORE_READ(current_regs(), di);
+  const __u64 flags = current_regs()->di;
   /* CLONE_FS, CLONE_FILES, CLONE_SYSVSEM alone leave the namespaces be */
   if ((flags & DW_NAMESPACE_FLAGS) == 0) return 0;
   return syscall_exit(NR_unshare, ctx->ret, flags & DW_NAMESPACE_FLAGS);
@@ -312,7 +323,7 @@ int dw_sys_exit_unshare(struct trace_event_raw_sys_exit* ctx) {
 SEC("tracepoint/syscalls/sys_exit_setns")
 int dw_sys_exit_setns(struct trace_event_raw_sys_exit* ctx) {
   if (ctx->ret != 0) return 0; /* failed: nothing changed */
-  return syscall_exit(NR_setns, ctx->ret, BPF_CORE_READ(current_regs(), si));
+  return syscall_exit(NR_setns, ctx->ret, current_regs()->si);
 }
 
 SEC("tp_btf/cap_capable")
@@ -322,13 +333,10 @@ int BPF_PROG(dw_cap_capable, const struct cred* cred, struct user_namespace* tar
   __u32* found = watched_token(task);
   if (!found) return 0;
   const __u32 token = *found;
-
-  struct dw_attempt_event probe = {};
-  bpf_get_current_comm(probe.comm, sizeof probe.comm);
-  if (is_runtime_setup(probe.comm)) return 0;
+  if (is_runtime_setup(task->comm)) return 0;
 
   struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
-  const long nr = BPF_CORE_READ(regs, orig_ax);
+  const long nr = regs->orig_ax;
   if (nr < 0) return 0; /* not in a syscall (a kernel thread's work) */
   if (cap == CAP_SYS_ADMIN_NR && is_accounting_check(nr, regs)) return 0;
 
@@ -351,17 +359,18 @@ int BPF_PROG(dw_cap_capable, const struct cred* cred, struct user_namespace* tar
   __sync_fetch_and_add(count, 1);
   if (ret == 0) return 0; /* allowed checks are counted, not detailed */
 
-  /* At most events_per_second details per sandbox and second. */
-  const __u64 now = bpf_ktime_get_ns();
+  /* At most events_per_second details per sandbox and second, windows timed
+   * in jiffies (a tick's precision, and no clock read). */
+  const __u64 now = bpf_jiffies64();
   struct dw_rate* rate = bpf_map_lookup_elem(&dw_rates, &token);
   if (!rate) {
-    struct dw_rate fresh = {.window_start_ns = now, .sent = 0};
+    struct dw_rate fresh = {.window_start = now, .sent = 0};
     bpf_map_update_elem(&dw_rates, &token, &fresh, BPF_NOEXIST);
     rate = bpf_map_lookup_elem(&dw_rates, &token);
     if (!rate) return 0;
   }
-  if (now - rate->window_start_ns >= 1000000000ULL) {
-    rate->window_start_ns = now;
+  if (now - rate->window_start >= (__u64)CONFIG_HZ) {
+    rate->window_start = now;
     rate->sent = 0;
   }
   if (rate->sent >= events_per_second) {
@@ -375,15 +384,15 @@ int BPF_PROG(dw_cap_capable, const struct cred* cred, struct user_namespace* tar
     count_lost(DW_LOST_RINGBUF_FULL);
     return 0;
   }
-  __builtin_memcpy(event->comm, probe.comm, sizeof event->comm);
-  event->time_ns = now;
-  event->cgroup_id = bpf_get_current_cgroup_id();
+  bpf_get_current_comm(event->comm, sizeof event->comm);
+  event->time_ns = bpf_ktime_get_ns();
+  event->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
   event->token = token;
   const __u64 pid_tgid = bpf_get_current_pid_tgid();
   event->pid = pid_tgid >> 32;
   event->tid = (__u32)pid_tgid;
-  event->uid = BPF_CORE_READ(cred, uid.val);
-  event->euid = BPF_CORE_READ(cred, euid.val);
+  event->uid = cred->uid.val;
+  event->euid = cred->euid.val;
   event->syscall = (__u32)nr;
   event->capability = cap;
   event->result = ret;

@@ -36,6 +36,7 @@
 #include "app/confine.hpp"
 #include "app/keys.hpp"
 #include "app/node_config.hpp"
+#include "app/runtime_setup.hpp"
 #include "app/sampler_process.hpp"
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
@@ -348,32 +349,6 @@ Result<void> write_batch(Daemon& d, std::vector<DurableRecord>& records) {
   return {};
 }
 
-// A member still in the runtime's own setup: runc's init ("runc:[2:INIT]")
-// or crun before it executes the workload holds the runtime's capabilities
-// for a few milliseconds (measured: every plain `runc exec` sampled then
-// looked drifted). Told by the process name, as the probe tells the
-// runtime's attempts (README, "The probes"), with the same known limit.
-bool in_runtime_setup(const correlate::SweepItem& item) {
-  return std::ranges::any_of(item.observation.members, [](const auto& member) {
-    return member.status.name.starts_with("runc:[") || member.status.name == "crun";
-  });
-}
-
-// A sandbox caught in the runtime's setup is sampled again until the setup
-// is over, every 5 ms, for at most `budget` (the pool's thread waits: a
-// sandbox naming its processes like the runtime delays its own judgment by
-// that much, no more, and is then judged as it is). On the pool's thread.
-template <class Sample>
-auto settle(Sample sample, std::chrono::milliseconds& budget) {
-  auto item = sample();
-  while (item && in_runtime_setup(*item) && budget.count() > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    budget -= std::chrono::milliseconds(5);
-    item = sample();
-  }
-  return item;
-}
-
 // The probes watch what was just sampled (app/attempt_watch.hpp).
 void track_for_probes(Daemon& d, const std::vector<correlate::SweepItem>& items) {
   if (!d.attempts) return;
@@ -490,29 +465,35 @@ void start_sweep(Daemon& d) {
 // it is accepted (and, with the probes, on a privilege-relevant event in
 // it). `trigger` names why, for the log. One that is gone or not found is
 // left to the next full sweep, which is started at once.
+//
+// `done` gets whether it found the sandbox newly drifted, and when the
+// runtime's own setup was last seen in it (settle; 0: it was not).
 void resample(Daemon& d, const std::string& sandbox_id, std::string trigger,
-              std::function<void(bool drifted)> done = {}) {
+              std::function<void(bool drifted, uint64_t setup_seen_ns)> done = {}) {
   if (d.stopping) return;
   correlate::DeclaredBySandbox declared;
   if (auto p = correlate::declared_for(*d.ingestor, sandbox_id)) declared.emplace(sandbox_id, *p);
   asio::post(*d.pool, [&d, scopes = correlate::scopes_of(declared), sandbox_id,
                        trigger = std::move(trigger), done = std::move(done)]() mutable {
     auto budget = std::chrono::milliseconds(1000);
-    auto item = settle([&] { return d.sampler->sample_one(sandbox_id, scopes); }, budget);
+    uint64_t setup_seen_ns = 0;
+    auto item =
+        settle([&] { return d.sampler->sample_one(sandbox_id, scopes); }, budget, &setup_seen_ns);
     const auto broken = d.sampler->failure();
-    asio::post(d.io, [&d, item = std::move(item), broken, sandbox_id, trigger,
+    asio::post(d.io, [&d, item = std::move(item), broken, sandbox_id, trigger, setup_seen_ns,
                       done = std::move(done)]() mutable {
       if (d.stopping) return;
       bool drifted = false;
       // Runs however this ends (nothing to sample, an error): the caller's
       // bookkeeping must not wait for a resample that is over.
       struct Finally {
-        std::function<void(bool)>& done;
+        std::function<void(bool, uint64_t)>& done;
         bool& drifted;
+        uint64_t setup_seen_ns;
         ~Finally() {
-          if (done) done(drifted);
+          if (done) done(drifted, setup_seen_ns);
         }
-      } finally{done, drifted};
+      } finally{done, drifted, setup_seen_ns};
       if (broken) return sampler_failed(d, "sampler process: " + *broken);
       if (!item) {
         spdlog::info("sandbox {}: resample ({}) found nothing to sample: {}; sweeping", sandbox_id,
@@ -1188,17 +1169,15 @@ Result<void> load_probes(Daemon& d) {
   return {};
 }
 
-uint64_t monotonic_ns() {
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
-}
-
 // A lifecycle event in a watched sandbox (exec, fork, a task moved into its
 // cgroup): resample it now. One resample per sandbox runs at a time; events
 // meanwhile ask for one more after it. When the resample finds the sandbox
 // newly drifted, the time from the kernel's event is the probe's detection
-// latency.
+// latency; when the runtime's own setup was still running in the sandbox
+// (`runc exec`: runc's init enters it first and holds the runtime's
+// capabilities until it executes the workload), from the start of the last
+// sample that still saw that setup instead: what drifted is the workload,
+// which did not run before, so the time counts from no later than its start.
 void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
                     const std::string& why) {
   auto [it, fresh] = d.probe_resamples.try_emplace(sandbox_id);
@@ -1208,14 +1187,14 @@ void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
     return;
   }
   it->second.earliest_ns = event_ns;
-  resample(d, sandbox_id, "probe: " + why, [&d, sandbox_id](bool drifted) {
+  resample(d, sandbox_id, "probe: " + why, [&d, sandbox_id](bool drifted, uint64_t setup_ns) {
     auto pending = d.probe_resamples.find(sandbox_id);
     if (pending == d.probe_resamples.end()) return;
     if (drifted) {
       const uint64_t now_ns = monotonic_ns();
-      if (now_ns > pending->second.earliest_ns)
-        d.metrics->observe_probe_latency(static_cast<double>(now_ns - pending->second.earliest_ns) /
-                                         1e9);
+      const uint64_t origin = std::max(pending->second.earliest_ns, setup_ns);
+      if (now_ns > origin)
+        d.metrics->observe_probe_latency(static_cast<double>(now_ns - origin) / 1e9);
     }
     const bool again = pending->second.again;
     const uint64_t again_ns = pending->second.again_ns;

@@ -40,36 +40,16 @@ constexpr uint32_t kToken = 11;
 constexpr uint64_t kCloneNewUser = 0x10000000;
 constexpr uint64_t kCloneNewUts = 0x04000000;
 
-uint32_t pid_namespace_of(pid_t pid) {
-  struct stat st {};
-  REQUIRE(::stat(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), &st) == 0);
-  return static_cast<uint32_t>(st.st_ino);
-}
-
 bool tracefs_mounted() {
   struct statfs st {};
   return ::statfs(driftwatch::probes::kTracefsPath, &st) == 0 && st.f_type == TRACEFS_MAGIC;
 }
 
-// The attempt helper in the rootfs of `bundle`.
-void add_helper(const OciBundle& bundle) {
-  fs::copy_file(DRIFTWATCH_ATTEMPT_HELPER, bundle.rootfs() / "bin" / "attempt",
-                fs::copy_options::overwrite_existing);
-}
-
 // A no-capability runc sandbox of uid 1000 with the attempt helper in it:
 // what it does with namespaces it does unprivileged.
 OciBundle unprivileged_bundle() {
-  OciBundle bundle = OciBundle::with_default_spec();
-  auto& process = bundle.config()["process"];
-  process["capabilities"] = {{"bounding", json::array()},
-                             {"effective", json::array()},
-                             {"permitted", json::array()},
-                             {"inheritable", json::array()},
-                             {"ambient", json::array()}};
-  process["user"] = {{"uid", 1000}, {"gid", 1000}};
-  bundle.write_config();
-  add_helper(bundle);
+  OciBundle bundle = OciBundle::without_capabilities();
+  bundle.add_program(DRIFTWATCH_ATTEMPT_HELPER, "attempt");
   return bundle;
 }
 
@@ -124,7 +104,7 @@ TEST_CASE(
   CHECK(probes.tracefs().mounted);
   OciBundle bundle = unprivileged_bundle();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("nsprobe")));
-  REQUIRE(probes.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
+  REQUIRE(probes.watch_pid_namespace(container.pid_namespace_inode(), kToken));
   (void)namespace_events(probes);
 
   SECTION("unshare(CLONE_NEWUSER), with no capability check") {
@@ -253,7 +233,7 @@ TEST_CASE(
     "[root][bpf][runc][integration][daemon]") {
   if (auto why = missing_requirement({"root", "runc", "busybox", "btf"})) DW_SKIP(*why);
   auto bundle = OciBundle::with_default_spec();
-  add_helper(bundle);
+  bundle.add_program(DRIFTWATCH_ATTEMPT_HELPER, "attempt");
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("nsfast")));
   DaemonUnderTest daemon(json{{"sweep_interval_seconds", 60}, {"syscall_probes", true}});
   daemon.start();

@@ -40,12 +40,6 @@ namespace {
 
 constexpr uint32_t kToken = 7;
 
-uint32_t pid_namespace_of(pid_t pid) {
-  struct stat st {};
-  REQUIRE(::stat(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), &st) == 0);
-  return static_cast<uint32_t>(st.st_ino);
-}
-
 // The last NSpid field: the pid inside the process's own PID namespace.
 pid_t pid_inside(pid_t host_pid) {
   std::ifstream status("/proc/" + std::to_string(host_pid) + "/status");
@@ -70,17 +64,8 @@ std::map<std::string, uint64_t> denied_by_kind(const std::vector<AttemptCount>& 
 
 // A no-capability runc sandbox of uid 1000 with the attempt helper in it.
 OciBundle attempt_bundle() {
-  OciBundle bundle = OciBundle::with_default_spec();
-  auto& process = bundle.config()["process"];
-  process["capabilities"] = {{"bounding", json::array()},
-                             {"effective", json::array()},
-                             {"permitted", json::array()},
-                             {"inheritable", json::array()},
-                             {"ambient", json::array()}};
-  process["user"] = {{"uid", 1000}, {"gid", 1000}};
-  bundle.write_config();
-  fs::copy_file(DRIFTWATCH_ATTEMPT_HELPER, bundle.rootfs() / "bin" / "attempt",
-                fs::copy_options::overwrite_existing);
+  OciBundle bundle = OciBundle::without_capabilities();
+  bundle.add_program(DRIFTWATCH_ATTEMPT_HELPER, "attempt");
   return bundle;
 }
 
@@ -102,7 +87,7 @@ TEST_CASE(
   OciBundle bundle = attempt_bundle();
   auto container =
       value_or_throw(Container::start("runc", bundle, unique_container_id("attempts")));
-  REQUIRE(probe.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
+  REQUIRE(probe.watch_pid_namespace(container.pid_namespace_inode(), kToken));
 
   // A root process in the same sandbox, for a ptrace across users.
   auto target = value_or_throw(container.exec({"sleep", "600"}, {"--user", "0:0"}));
@@ -137,7 +122,7 @@ TEST_CASE(
 
   // The detail: every event is from inside the sandbox, none from the host
   // (this test process makes capability checks all along, as root).
-  const uint32_t sandbox_ns = pid_namespace_of(container.init_pid());
+  const uint32_t sandbox_ns = container.pid_namespace_inode();
   std::set<std::string> kinds;
   auto consumed = probe.consume([&](const AttemptEvent& event) {
     CHECK(event.token == kToken);
@@ -164,7 +149,7 @@ TEST_CASE(
   KernelProbes probe = load_probe();
   OciBundle bundle = attempt_bundle();
   auto container = value_or_throw(Container::start("runc", bundle, unique_container_id("storm")));
-  REQUIRE(probe.watch_pid_namespace(pid_namespace_of(container.init_pid()), kToken));
+  REQUIRE(probe.watch_pid_namespace(container.pid_namespace_inode(), kToken));
 
   const auto storm = container.exec_wait({"/bin/attempt", "storm:100000"});
   INFO(storm.out << storm.err);

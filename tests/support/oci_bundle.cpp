@@ -245,6 +245,32 @@ OciBundle OciBundle::with_default_spec() {
   return bundle;
 }
 
+OciBundle OciBundle::without_capabilities() {
+  OciBundle bundle = with_default_spec();
+  auto& process = bundle.config_["process"];
+  process["capabilities"] = {{"bounding", nlohmann::json::array()},
+                             {"effective", nlohmann::json::array()},
+                             {"permitted", nlohmann::json::array()},
+                             {"inheritable", nlohmann::json::array()},
+                             {"ambient", nlohmann::json::array()}};
+  process["user"] = {{"uid", 1000}, {"gid", 1000}};
+  bundle.write_config();
+  return bundle;
+}
+
+void OciBundle::add_program(const std::filesystem::path& from, const std::string& name) const {
+  std::filesystem::copy_file(from, rootfs() / "bin" / name,
+                             std::filesystem::copy_options::overwrite_existing);
+}
+
+uint32_t Container::pid_namespace_inode() const {
+  struct stat st {};
+  const std::string path = "/proc/" + std::to_string(init_pid_) + "/ns/pid";
+  if (::stat(path.c_str(), &st) != 0)
+    throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
+  return static_cast<uint32_t>(st.st_ino);
+}
+
 OciBundle::OciBundle(OciBundle&& other) noexcept
     : dir_(std::exchange(other.dir_, {})), config_(std::move(other.config_)) {}
 

@@ -72,6 +72,12 @@ class OciBundle {
   /// missing) with process.terminal=false and process.args ["sleep","3600"],
   /// already written to config.json.
   static OciBundle with_default_spec();
+  /// with_default_spec() run as uid and gid 1000 with every capability set
+  /// empty: the sandbox the probe tests and benchmarks make attempts in.
+  static OciBundle without_capabilities();
+
+  /// Copies the program `from` into the rootfs as /bin/`name`.
+  void add_program(const std::filesystem::path& from, const std::string& name) const;
 
   OciBundle(OciBundle&& other) noexcept;
   OciBundle& operator=(OciBundle&& other) noexcept;
@@ -119,6 +125,9 @@ class Container {
   const std::string& runtime() const { return runtime_; }
   /// Host pid of the container's init process, from `state` ("pid").
   pid_t init_pid() const { return init_pid_; }
+  /// The inode of the init process's PID namespace (/proc/PID/ns/pid);
+  /// throws std::runtime_error when it cannot be read.
+  uint32_t pid_namespace_inode() const;
 
   /// `<runtime> state ID` as JSON.
   Result<nlohmann::json> state() const;
