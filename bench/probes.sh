@@ -578,6 +578,7 @@ p50_p99() { echo "$(latency_col "$1" "$2" | percentile_of 50 | fmt 1) / $(latenc
     awk -F'\t' -v l="$(label_of "$mode")" -v m="$mode" '$1 == m && $3 > 0 {printf "| %s | %s | %d | %.3f | %.1f | %.1f |\n", l, $2, $3, $4, $5, $6}' \
       "$work/probe-cost.tsv"
   done
+  echo
   echo "Seen by the monitors: driftwatch counted $(tail -1 "$work/overhead-dw-denied" 2>/dev/null || echo '?')"
   echo "denied setuid in its last round ($((reps * ops[setuid])) made); the kernel's audit"
   echo "\`lost\` counter grew by $audit_lost records between the first and the last auditd round;"
