@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/daemon.hpp"
+#include "app/demo.hpp"
 #include "app/keys.hpp"
 #include "common/build_info.hpp"
 #include "common/canonical_json.hpp"
@@ -488,6 +489,16 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   report->add_option("--output", report_command.output, "write to this file instead of stdout");
 
+  DemoOptions demo_options;
+  auto* demo = app.add_subcommand(
+      "demo",
+      "Show the whole story on this machine with throwaway keys: start the daemon and a runc "
+      "container, sign its launch, see it attested, give it a capability, see it drifted and "
+      "why, then remove everything. Needs root, runc and busybox-static.");
+  demo->add_flag("--keep", demo_options.keep,
+                 "keep the work directory (keys, node config, the evidence log) and say how to "
+                 "verify it and make a report");
+
   // The daemon's sampler process, started by `run` (app/sampler_process.hpp).
   // Not listed in --help: it refuses to run unless started that way.
   auto* sampler_process = app.add_subcommand(
@@ -498,7 +509,8 @@ int run_cli(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;
-    for (const CLI::App* command : {run, inspect, project, diff, keygen, sign, verify, report}) {
+    for (const CLI::App* command :
+         {run, inspect, project, diff, keygen, sign, verify, report, demo}) {
       known |= command->get_name() == argv[1];
       names += (names.empty() ? "" : ", ") + command->get_name();
     }
@@ -535,6 +547,7 @@ int run_cli(int argc, char** argv) {
     if (*diff) return cmd_diff(diff_config, diff_target);
     if (*verify) return cmd_verify(verify_source);
     if (*report) return cmd_report(report_command);
+    if (*demo) return cmd_demo(demo_options);
     if (*sampler_process) return run_sampler_process();
   } catch (const std::exception& e) {
     std::cerr << "driftwatch: internal error: " << e.what() << "\n";
