@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -78,13 +80,18 @@ class DaemonUnderTest {
 
   /// Starts the daemon and waits until it runs: it listens, it has
   /// confined itself and its loops have started ("running"). Fails the test
-  /// if it exits instead.
-  void start() {
+  /// if it exits instead. `command` runs it another way (e.g. `podman run
+  /// … IMAGE` followed by run_arguments(), in the foreground, its output
+  /// the daemon's; SIGTERM must stop it); by default the build's binary.
+  void start(std::vector<std::string> command = {}) {
     log_offset_ = std::filesystem::exists(log_path()) ? std::filesystem::file_size(log_path()) : 0;
     SpawnOptions options;
     options.output_path = log_path();
-    child_.emplace(ChildProcess::start(
-        {DRIFTWATCH_BINARY, "run", "--config", config_path().string()}, options));
+    if (command.empty()) {
+      command = run_arguments();
+      command.insert(command.begin(), DRIFTWATCH_BINARY);
+    }
+    child_.emplace(ChildProcess::start(command, options));
     std::regex port_line(R"(listening on \S+ \(port (\d+)\))");
     for (int i = 0; i < 200; ++i) {
       std::smatch m;
@@ -101,6 +108,11 @@ class DaemonUnderTest {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     FAIL("driftwatch run did not start running within 10 s:\n" << log());
+  }
+
+  /// `run --config CONFIG`: what start() runs the binary with.
+  std::vector<std::string> run_arguments() const {
+    return {"run", "--config", config_path().string()};
   }
 
   /// SIGTERM, then the exit code (SIGKILL after 10 s: a failure).
