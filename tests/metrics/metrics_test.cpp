@@ -58,7 +58,11 @@ TEST_CASE("metrics: every family of the contract is exposed from the start", "[m
     INFO(family);
     CHECK(text.find("# TYPE " + std::string(family)) != std::string::npos);
   }
-  CHECK(has_line(text, "driftwatch_sandboxes{engine=\"runc\",verdict=\"drifted\"} 0"));
+  // Every (engine, verdict) pair of the fixed lists, from the start.
+  for (const char* engine : {"runc", "crun", "podman", "containerd", "cgroup", "process"})
+    for (const char* verdict : correlate::kVerdicts)
+      CHECK(has_line(text, "driftwatch_sandboxes{engine=\"" + std::string(engine) +
+                               "\",verdict=\"" + verdict + "\"} 0"));
   CHECK(has_line(text, "driftwatch_launch_events_total{result=\"too_large\"} 0"));
   CHECK(has_line(text, "driftwatch_build_info{revision=\"abc123\",version=\"0.1.0\"} 1"));
 }
