@@ -293,7 +293,7 @@ TEST_CASE("engines: a Podman container is found by default, named by --name, att
 
 TEST_CASE(
     "engines: a containerd container is found by default, named by its CRI annotations, "
-    "attested, drifted; a pod's pause container is not watched",
+    "attested, drifted, and a pod's pause container is not watched",
     "[root][containerd][integration][daemon]") {
   SKIP_WITHOUT("root", "containerd", "busybox");
   OciBundle bundle;

@@ -94,8 +94,9 @@ TEST_CASE("engines: a pod's pause container is a CRI sandbox and gets no name", 
   CHECK_FALSE(identity.kubernetes_name.has_value());
 }
 
-TEST_CASE("engines: annotations of the wrong type or with a slash in a part name nobody",
-          "[sandbox]") {
+TEST_CASE(
+    "engines: annotations of the wrong type or with a slash in a part give no Kubernetes name",
+    "[sandbox]") {
   const auto kube = [](json annotations) {
     return sandbox::bundle_identity(json{{"annotations", std::move(annotations)}}).kubernetes_name;
   };
