@@ -30,6 +30,8 @@ packages=(
   clang-format
   # real runtimes and peers used by tests and benchmarks
   runc crun bubblewrap busybox-static prometheus auditd bpftrace
+  # the engines people run above runc and crun (tests/integration/engines_test.cpp)
+  podman containerd
   hyperfine jq python3-cryptography iproute2
   # the evidence log's interop test: Go's golang.org/x/mod/sumdb/{note,tlog}
   golang-go golang-golang-x-mod-dev
@@ -84,7 +86,8 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# auditd and prometheus must not start services during install on CI hosts.
+# auditd, prometheus and containerd must not start services during install
+# on CI hosts (the containerd test starts a containerd of its own).
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   trap "rm -f /usr/sbin/policy-rc.d" EXIT

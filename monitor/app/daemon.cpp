@@ -211,6 +211,8 @@ correlate::SweepOptions sweep_options(const Daemon& d) {
   correlate::SweepOptions options;
   options.roots.runc_roots.assign(d.config.runc_roots.begin(), d.config.runc_roots.end());
   options.roots.crun_roots.assign(d.config.crun_roots.begin(), d.config.crun_roots.end());
+  options.roots.containerd_roots = d.config.containerd_roots;
+  options.roots.podman_storage = d.config.podman_storage;
   options.cgroup_globs = d.config.cgroup_globs;
   options.boot_time = d.boot;
   return options;
@@ -393,7 +395,8 @@ void start_sweep(Daemon& d) {
   d.sweep_running = true;
   correlate::DeclaredBySandbox declared;
   for (const auto& [id, status] : d.correlator.statuses()) {
-    if (auto p = correlate::declared_for(*d.ingestor, id)) declared.emplace(id, std::move(*p));
+    if (auto p = correlate::declared_for(*d.ingestor, id, status.names))
+      declared.emplace(id, std::move(*p));
   }
   // Sandboxes not yet seen may already have launches: their ids come from
   // discovery, so declared projections are looked up again per sandbox id.
@@ -422,7 +425,7 @@ void start_sweep(Daemon& d) {
       bool rescope = false;
       for (const auto& item : items)
         if (!d.correlator.find(item.ref.sandbox_id) &&
-            correlate::declared_for(*d.ingestor, item.ref.sandbox_id))
+            correlate::declared_for(*d.ingestor, item.ref.sandbox_id, item.ref.names))
           rescope = true;
       int64_t now = unix_now();
       try {
@@ -468,11 +471,17 @@ void start_sweep(Daemon& d) {
 //
 // `done` gets whether it found the sandbox newly drifted, and when the
 // runtime's own setup was last seen in it (settle; 0: it was not).
-void resample(Daemon& d, const std::string& sandbox_id, std::string trigger,
+void resample(Daemon& d, const std::string& id_or_name, std::string trigger,
               std::function<void(bool drifted, uint64_t setup_seen_ns)> done = {}) {
   if (d.stopping) return;
+  // A launch may name the sandbox by one of its names: sample it by its id
+  // when it was seen before (the sampler finds a name it has not seen).
+  const auto* known = d.correlator.find(id_or_name);
+  const std::string sandbox_id = known ? known->sandbox_id : id_or_name;
   correlate::DeclaredBySandbox declared;
-  if (auto p = correlate::declared_for(*d.ingestor, sandbox_id)) declared.emplace(sandbox_id, *p);
+  if (auto p = correlate::declared_for(*d.ingestor, sandbox_id,
+                                       known ? known->names : std::vector<std::string>{}))
+    declared.emplace(sandbox_id, *p);
   asio::post(*d.pool, [&d, scopes = correlate::scopes_of(declared), sandbox_id,
                        trigger = std::move(trigger), done = std::move(done)]() mutable {
     auto budget = std::chrono::milliseconds(1000);
@@ -751,6 +760,31 @@ json probes_health(const Daemon& d) {
   return probes;
 }
 
+// Each engine: where its sandboxes are looked for, and how many are live.
+json engines_health(const Daemon& d) {
+  const auto paths = [](const std::vector<fs::path>& list) {
+    json out = json::array();
+    for (const auto& path : list) out.push_back(path.string());
+    return out;
+  };
+  json runtime_roots = paths(d.config.runc_roots);
+  for (const auto& root : paths(d.config.crun_roots)) runtime_roots.push_back(root);
+  json engines{
+      {"runc", {{"roots", paths(d.config.runc_roots)}}},
+      {"crun", {{"roots", paths(d.config.crun_roots)}}},
+      {"podman", {{"roots", runtime_roots}, {"storage", paths(d.config.podman_storage)}}},
+      {"containerd", {{"roots", paths(d.config.containerd_roots)}}},
+      {"cgroup", {{"globs", d.config.cgroup_globs}}},
+  };
+  for (auto& [name, engine] : engines.items()) engine["live"] = 0;
+  for (const auto& [id, s] : d.correlator.statuses()) {
+    if (s.verdict == "gone" || !engines.contains(s.engine)) continue;
+    auto& live = engines[s.engine]["live"];
+    live = live.get<int>() + 1;
+  }
+  return engines;
+}
+
 json healthz(const Daemon& d) {
   json ingest = json::object();
   for (auto kind : {ingest::EnvelopeKind::launch, ingest::EnvelopeKind::grant}) {
@@ -764,6 +798,7 @@ json healthz(const Daemon& d) {
   for (const auto& [id, s] : d.correlator.statuses())
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
   return json{
+      {"engines", engines_health(d)},
       {"status", "ok"},
       {"node", d.config.node_name},
       {"host_namespaces", d.sampler ? json(d.sampler->hello().host_namespaces.source) : json()},
@@ -1262,7 +1297,8 @@ void start_changes(Daemon& d) {
   d.changes.emplace(std::move(*opened));
   std::vector<fs::path> roots(d.config.runc_roots.begin(), d.config.runc_roots.end());
   roots.insert(roots.end(), d.config.crun_roots.begin(), d.config.crun_roots.end());
-  for (const auto& problem : d.changes->watch_discovery(roots, d.config.cgroup_globs))
+  for (const auto& problem :
+       d.changes->watch_discovery(roots, d.config.cgroup_globs, d.config.containerd_roots))
     spdlog::warn("discovery by notification: {}", problem);
   const int fd = ::dup(d.changes->fd());
   if (fd < 0) {

@@ -173,6 +173,12 @@ class ConfigReader {
       } else if (key == "crun_roots") {
         DW_TRY(roots, read_path_list(name, item));
         config.crun_roots = std::move(roots);
+      } else if (key == "containerd_roots") {
+        DW_TRY(roots, read_path_list(name, item));
+        config.containerd_roots = std::move(roots);
+      } else if (key == "podman_storage") {
+        DW_TRY(roots, read_path_list(name, item));
+        config.podman_storage = std::move(roots);
       } else if (key == "cgroup_globs") {
         DW_TRY(globs, read_string_list(name, item));
         config.cgroup_globs = std::move(globs);
@@ -309,6 +315,8 @@ nlohmann::json to_json(const NodeConfig& config) {
       {"discovery",
        {{"runc_roots", path_array(config.runc_roots)},
         {"crun_roots", path_array(config.crun_roots)},
+        {"containerd_roots", path_array(config.containerd_roots)},
+        {"podman_storage", path_array(config.podman_storage)},
         {"cgroup_globs", config.cgroup_globs}}},
       {"sweep_interval_seconds", config.sweep_interval_seconds},
       {"unattested_grace_seconds", config.unattested_grace_seconds},

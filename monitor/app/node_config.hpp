@@ -24,6 +24,10 @@ struct NodeConfig {
   std::vector<std::filesystem::path> launch_journals;
   std::vector<std::filesystem::path> runc_roots{"/run/runc"};
   std::vector<std::filesystem::path> crun_roots{"/run/crun"};
+  /// Each subdirectory (a containerd namespace) is a runc root.
+  std::vector<std::filesystem::path> containerd_roots{"/run/containerd/runc"};
+  /// Podman's storage roots, for the names of its containers.
+  std::vector<std::filesystem::path> podman_storage{"/var/lib/containers/storage"};
   std::vector<std::string> cgroup_globs;
   int64_t sweep_interval_seconds = 10;
   int64_t unattested_grace_seconds = 30;

@@ -42,13 +42,19 @@ std::string wait_status_text(int status) {
 
 // ---- the setup message: front -> sampler, once
 
+json path_list(const std::vector<fs::path>& paths) {
+  json list = json::array();
+  for (const auto& path : paths) list.push_back(path.string());
+  return list;
+}
+
 json setup_json(const SamplerSetup& setup) {
-  json roots_runc = json::array(), roots_crun = json::array();
-  for (const auto& root : setup.options.roots.runc_roots) roots_runc.push_back(root.string());
-  for (const auto& root : setup.options.roots.crun_roots) roots_crun.push_back(root.string());
+  const auto& roots = setup.options.roots;
   return json{{"setup",
-               {{"runc_roots", roots_runc},
-                {"crun_roots", roots_crun},
+               {{"runc_roots", path_list(roots.runc_roots)},
+                {"crun_roots", path_list(roots.crun_roots)},
+                {"containerd_roots", path_list(roots.containerd_roots)},
+                {"podman_storage", path_list(roots.podman_storage)},
                 {"cgroup_globs", setup.options.cgroup_globs},
                 {"boot_time", setup.options.boot_time},
                 {"proc_root", setup.options.proc_root.string()},
@@ -82,9 +88,13 @@ Result<SamplerSetup> parse_setup(const json& message) {
     SamplerSetup setup;
     DW_TRY(runc, string_list(s, "runc_roots"));
     DW_TRY(crun, string_list(s, "crun_roots"));
+    DW_TRY(containerd, string_list(s, "containerd_roots"));
+    DW_TRY(podman, string_list(s, "podman_storage"));
     DW_TRY(globs, string_list(s, "cgroup_globs"));
     setup.options.roots.runc_roots.assign(runc.begin(), runc.end());
     setup.options.roots.crun_roots.assign(crun.begin(), crun.end());
+    setup.options.roots.containerd_roots.assign(containerd.begin(), containerd.end());
+    setup.options.roots.podman_storage.assign(podman.begin(), podman.end());
     setup.options.cgroup_globs = std::move(globs);
     if (!s.contains("boot_time") || !s["boot_time"].is_number_integer())
       return fail("setup: boot_time: not an integer");
@@ -389,7 +399,9 @@ int run_sampler_process() {
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return complain("cannot open /dev/null: " + describe_errno(errno));
   std::vector<fs::path> roots = options.roots.runc_roots;
-  roots.insert(roots.end(), options.roots.crun_roots.begin(), options.roots.crun_roots.end());
+  for (const auto* more :
+       {&options.roots.crun_roots, &options.roots.containerd_roots, &options.roots.podman_storage})
+    roots.insert(roots.end(), more->begin(), more->end());
   auto report = confine(sampler_confine_options(setup->user, std::move(roots)));
   if (!report) return complain("cannot confine the sampler: " + report.error().message);
   // The credential change cleared the parent-death signal: set it again,

@@ -27,6 +27,8 @@ json to_json(const SandboxStatus& s) {
   for (const auto& f : s.findings) findings.push_back(projection::to_json(f));
   return json{{"sandbox_id", s.sandbox_id},
               {"runtime", s.runtime},
+              {"engine", s.engine},
+              {"names", s.names},
               {"launch_id", optional_json(s.launch_id)},
               {"grant_id", optional_json(s.grant_id)},
               {"verdict", optional_json(s.verdict)},
@@ -39,9 +41,19 @@ json to_json(const SandboxStatus& s) {
               {"last_observed", format_time(s.last_observed)}};
 }
 
+const ingest::LaunchRecord* launch_for(const ingest::Ingestor& ingestor,
+                                       std::string_view sandbox_id,
+                                       const std::vector<std::string>& names) {
+  if (const auto* launch = ingestor.launch_for_sandbox(sandbox_id)) return launch;
+  for (const auto& name : names)
+    if (const auto* launch = ingestor.launch_for_sandbox(name)) return launch;
+  return nullptr;
+}
+
 std::optional<projection::Projection> declared_for(const ingest::Ingestor& ingestor,
-                                                   std::string_view sandbox_id) {
-  const auto* launch = ingestor.launch_for_sandbox(sandbox_id);
+                                                   std::string_view sandbox_id,
+                                                   const std::vector<std::string>& names) {
+  const auto* launch = launch_for(ingestor, sandbox_id, names);
   if (!launch) return std::nullopt;
   const auto* grant = ingestor.latest_grant(launch->launch_id);
   auto declared = projection::declared_projection(grant ? grant->config : launch->config);
@@ -54,6 +66,8 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
   SandboxStatus s;
   s.sandbox_id = item.ref.sandbox_id;
   s.runtime = item.ref.runtime;
+  s.engine = item.ref.engine;
+  s.names = item.ref.names;
   s.observed_sha256 = projection::projection_sha256(item.observed);
   s.consumed_config_sha256 = item.consumed_config_sha256;
   for (const auto& m : item.observation.members) s.members.push_back(m.pid);
@@ -61,7 +75,7 @@ SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
   s.last_observed = item.sampled_at;
 
   std::vector<Finding> drift;
-  const auto* launch = ingestor.launch_for_sandbox(item.ref.sandbox_id);
+  const auto* launch = launch_for(ingestor, item.ref.sandbox_id, item.ref.names);
   if (launch) {
     s.launch_id = launch->launch_id;
     const auto* grant = ingestor.latest_grant(launch->launch_id);
@@ -201,7 +215,18 @@ std::vector<VerdictChange> Correlator::reevaluate(const ingest::Ingestor& ingest
 
 const SandboxStatus* Correlator::find(std::string_view sandbox_id) const {
   auto it = statuses_.find(std::string(sandbox_id));
-  return it == statuses_.end() ? nullptr : &it->second;
+  if (it != statuses_.end()) return &it->second;
+  const SandboxStatus* best = nullptr;
+  for (const auto& [id, status] : statuses_) {
+    if (std::find(status.names.begin(), status.names.end(), sandbox_id) == status.names.end())
+      continue;
+    const bool live = status.verdict != "gone";
+    const bool best_live = best && best->verdict != "gone";
+    if (!best || (live && !best_live) ||
+        (live == best_live && status.last_observed > best->last_observed))
+      best = &status;
+  }
+  return best;
 }
 
 }  // namespace driftwatch::correlate

@@ -40,6 +40,8 @@ struct SweepItem {
 struct SandboxStatus {
   std::string sandbox_id;
   std::string runtime;
+  std::string engine;              // one of sandbox::kEngines
+  std::vector<std::string> names;  // the names a launch event may use besides the id
   std::optional<std::string> launch_id;
   std::optional<std::string> grant_id;  // the grant the declared side comes from
   /// One of kVerdicts (`pending` while an unlaunched sandbox is within its
@@ -59,10 +61,19 @@ nlohmann::json to_json(const SandboxStatus& status);
 SandboxStatus evaluate(const SweepItem& item, const ingest::Ingestor& ingestor,
                        const policy::Policy& policy, int64_t now, int64_t grace_seconds);
 
+/// The accepted launch of the sandbox whose id is `sandbox_id` and whose
+/// other names are `names`: the one for its id, else the one for the first
+/// of its names that has one. A launch event names a sandbox by its id or by
+/// any of its names (sandbox::SandboxRef::names).
+const ingest::LaunchRecord* launch_for(const ingest::Ingestor& ingestor,
+                                       std::string_view sandbox_id,
+                                       const std::vector<std::string>& names = {});
+
 /// The declared projection a sandbox is held to (latest grant, else the
 /// launch), if it has an accepted launch whose config projects.
 std::optional<projection::Projection> declared_for(const ingest::Ingestor& ingestor,
-                                                   std::string_view sandbox_id);
+                                                   std::string_view sandbox_id,
+                                                   const std::vector<std::string>& names = {});
 
 /// One sandbox whose status changed (verdict, hashes, launch, findings): the
 /// stream that logs and metrics consume (and, next, the evidence log), so
@@ -99,6 +110,8 @@ class Correlator {
                                         int64_t grace_seconds);
 
   const std::map<std::string, SandboxStatus>& statuses() const { return statuses_; }
+  /// The sandbox whose id is `sandbox_id`, else one that has it as a name
+  /// (a live one before a gone one, then the latest observed).
   const SandboxStatus* find(std::string_view sandbox_id) const;
 
  private:

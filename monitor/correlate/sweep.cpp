@@ -3,6 +3,7 @@
 #include <glob.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -10,6 +11,7 @@
 #include "common/file_io.hpp"
 #include "common/sha256.hpp"
 #include "projection/observed.hpp"
+#include "sandbox/engines.hpp"
 
 namespace driftwatch::correlate {
 namespace {
@@ -20,31 +22,78 @@ int64_t unix_now() {
       .count();
 }
 
-std::vector<sandbox::SandboxRef> discover(const SweepOptions& options,
-                                          const observe::ProcReader& proc,
-                                          const observe::CgroupReader& cgroups,
-                                          std::vector<std::string>& problems) {
+// A sandbox found, with what its bundle's config.json said.
+struct Discovered {
+  sandbox::SandboxRef ref;
+  std::optional<std::string> consumed_config_sha256;  // bundle config.json, JCS hashed
+};
+
+// The one read of a container's bundle per sample: who launched it (its
+// engine and names) and the hash of the config the runtime consumed. The
+// bundle is written by the runtime's caller on the host, never by the
+// sandbox; still, it is outside input: bounded and strictly parsed. nullopt
+// for a pod's pause container, which is Kubernetes' plumbing, not a
+// sandbox of its own.
+std::optional<Discovered> identify(sandbox::SandboxRef ref, const SweepOptions& options,
+                                   const sandbox::NamesById& podman_names) {
+  Discovered found;
+  if (ref.bundle) {
+    auto text = read_regular_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
+    auto doc = text ? parse_json(*text, "config.json") : std::unexpected(text.error());
+    if (doc) {
+      const auto identity = sandbox::bundle_identity(*doc);
+      if (identity.cri_sandbox) return std::nullopt;
+      sandbox::apply_identity(ref, identity, podman_names);
+      if (options.hash_bundle_config) {
+        auto bytes = canonical_json(*doc);
+        if (bytes) found.consumed_config_sha256 = sha256_hex(*bytes);
+      }
+    }
+  }
+  found.ref = std::move(ref);
+  return found;
+}
+
+std::vector<Discovered> discover(const SweepOptions& options, const observe::ProcReader& proc,
+                                 const observe::CgroupReader& cgroups,
+                                 std::vector<std::string>& problems) {
   std::vector<Error> errors;
   auto refs = sandbox::list_containers(options.roots, proc, &errors);
   for (const auto& error : errors) problems.push_back(error.message);
+  std::vector<Discovered> found;
+  const bool any_podman = std::any_of(refs.begin(), refs.end(), [](const auto& ref) {
+    return ref.engine == "runc" || ref.engine == "crun";
+  });
+  const auto podman_names = any_podman
+                                ? sandbox::read_podman_names(options.roots.podman_storage, problems)
+                                : sandbox::NamesById{};
+  for (auto& ref : refs)
+    if (auto item = identify(std::move(ref), options, podman_names))
+      found.push_back(std::move(*item));
   for (const auto& pattern : options.cgroup_globs) {
     glob_t matches{};
     if (::glob(pattern.c_str(), GLOB_ONLYDIR | GLOB_NOSORT, nullptr, &matches) == 0) {
       for (size_t i = 0; i < matches.gl_pathc; ++i) {
         auto ref = sandbox::sandbox_for_cgroup(proc, cgroups, matches.gl_pathv[i]);
-        if (ref) refs.push_back(std::move(*ref));
+        if (ref) found.push_back(Discovered{std::move(*ref), std::nullopt});
       }
     }
     ::globfree(&matches);
   }
-  return refs;
+  return found;
+}
+
+bool is_named(const sandbox::SandboxRef& ref, std::string_view name) {
+  return ref.sandbox_id == name ||
+         std::find(ref.names.begin(), ref.names.end(), name) != ref.names.end();
 }
 
 // The sample of one discovered sandbox, in the scope of its declared side.
-Result<SweepItem> sample_ref(const SweepOptions& options, const sandbox::SandboxRef& ref,
+Result<SweepItem> sample_ref(const SweepOptions& options, const Discovered& found,
                              const ScopesBySandbox& scopes, const sandbox::Sampler& sampler,
                              const sandbox::ProcessTable* table) {
-  const auto scope = scope_in(scopes, ref.sandbox_id);
+  const auto& ref = found.ref;
+  const auto scope = scope_in(scopes, ref);
   const auto started = std::chrono::steady_clock::now();
   auto observation = sampler.sample(ref, scope, table);
   if (!observation) return std::unexpected(observation.error());
@@ -60,16 +109,7 @@ Result<SweepItem> sample_ref(const SweepOptions& options, const sandbox::Sandbox
   item.sampled_at = unix_now();
   item.sample_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (ref.bundle && options.hash_bundle_config) {
-    // The bundle is written by the runtime's caller on the host, never by
-    // the sandbox; still, it is outside input: bounded and strictly parsed.
-    auto text = read_regular_file(*ref.bundle / "config.json", 4u << 20, "bundle config");
-    auto doc = text ? parse_json(*text, "config.json") : std::unexpected(text.error());
-    if (doc) {
-      auto bytes = canonical_json(*doc);
-      if (bytes) item.consumed_config_sha256 = sha256_hex(*bytes);
-    }
-  }
+  item.consumed_config_sha256 = found.consumed_config_sha256;
   return item;
 }
 
@@ -93,6 +133,14 @@ projection::ObservationScope scope_in(const ScopesBySandbox& scopes, std::string
   return it != scopes.end() ? it->second : projection::default_scope();
 }
 
+projection::ObservationScope scope_in(const ScopesBySandbox& scopes,
+                                      const sandbox::SandboxRef& ref) {
+  if (scopes.contains(ref.sandbox_id)) return scope_in(scopes, ref.sandbox_id);
+  for (const auto& name : ref.names)
+    if (scopes.contains(name)) return scope_in(scopes, name);
+  return projection::default_scope();
+}
+
 SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared) {
   return sweep(options, scopes_of(declared));
 }
@@ -110,11 +158,12 @@ SweepResult sweep(const SweepOptions& options, const ScopesBySandbox& scopes) {
     sandbox::Sampler sampler = make_sampler(options, proc, cgroups);
     const auto refs = discover(options, proc, cgroups, result.problems);
     const auto table = sandbox::ProcessTable::scan(proc);
-    for (const auto& ref : refs) {
+    for (const auto& found : refs) {
+      const auto& ref = found.ref;
       // One sandbox's sample must never stop the sweep of the others: every
       // error is a Result, and an exception (a bug) costs only this sandbox.
       try {
-        auto item = sample_ref(options, ref, scopes, sampler, &table);
+        auto item = sample_ref(options, found, scopes, sampler, &table);
         if (item) {
           result.items.push_back(std::move(*item));
         } else if (!item.error().vanished) {
@@ -138,18 +187,30 @@ Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandb
     observe::ProcReader proc(options.proc_root);
     observe::CgroupReader cgroups(options.cgroup_root);
     sandbox::Sampler sampler = make_sampler(options, proc, cgroups);
+    std::optional<Discovered> found;
     auto ref = sandbox::find_container(options.roots, sandbox_id, proc);
-    if (!ref) {
-      // Not a container: one of the cgroup globs, found by discovery.
-      SweepOptions globs_only = options;
-      globs_only.roots.runc_roots.clear();
-      globs_only.roots.crun_roots.clear();
+    if (ref) {
+      sandbox::NamesById podman_names;
+      if (ref->engine == "runc" || ref->engine == "crun") {
+        std::vector<std::string> ignored;
+        podman_names = sandbox::read_podman_names(options.roots.podman_storage, ignored);
+      }
+      found = identify(std::move(*ref), options, podman_names);
+      if (!found) return fail("sandbox ", sandbox_id, " is a pod's pause container, not watched");
+    } else {
+      // Not a container id: a container's name, or one of the cgroup
+      // globs, found by discovery.
       std::vector<std::string> ignored;
-      for (auto& candidate : discover(globs_only, proc, cgroups, ignored))
-        if (candidate.sandbox_id == sandbox_id) ref = std::move(candidate);
+      for (auto& candidate : discover(options, proc, cgroups, ignored)) {
+        if (candidate.ref.sandbox_id == sandbox_id) {
+          found = std::move(candidate);
+          break;
+        }
+        if (!found && is_named(candidate.ref, sandbox_id)) found = std::move(candidate);
+      }
     }
-    if (!ref) return std::unexpected(ref.error());
-    return sample_ref(options, *ref, scopes, sampler, nullptr);
+    if (!found) return std::unexpected(ref.error());
+    return sample_ref(options, *found, scopes, sampler, nullptr);
   } catch (const std::exception& e) {
     return fail("sandbox ", sandbox_id, ": not sampled: internal error: ", e.what());
   }

@@ -44,6 +44,10 @@ using ScopesBySandbox = std::map<std::string, projection::ObservationScope, std:
 ScopesBySandbox scopes_of(const DeclaredBySandbox& declared);
 /// The scope of `sandbox_id`: its own, or projection::default_scope().
 projection::ObservationScope scope_in(const ScopesBySandbox& scopes, std::string_view sandbox_id);
+/// The scope of the sandbox `ref`: its id's, else the first of its names
+/// that has one, else projection::default_scope().
+projection::ObservationScope scope_in(const ScopesBySandbox& scopes,
+                                      const sandbox::SandboxRef& ref);
 
 struct SweepResult {
   std::vector<SweepItem> items;
@@ -58,8 +62,9 @@ struct SweepResult {
 SweepResult sweep(const SweepOptions& options, const ScopesBySandbox& scopes);
 SweepResult sweep(const SweepOptions& options, const DeclaredBySandbox& declared);
 
-/// One sandbox by id (a resample): found again under the roots and globs,
-/// then sampled. An error when it is gone or cannot be sampled.
+/// One sandbox by id or name (a resample): found again under the roots and
+/// globs, then sampled (a sandbox whose id is `sandbox_id` before one that
+/// has it as a name). An error when it is gone or cannot be sampled.
 Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,
                              const ScopesBySandbox& scopes);
 Result<SweepItem> sample_one(const SweepOptions& options, std::string_view sandbox_id,

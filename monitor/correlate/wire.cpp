@@ -13,6 +13,7 @@
 #include "common/text.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
+#include "sandbox/engines.hpp"
 
 namespace driftwatch::correlate::wire {
 namespace {
@@ -20,6 +21,12 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kRuntimes[] = {"runc", "crun", "process", "cgroup"};
+// sandbox::kEngines, as the one_of() list.
+constexpr std::string_view kEngines[] = {"runc",       "crun",   "podman",
+                                         "containerd", "cgroup", "process"};
+static_assert(std::size(kEngines) == std::size(sandbox::kEngines));
+// Names of one sandbox besides its id.
+constexpr std::size_t kMaxNames = 64;
 constexpr std::string_view kMemberships[] = {"cgroup", "descendants"};
 constexpr std::string_view kOps[] = {"sweep", "sample_one"};
 constexpr std::string_view kHostSources[] = {"pid1", "monitor"};
@@ -73,6 +80,8 @@ json ref_json(const sandbox::SandboxRef& ref) {
   return json::object(
       {{"sandbox_id", text_json(ref.sandbox_id)},
        {"runtime", ref.runtime},
+       {"engine", ref.engine},
+       {"names", texts_json(ref.names)},
        {"first_process", json::object({{"pid", ref.first_process.pid},
                                        {"start_time_ticks", ref.first_process.start_time_ticks}})},
        {"membership", ref.membership == sandbox::Membership::cgroup ? "cgroup" : "descendants"},
@@ -513,6 +522,21 @@ sandbox::SandboxRef read_ref(Reader& r, const Field& f) {
   sandbox::SandboxRef ref;
   ref.sandbox_id = text(r, o["sandbox_id"], /*non_empty=*/true);
   ref.runtime = std::string(kRuntimes[one_of(r, o["runtime"], kRuntimes)]);
+  ref.engine = std::string(kEngines[one_of(r, o["engine"], kEngines)]);
+  {
+    const Field names = o["names"];
+    for (auto& name : text_set(r, names)) {
+      if (r.failed()) break;
+      if (ref.names.size() == kMaxNames) {
+        r.fail(names.path, "more than " + std::to_string(kMaxNames) + " names");
+      } else if (!sandbox::is_sandbox_name(name) || name == ref.sandbox_id) {
+        r.fail(names.path, quote(name) + " is not a sandbox name (printable ASCII, no space, " +
+                               "at most 253 bytes, not the id)");
+      } else {
+        ref.names.push_back(std::move(name));
+      }
+    }
+  }
   {
     Object first(r, o["first_process"]);
     ref.first_process.pid = pid(r, first["pid"]);
@@ -945,7 +969,12 @@ Result<void> check_answers(const Request& request, const Response& response) {
     return {};
   }
   if (response.error) return {};
-  if (response.items.size() != 1 || response.items[0].ref.sandbox_id != request.sandbox_id) {
+  // A resample may name the sandbox by one of its names (a launch event's).
+  const auto answers = [&](const sandbox::SandboxRef& ref) {
+    return ref.sandbox_id == request.sandbox_id ||
+           std::find(ref.names.begin(), ref.names.end(), request.sandbox_id) != ref.names.end();
+  };
+  if (response.items.size() != 1 || !answers(response.items[0].ref)) {
     return fail("sample_one ", std::to_string(request.id), " of ", quote(request.sandbox_id),
                 " answered by ", std::to_string(response.items.size()),
                 " samples instead of that sandbox's");

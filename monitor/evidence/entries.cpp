@@ -24,6 +24,9 @@ json base(int64_t now, std::string_view type) {
 void describe(json& entry, const correlate::SandboxStatus& status) {
   entry["sandbox_id"] = status.sandbox_id;
   entry["runtime"] = status.runtime;
+  entry["engine"] = status.engine;
+  // The names a launch event may use for it: the report joins by them too.
+  entry["names"] = status.names;
   entry["verdict"] = status.verdict.value_or("pending");
   entry["launch_id"] = optional_json(status.launch_id);
   entry["grant_id"] = optional_json(status.grant_id);

@@ -18,8 +18,10 @@
 //                       launch_id for grants], source
 //   launch_rejected   result, reason, envelope_sha256 (blob, when kept),
 //   grant_rejected      envelope_bytes, source
-//   sandbox_discovered sandbox_id, runtime, verdict, observed_sha256, …
-//   observation       sandbox_id, trigger ("change" or "heartbeat"), from,
+//   sandbox_discovered sandbox_id, runtime, engine, names, verdict,
+//                     observed_sha256, …
+//   observation       sandbox_id, engine, names, trigger ("change" or
+//                     "heartbeat"), from,
 //                     verdict, launch_id, grant_id, declared_sha256,
 //                     observed_sha256, consumed_config_sha256, members
 //   finding           sandbox_id, launch_id, field, declared, observed,

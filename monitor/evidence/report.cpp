@@ -71,6 +71,23 @@ bool is_rejection(const std::string& type) {
   return type == "launch_rejected" || type == "grant_rejected";
 }
 
+// The names an entry about a sandbox gives it: its "sandbox_id" and the
+// strings of its "names" (a launch may name the sandbox by either).
+std::vector<std::string> sandbox_names(const json& entry) {
+  std::vector<std::string> names;
+  if (auto id = string_field(entry, "sandbox_id")) names.push_back(*id);
+  const json more = any_field(entry, "names");
+  if (more.is_array())
+    for (const auto& name : more)
+      if (name.is_string()) names.push_back(name.get<std::string>());
+  return names;
+}
+
+bool names_sandbox(const json& entry, const std::string& sandbox_id) {
+  const auto names = sandbox_names(entry);
+  return std::find(names.begin(), names.end(), sandbox_id) != names.end();
+}
+
 // What `entry` is to the launch `launch_id` of sandbox `sandbox_id`.
 // `blobs` gives a rejected entry's kept envelope.
 Role role_of(const json& entry, const std::string& launch_id, const std::string& sandbox_id,
@@ -85,7 +102,7 @@ Role role_of(const json& entry, const std::string& launch_id, const std::string&
     const json launch = any_field(entry, "launch_id");
     const bool ours = launch.is_string() ? launch.get<std::string>() == launch_id
                                          : launch.is_null() && !sandbox_id.empty() &&
-                                               string_field(entry, "sandbox_id") == sandbox_id;
+                                               names_sandbox(entry, sandbox_id);
     if (!ours) return Role::kNone;
     return *type == "finding"              ? Role::kFinding
            : *type == "escalation_attempt" ? Role::kDenied
@@ -371,8 +388,8 @@ ReportResult<Report> build_report(const ResourceReader& reader, const NoteVerifi
     std::set<std::string> candidates;
     for (const char* key : {"id", "launch_id"})
       if (auto id = string_field(*doc, key); id && sandbox_of.contains(*id)) candidates.insert(*id);
-    if (auto sandbox = string_field(*doc, "sandbox_id"))
-      if (auto it = launches_of_sandbox.find(*sandbox); it != launches_of_sandbox.end())
+    for (const auto& sandbox : sandbox_names(*doc))
+      if (auto it = launches_of_sandbox.find(sandbox); it != launches_of_sandbox.end())
         candidates.insert(it->second.begin(), it->second.end());
     std::optional<std::string> kept_envelope;
     if (is_rejection(type) && any_field(*doc, "envelope_kept") == json(true)) {

@@ -1,6 +1,7 @@
 #include "metrics/metrics.hpp"
 
 #include "probes/kernel_probes.hpp"
+#include "sandbox/engines.hpp"
 
 #include <set>
 #include <sstream>
@@ -26,10 +27,11 @@ const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.001, 0.005, 0.01
 Metrics::Metrics(const std::string& version, const std::string& revision,
                  const std::string& config_sha256)
     : registry_(std::make_shared<prometheus::Registry>()),
-      sandboxes_(BuildGauge()
-                     .Name("driftwatch_sandboxes")
-                     .Help("Sandboxes on this node by verdict.")
-                     .Register(*registry_)),
+      sandboxes_(
+          BuildGauge()
+              .Name("driftwatch_sandboxes")
+              .Help("Sandboxes on this node by verdict and by the engine that launched them.")
+              .Register(*registry_)),
       sandbox_drifted_(BuildGauge()
                            .Name("driftwatch_sandbox_drifted")
                            .Help("1 while a live sandbox is drifted, else 0.")
@@ -99,7 +101,9 @@ Metrics::Metrics(const std::string& version, const std::string& revision,
                        .Name("driftwatch_config_info")
                        .Help("SHA-256 of the monitor's own effective configuration (JCS).")
                        .Register(*registry_)) {
-  for (const char* verdict : correlate::kVerdicts) sandboxes_.Add({{"verdict", verdict}}).Set(0);
+  for (const char* verdict : correlate::kVerdicts)
+    for (const char* engine : sandbox::kEngines)
+      sandboxes_.Add({{"verdict", verdict}, {"engine", engine}}).Set(0);
   for (auto result : ingest::kAllIngestResults) {
     launch_events_.Add({{"result", ingest::to_string(result)}});
     grants_.Add({{"result", ingest::to_string(result)}});
@@ -148,11 +152,18 @@ void Metrics::count_ingest(ingest::EnvelopeKind kind, ingest::IngestResult resul
 void Metrics::apply_changes(const std::vector<correlate::VerdictChange>& changes,
                             const std::map<std::string, correlate::SandboxStatus>& statuses,
                             int64_t now, bool by_sweep) {
-  std::map<std::string, double> by_verdict;
-  for (const char* verdict : correlate::kVerdicts) by_verdict[verdict] = 0;
-  for (const auto& [id, status] : statuses)
-    if (status.verdict) by_verdict[*status.verdict] += 1;
-  for (const auto& [verdict, count] : by_verdict) sandboxes_.Add({{"verdict", verdict}}).Set(count);
+  // (verdict, engine) -> sandboxes; every pair of the fixed lists, 0 when none.
+  std::map<std::pair<std::string, std::string>, double> counts;
+  for (const char* verdict : correlate::kVerdicts)
+    for (const char* engine : sandbox::kEngines) counts[{verdict, engine}] = 0;
+  for (const auto& [id, status] : statuses) {
+    // Only the fixed lists are labels: an unknown value (a bug) is not
+    // counted rather than made a new series.
+    const auto it = counts.find({status.verdict.value_or(""), status.engine});
+    if (it != counts.end()) it->second += 1;
+  }
+  for (const auto& [labels, count] : counts)
+    sandboxes_.Add({{"verdict", labels.first}, {"engine", labels.second}}).Set(count);
 
   for (const auto& change : changes) {
     const auto& id = change.sandbox_id;
@@ -171,6 +182,7 @@ void Metrics::apply_changes(const std::vector<correlate::VerdictChange>& changes
         {"sandbox", id},
         {"launch_id", launch_id},
         {"runtime", status.runtime},
+        {"engine", status.engine},
         {"verdict", change.to},
         {"declared_sha256", status.declared_sha256.value_or("")},
         {"observed_sha256", status.observed_sha256.value_or("")}};

@@ -77,6 +77,7 @@ ChangeNotify::ChangeNotify(ChangeNotify&& other) noexcept
       sandbox_watches_(std::move(other.sandbox_watches_)),
       runtime_roots_(std::move(other.runtime_roots_)),
       discovery_dirs_(std::move(other.discovery_dirs_)),
+      root_parents_(std::move(other.root_parents_)),
       events_seen_(other.events_seen_),
       overflows_(other.overflows_),
       unwatched_(std::move(other.unwatched_)) {}
@@ -89,6 +90,7 @@ ChangeNotify& ChangeNotify::operator=(ChangeNotify&& other) noexcept {
     sandbox_watches_ = std::move(other.sandbox_watches_);
     runtime_roots_ = std::move(other.runtime_roots_);
     discovery_dirs_ = std::move(other.discovery_dirs_);
+    root_parents_ = std::move(other.root_parents_);
     events_seen_ = other.events_seen_;
     overflows_ = other.overflows_;
     unwatched_ = std::move(other.unwatched_);
@@ -126,12 +128,18 @@ void ChangeNotify::drop_watch(int wd) {
 }
 
 std::vector<std::string> ChangeNotify::watch_discovery(const std::vector<fs::path>& roots,
-                                                       const std::vector<std::string>& globs) {
+                                                       const std::vector<std::string>& globs,
+                                                       const std::vector<fs::path>& root_parents) {
   runtime_roots_.clear();
   discovery_dirs_.clear();
+  root_parents_.clear();
   for (const auto& root : roots) {
     runtime_roots_.push_back(root.lexically_normal());
     discovery_dirs_.push_back(root.lexically_normal());
+  }
+  for (const auto& parent : root_parents) {
+    root_parents_.push_back(parent.lexically_normal());
+    discovery_dirs_.push_back(parent.lexically_normal());
   }
   std::vector<std::string> problems;
   for (const auto& pattern : globs) {
@@ -151,6 +159,12 @@ std::vector<std::string> ChangeNotify::watch_discovery(const std::vector<fs::pat
 // entry created on the way to a missing one.
 std::vector<std::string> ChangeNotify::arm_discovery() {
   std::vector<std::string> problems;
+  // The namespaces already under each root parent are roots of their own.
+  for (const auto& parent : root_parents_) {
+    std::error_code ec;
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec))
+      if (is_dir(it->path())) add_runtime_root(it->path());
+  }
   for (const auto& dir : discovery_dirs_) {
     if (is_dir(dir)) {
       auto wd = add(dir, kDiscoveryMask);
@@ -178,6 +192,13 @@ std::vector<std::string> ChangeNotify::arm_discovery() {
       problems.push_back(wd.error().message);
   }
   return problems;
+}
+
+void ChangeNotify::add_runtime_root(const fs::path& root) {
+  const fs::path dir = root.lexically_normal();
+  if (std::ranges::find(runtime_roots_, dir) != runtime_roots_.end()) return;
+  runtime_roots_.push_back(dir);
+  discovery_dirs_.push_back(dir);
 }
 
 void ChangeNotify::remember(const std::vector<std::string>& problems) {
@@ -286,7 +307,11 @@ Result<std::vector<Change>> ChangeNotify::take() {
       const bool created = event->mask & (IN_CREATE | IN_MOVED_TO);
       if (created && w.discovery && !name.empty()) {
         const fs::path entry = w.dir / name;
-        if (std::ranges::find(runtime_roots_, w.dir) != runtime_roots_.end()) {
+        if (std::ranges::find(root_parents_, w.dir) != root_parents_.end()) {
+          // A new containerd namespace: a root of its own from now on.
+          add_runtime_root(entry);
+          rearm = true;
+        } else if (std::ranges::find(runtime_roots_, w.dir) != runtime_roots_.end()) {
           // A new container: its state file is written next; watch for it,
           // and look, in case it was written before the watch.
           if (auto c = add(entry, kContainerMask)) watches_[*c].container_dir = true;

@@ -12,7 +12,10 @@
 //   component is the only wildcard appears in the pattern's parent. Those
 //   directories are watched for new entries, so discovery runs at once
 //   instead of at the next sweep. A root that does not exist yet is
-//   watched through its nearest existing ancestor.
+//   watched through its nearest existing ancestor. containerd keeps one
+//   runc root per namespace (/run/containerd/runc/<namespace>/): its
+//   parent is watched too, and each namespace that appears in it becomes a
+//   watched root.
 //
 // Nothing here trusts what it reads: names come from the kernel, and a
 // change only ever asks for a resample or a sweep.
@@ -65,10 +68,13 @@ class ChangeNotify {
   /// Readable when changes wait.
   int fd() const { return fd_; }
 
-  /// Watches the runtimes' state roots and the parents of the cgroup globs
-  /// for new sandboxes. Returns what could not be watched (and why).
-  std::vector<std::string> watch_discovery(const std::vector<std::filesystem::path>& roots,
-                                           const std::vector<std::string>& cgroup_globs);
+  /// Watches the runtimes' state roots, the subdirectories of `root_parents`
+  /// (containerd's namespaces: each a root, those that appear later too)
+  /// and the parents of the cgroup globs for new sandboxes. Returns what
+  /// could not be watched (and why).
+  std::vector<std::string> watch_discovery(
+      const std::vector<std::filesystem::path>& roots, const std::vector<std::string>& cgroup_globs,
+      const std::vector<std::filesystem::path>& root_parents = {});
 
   /// Watches `dirs` (a sandbox's cgroup directories) for it, and stops
   /// watching those it had that are not in `dirs`. Returns what could not
@@ -94,6 +100,8 @@ class ChangeNotify {
   // Adds a watch; returns the descriptor or why not.
   Result<int> add(const std::filesystem::path& dir, uint32_t mask);
   std::vector<std::string> arm_discovery();
+  // A directory whose subdirectories are containers, watched from now on.
+  void add_runtime_root(const std::filesystem::path& root);
   void remember(const std::vector<std::string>& problems);
   void drop_watch(int wd);
 
@@ -110,6 +118,7 @@ class ChangeNotify {
   std::map<std::string, std::set<int>> sandbox_watches_;  // by sandbox id
   std::vector<std::filesystem::path> runtime_roots_;      // <root>/<id>/ get a watch
   std::vector<std::filesystem::path> discovery_dirs_;     // runtime roots and glob parents
+  std::vector<std::filesystem::path> root_parents_;       // each subdirectory a runtime root
   uint64_t events_seen_ = 0;
   uint64_t overflows_ = 0;
   std::vector<std::string> unwatched_;  // the last problems, for health

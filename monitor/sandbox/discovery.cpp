@@ -55,6 +55,20 @@ Result<SandboxRef> resolve(SandboxRef ref, const observe::ProcReader& proc) {
   return ref;
 }
 
+// containerd's namespace roots under `root` (/run/containerd/runc/k8s.io,
+// …/default), in name order.
+std::vector<fs::path> containerd_namespaces(const fs::path& root) {
+  std::vector<fs::path> namespaces;
+  std::error_code ec;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_directory(type_ec) && valid_container_id(it->path().filename().string()))
+      namespaces.push_back(it->path());
+  }
+  std::sort(namespaces.begin(), namespaces.end());
+  return namespaces;
+}
+
 }  // namespace
 
 Result<SandboxRef> parse_runc_state(std::string_view text, std::string_view id) {
@@ -64,6 +78,7 @@ Result<SandboxRef> parse_runc_state(std::string_view text, std::string_view id) 
   SandboxRef ref;
   ref.sandbox_id = std::string(id);
   ref.runtime = "runc";
+  ref.engine = "runc";
   DW_TRY(pid, json_u64(doc, "init_process_pid", what));
   DW_TRY(start, json_u64(doc, "init_process_start", what));
   if (pid == 0 || pid > 0x3fffffff) return fail(what, ": init_process_pid out of range");
@@ -87,6 +102,7 @@ Result<SandboxRef> parse_crun_status(std::string_view text, std::string_view id)
   SandboxRef ref;
   ref.sandbox_id = std::string(id);
   ref.runtime = "crun";
+  ref.engine = "crun";
   DW_TRY(pid, json_u64(doc, "pid", what));
   DW_TRY(start, json_u64(doc, "process-start-time", what));
   if (pid == 0 || pid > 0x3fffffff) return fail(what, ": pid out of range");
@@ -116,6 +132,18 @@ Result<SandboxRef> find_container(const DiscoveryRoots& roots, std::string_view 
   for (const auto& root : roots.crun_roots) {
     if (auto found = try_root(root, false)) return *found;
     searched += (searched.empty() ? "" : ", ") + root.string();
+  }
+  // containerd runs runc (state.json), or crun (status) when configured to.
+  for (const auto& root : roots.containerd_roots) {
+    for (const auto& ns : containerd_namespaces(root)) {
+      for (const bool is_runc : {true, false}) {
+        if (auto found = try_root(ns, is_runc)) {
+          if (*found) (*found)->engine = "containerd";
+          return *found;
+        }
+      }
+    }
+    searched += (searched.empty() ? "" : ", ") + (root / "*").string();
   }
   return fail("no runc or crun container '", std::string(id), "' under ", searched);
 }
@@ -147,6 +175,7 @@ std::vector<SandboxRef> list_containers(const DiscoveryRoots& roots,
   };
   scan(roots.runc_roots);
   scan(roots.crun_roots);
+  for (const auto& root : roots.containerd_roots) scan(containerd_namespaces(root));
   return found;
 }
 
@@ -157,6 +186,7 @@ Result<SandboxRef> sandbox_for_pid(const observe::ProcReader& proc, pid_t pid) {
   SandboxRef ref;
   ref.sandbox_id = "pid-" + std::to_string(pid);
   ref.runtime = "process";
+  ref.engine = "process";
   ref.first_process = pinned->identity();
   ref.membership = Membership::descendants;
   return ref;
@@ -197,6 +227,7 @@ Result<SandboxRef> sandbox_for_cgroup(const observe::ProcReader& proc,
   SandboxRef ref;
   ref.sandbox_id = cgroup_path.substr(cgroup_path.rfind('/') + 1);
   ref.runtime = "cgroup";
+  ref.engine = "cgroup";
   ref.membership = Membership::cgroup;
   ref.cgroups = std::move(membership);
   // The first process is the oldest member: the sandbox's reference for

@@ -26,6 +26,7 @@ enum class Membership {
 };
 
 struct SandboxRef {
+  /// The canonical id: the runtime's container id, or the cgroup's name.
   std::string sandbox_id;
   std::string runtime;  // "runc", "crun", "process" (by PID) or "cgroup"
   ProcessIdentity first_process;
@@ -33,11 +34,24 @@ struct SandboxRef {
   /// For `cgroup` membership: the cgroups whose processes are members.
   observe::CgroupMembership cgroups;
   std::optional<std::filesystem::path> bundle;  // OCI bundle directory
+  /// Who launched it, one of kEngines (sandbox/engines.hpp): the runtime
+  /// itself, "podman", "containerd", "cgroup" or "process".
+  std::string engine;
+  /// Other names a launch event may give it (Podman's names,
+  /// "<namespace>/<pod>/<container>" of a Kubernetes container), sorted,
+  /// each once, never the id itself.
+  std::vector<std::string> names;
 };
 
 struct DiscoveryRoots {
   std::vector<std::filesystem::path> runc_roots{"/run/runc"};
   std::vector<std::filesystem::path> crun_roots{"/run/crun"};
+  /// containerd's runc roots: each subdirectory is one containerd
+  /// namespace's root (runc's state.json, or crun's status when containerd
+  /// runs crun), its containers' engine "containerd".
+  std::vector<std::filesystem::path> containerd_roots{"/run/containerd/runc"};
+  /// Podman's storage roots (graphroot), where its containers' names are.
+  std::vector<std::filesystem::path> podman_storage{"/var/lib/containers/storage"};
 };
 
 /// Parses runc's <root>/<id>/state.json: init pid, start time, bundle.
@@ -45,8 +59,11 @@ Result<SandboxRef> parse_runc_state(std::string_view text, std::string_view id);
 /// Parses crun's <root>/<id>/status.
 Result<SandboxRef> parse_crun_status(std::string_view text, std::string_view id);
 
-/// The container `id` under any of the roots. An unknown id is an error
-/// naming the id and the roots searched.
+/// The container `id` under any of the roots (runc roots first, then crun
+/// roots, then containerd's namespaces in name order: the first found wins).
+/// An unknown id is an error naming the id and the roots searched. The ref's
+/// engine is the runtime, or "containerd"; names are not filled in
+/// (identify_engine does both from the bundle).
 Result<SandboxRef> find_container(const DiscoveryRoots& roots, std::string_view id,
                                   const observe::ProcReader& proc);
 /// Every container under the roots whose state could be read. Containers

@@ -74,7 +74,9 @@ const char* const kContractExample = R"({
   "trust": "/etc/driftwatch/trust.json",
   "policy": null,
   "launch_journals": [],
-  "discovery": {"runc_roots": ["/run/runc"], "crun_roots": ["/run/crun"], "cgroup_globs": []},
+  "discovery": {"runc_roots": ["/run/runc"], "crun_roots": ["/run/crun"],
+                "containerd_roots": ["/run/containerd/runc"],
+                "podman_storage": ["/var/lib/containers/storage"], "cgroup_globs": []},
   "sweep_interval_seconds": 10,
   "unattested_grace_seconds": 30,
   "event_max_age_seconds": 86400,
@@ -123,6 +125,8 @@ TEST_CASE("node config: every key is read", "[app]") {
       {"discovery",
        {{"runc_roots", {"/run/runc", "/run/containerd/runc/k8s.io"}},
         {"crun_roots", json::array()},
+        {"containerd_roots", {"/run/k3s/containerd/runc"}},
+        {"podman_storage", json::array()},
         {"cgroup_globs", {"/sys/fs/cgroup/agents/*"}}}},
       {"sweep_interval_seconds", 3},
       {"unattested_grace_seconds", 0},
@@ -143,6 +147,8 @@ TEST_CASE("node config: every key is read", "[app]") {
   CHECK(config.runc_roots ==
         std::vector<std::filesystem::path>{"/run/runc", "/run/containerd/runc/k8s.io"});
   CHECK(config.crun_roots.empty());
+  CHECK(config.containerd_roots == std::vector<std::filesystem::path>{"/run/k3s/containerd/runc"});
+  CHECK(config.podman_storage.empty());
   CHECK(config.cgroup_globs == std::vector<std::string>{"/sys/fs/cgroup/agents/*"});
   CHECK(config.sweep_interval_seconds == 3);
   CHECK(config.unattested_grace_seconds == 0);
@@ -157,6 +163,8 @@ TEST_CASE("node config: a discovery object with some keys keeps the other defaul
   const NodeConfig config = parsed(R"({"discovery": {"cgroup_globs": ["/sys/fs/cgroup/a*"]}})");
   CHECK(config.runc_roots == std::vector<std::filesystem::path>{"/run/runc"});
   CHECK(config.crun_roots == std::vector<std::filesystem::path>{"/run/crun"});
+  CHECK(config.containerd_roots == std::vector<std::filesystem::path>{"/run/containerd/runc"});
+  CHECK(config.podman_storage == std::vector<std::filesystem::path>{"/var/lib/containers/storage"});
   CHECK(config.cgroup_globs == std::vector<std::string>{"/sys/fs/cgroup/a*"});
 }
 

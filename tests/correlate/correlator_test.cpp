@@ -125,3 +125,28 @@ TEST_CASE("correlator: sandboxes missing from a sweep become gone and keep their
   c.apply_sweep({item("b", 1000)}, f.ingestor, f.policy, 2000 + 100 + 3601, 30);
   CHECK_FALSE(c.find("a"));
 }
+
+TEST_CASE("correlator: a sandbox is found by its id or by any of its names, a live one first",
+          "[correlate]") {
+  Fixture f;
+  correlate::Correlator correlator;
+  auto old = item("aaaa", 1000);
+  old.ref.engine = "podman";
+  old.ref.names = {"agent-7"};
+  correlator.apply_sweep({old}, f.ingestor, f.policy, 1100, 30);
+  // agent-7 removed and run again: a new container with the same name.
+  auto fresh = item("bbbb", 1200);
+  fresh.ref.engine = "podman";
+  fresh.ref.names = {"agent-7", "agents/pod/agent"};
+  correlator.apply_sweep({fresh}, f.ingestor, f.policy, 1300, 30);
+  REQUIRE(correlator.find("aaaa") != nullptr);
+  CHECK(correlator.find("aaaa")->verdict == "gone");
+  REQUIRE(correlator.find("agent-7") != nullptr);
+  CHECK(correlator.find("agent-7")->sandbox_id == "bbbb");
+  REQUIRE(correlator.find("agents/pod/agent") != nullptr);
+  CHECK(correlator.find("agents/pod/agent")->sandbox_id == "bbbb");
+  CHECK(correlator.find("agent-8") == nullptr);
+  const auto shown = correlate::to_json(*correlator.find("bbbb"));
+  CHECK(shown["engine"] == "podman");
+  CHECK(shown["names"] == nlohmann::json::array({"agent-7", "agents/pod/agent"}));
+}

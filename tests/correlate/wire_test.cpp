@@ -84,6 +84,9 @@ wire::Sample full_sample(const std::string& id = "agent-7") {
   wire::Sample s;
   s.ref.sandbox_id = id;
   s.ref.runtime = "runc";
+  s.ref.engine = "containerd";
+  s.ref.names = {"agents/pod-7/agent", "agent-7-alias"};
+  std::sort(s.ref.names.begin(), s.ref.names.end());
   s.ref.first_process = {4242, 987654321};
   s.ref.membership = sandbox::Membership::cgroup;
   s.ref.cgroups.unified = "/system.slice/runc-" + id + ".scope";
@@ -113,6 +116,7 @@ wire::Sample bare_sample() {
   wire::Sample s;
   s.ref.sandbox_id = "pid-17";
   s.ref.runtime = "process";
+  s.ref.engine = "process";
   s.ref.first_process = {17, 5};
   s.ref.membership = sandbox::Membership::descendants;
   s.observation.sandbox_id = "pid-17";
@@ -243,6 +247,8 @@ TEST_CASE("wire: a sample round-trips with every optional field present", "[corr
   CHECK(m.rlimits[1].soft == 0u);
   CHECK(m.cgroup_limits.cpu_max == "50000 100000");
   CHECK(parsed.ref.bundle == std::filesystem::path("/run/bundles/agent-7"));
+  CHECK(parsed.ref.engine == "containerd");
+  CHECK(parsed.ref.names == sample.ref.names);
   CHECK(parsed.ref.cgroups.v1 == sample.ref.cgroups.v1);
   CHECK(parsed.sample_seconds == sample.sample_seconds);
   CHECK(parsed.observation.vanished == std::vector<pid_t>{4243, 4244});
@@ -432,6 +438,14 @@ TEST_CASE("wire: unknown ops, fields, namespaces and message types are refused",
              Contains("namespaces: unknown namespace 'nett'"));
   CHECK_THAT(response_error("docker", "/items/0/ref/runtime"),
              Contains("ref.runtime: 'docker' is not one of runc, crun, process, cgroup"));
+  CHECK_THAT(response_error("docker", "/items/0/ref/engine"),
+             Contains("ref.engine: 'docker' is not one of runc, crun, podman, containerd"));
+  CHECK_THAT(response_error("a name", "/items/0/ref/names/0"),
+             Contains("ref.names: 'a name' is not a sandbox name"));
+  CHECK_THAT(response_error("agent-7", "/items/0/ref/names/0"),
+             Contains("ref.names: 'agent-7' is not a sandbox name"));
+  CHECK_THAT(response_error("zzz", "/items/0/ref/names/0"),
+             Contains("ref.names[1]: not after 'zzz'"));
   CHECK_THAT(response_error("siblings", "/items/0/ref/membership"),
              Contains("ref.membership: 'siblings' is not one of cgroup, descendants"));
   CHECK_THAT(response_error("NOFILE", "/items/0/observation/members/0/rlimits/0/name"),

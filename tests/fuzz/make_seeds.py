@@ -191,6 +191,10 @@ dicts = {
   "container_state": json_tokens + ["\x00", "\x01", "4242", "777", '"777"', "1073741823", "1073741824"] +
       keys("init_process_pid", "init_process_start", "config", "labels", "bundle", "pid",
            "process-start-time", "bundle=/run/b"),
+  "engines": json_tokens + ["\x00", "\x01", "/", "libpod", "sandbox", "container"] +
+      keys("id", "names", "annotations", "io.container.manager", "io.kubernetes.cri.container-type",
+           "io.kubernetes.cri.sandbox-namespace", "io.kubernetes.cri.sandbox-name",
+           "io.kubernetes.cri.container-name"),
   "declared_projection": json_tokens + keys("ociVersion", "process", "user", "uid", "gid", "additionalGids",
       "capabilities", "bounding", "effective", "permitted", "inheritable", "ambient", "noNewPrivileges",
       "rlimits", "type", "hard", "soft", "apparmorProfile", "selinuxLabel", "root", "readonly", "linux",

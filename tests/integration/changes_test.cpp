@@ -210,6 +210,37 @@ TEST_CASE("change notify: a container's state file in a runtime root, even one c
   CHECK(rest->empty());
 }
 
+TEST_CASE("change notify: a containerd namespace created later is a runtime root of its own",
+          "[inotify]") {
+  TempDir tmp;
+  const fs::path parent = tmp.path() / "containerd" / "runc";
+  fs::create_directories(parent / "default");
+  auto notify = ChangeNotify::open();
+  REQUIRE(notify);
+  REQUIRE(notify->watch_discovery({}, {}, {parent}).empty());
+  CHECK(notify->health()["discovery_dirs"].size() == 2);
+
+  // A namespace appears (containerd makes it at its first container there),
+  // then a container in it.
+  fs::create_directory(parent / "k8s.io");
+  auto seen = take_until(*notify, [](const Change&) { return true; });
+  INFO(describe(seen));
+  REQUIRE(!seen.empty());
+  CHECK(seen.back().sandbox_id.empty());
+  fs::create_directory(parent / "k8s.io" / "c-1");
+  std::ofstream(parent / "k8s.io" / "c-1" / "state.json") << "{}";
+  seen = take_until(*notify, [](const Change& c) { return c.sandbox_id == "c-1"; });
+  INFO(describe(seen));
+  REQUIRE(!seen.empty());
+  CHECK(seen.back().kind == Change::Kind::discovery);
+  // And in the namespace that was there from the start.
+  fs::create_directory(parent / "default" / "c-2");
+  std::ofstream(parent / "default" / "c-2" / "state.json") << "{}";
+  seen = take_until(*notify, [](const Change& c) { return c.sandbox_id == "c-2"; });
+  INFO(describe(seen));
+  REQUIRE(!seen.empty());
+}
+
 TEST_CASE(
     "change notify: a cgroup glob's parent sees new matches, and deeper wildcards are refused",
     "[inotify]") {

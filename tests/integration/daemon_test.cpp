@@ -335,8 +335,10 @@ TEST_CASE(
   // And the restart after goes on from the log alone.
   daemon.start();
   daemon.wait_for_verdict(other.id(), "attested");
-  for (const auto& [result, count] : daemon.get("/healthz")["ingest"]["launch_events"].items())
-    CHECK(count == 0);
+  // Held in a local: items() of a temporary dangles once the range-for
+  // starts (g++ 12 has no lifetime extension of range-init temporaries).
+  const json counts = daemon.get("/healthz")["ingest"]["launch_events"];
+  for (const auto& [result, count] : counts.items()) CHECK(count == 0);
   CHECK(daemon.stop() == 0);
 }
 

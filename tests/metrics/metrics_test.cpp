@@ -11,6 +11,7 @@ correlate::SandboxStatus status(const std::string& id, const std::string& verdic
   correlate::SandboxStatus s;
   s.sandbox_id = id;
   s.runtime = "runc";
+  s.engine = "runc";
   s.launch_id = "L-" + id;
   s.verdict = verdict;
   s.declared_sha256 = std::string(64, 'd');
@@ -57,7 +58,11 @@ TEST_CASE("metrics: every family of the contract is exposed from the start", "[m
     INFO(family);
     CHECK(text.find("# TYPE " + std::string(family)) != std::string::npos);
   }
-  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"drifted\"} 0"));
+  // Every (engine, verdict) pair of the fixed lists, from the start.
+  for (const char* engine : {"runc", "crun", "podman", "containerd", "cgroup", "process"})
+    for (const char* verdict : correlate::kVerdicts)
+      CHECK(has_line(text, "driftwatch_sandboxes{engine=\"" + std::string(engine) +
+                               "\",verdict=\"" + verdict + "\"} 0"));
   CHECK(has_line(text, "driftwatch_launch_events_total{result=\"too_large\"} 0"));
   CHECK(has_line(text, "driftwatch_build_info{revision=\"abc123\",version=\"0.1.0\"} 1"));
 }
@@ -70,7 +75,7 @@ TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone
   m.apply_changes({change(first["a"]), change(first["b"])}, first, 1000);
   auto text = m.serialize();
   CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 0"));
-  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"attested\"} 1"));
+  CHECK(has_line(text, "driftwatch_sandboxes{engine=\"runc\",verdict=\"attested\"} 1"));
   CHECK(text.find("verdict=\"unattested\",sandbox=\"b\"") == std::string::npos);  // sorted labels
   CHECK(text.find("sandbox=\"b\",verdict=\"unattested\"") != std::string::npos);
 
@@ -82,7 +87,7 @@ TEST_CASE("metrics: per-sandbox series follow the sandbox and go when it is gone
   CHECK(has_line(text, "driftwatch_sandbox_drifted{launch_id=\"L-a\",sandbox=\"a\"} 1"));
   CHECK(text.find("sandbox=\"b\"") == std::string::npos);
   CHECK(text.find("verdict=\"attested\",sandbox") == std::string::npos);
-  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"gone\"} 1"));
+  CHECK(has_line(text, "driftwatch_sandboxes{engine=\"runc\",verdict=\"gone\"} 1"));
   CHECK(has_line(text,
                  "driftwatch_drift_findings_total{direction=\"escalation\",field=\"capabilities."
                  "effective\",severity=\"critical\"} 1"));
@@ -133,7 +138,7 @@ TEST_CASE("metrics: every fixed findings series is exported at 0 before the firs
     INFO(line);
     CHECK(has_line(text, line));
   }
-  CHECK(has_line(text, "driftwatch_sandboxes{verdict=\"pending\"} 0"));
+  CHECK(has_line(text, "driftwatch_sandboxes{engine=\"runc\",verdict=\"pending\"} 0"));
   CHECK(has_line(text, "driftwatch_launch_events_total{result=\"orphan_grant\"} 0"));
   CHECK(has_line(text, "driftwatch_grants_total{result=\"unavailable\"} 0"));
 

@@ -105,6 +105,17 @@ std::optional<std::string> missing_one(std::string_view need) {
     }
     return std::nullopt;
   }
+  if (need == "podman") {
+    // Rootful Podman runs its default runtime, crun here: crun's own needs too.
+    if (have_tool("podman").empty()) return std::string("podman is not installed (not in PATH)");
+    return missing_one("crun");
+  }
+  if (need == "containerd") {
+    for (const char* tool : {"containerd", "ctr", "containerd-shim-runc-v2", "runc"})
+      if (have_tool(tool).empty())
+        return std::string(tool) + " is not installed (not in PATH; install containerd)";
+    return std::nullopt;
+  }
   if (need == "btf") {
     // The probes are CO-RE: without the kernel's BTF they cannot load.
     if (!fs::exists("/sys/kernel/btf/vmlinux"))
@@ -122,8 +133,9 @@ std::optional<std::string> missing_one(std::string_view need) {
     }
     return std::nullopt;
   }
-  throw std::invalid_argument("missing_requirement: unknown requirement \"" + std::string(need) +
-                              "\" (known: root, runc, crun, bwrap, busybox, btf)");
+  throw std::invalid_argument(
+      "missing_requirement: unknown requirement \"" + std::string(need) +
+      "\" (known: root, runc, crun, bwrap, busybox, btf, podman, containerd)");
 }
 
 fs::path make_bundle_dir() {

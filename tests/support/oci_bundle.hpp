@@ -35,8 +35,10 @@
 namespace driftwatch::testing {
 
 /// What is missing for a test that needs `needs` ("root", "runc", "crun",
-/// "bwrap", "busybox", "btf"), as one readable message, or nullopt when all is
-/// there. "btf": the kernel's BTF, without which the probes cannot load.
+/// "bwrap", "busybox", "btf", "podman", "containerd"), as one readable
+/// message, or nullopt when all is there. "btf": the kernel's BTF, without
+/// which the probes cannot load. "podman" includes crun's needs (its default
+/// runtime); "containerd" means containerd, ctr, its runc shim and runc.
 /// "crun" also fails on a hybrid cgroup host where crun 1.8 cannot start
 /// containers yet; the message then says to run scripts/prepare-test-host.sh.
 /// "busybox" requires a statically linked /bin/busybox (busybox-static).
