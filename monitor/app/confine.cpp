@@ -63,13 +63,23 @@ constexpr const char* kCreateUser =
     "useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "
     "driftwatch (scripts/install-deps.sh does it)";
 
-uint64_t kept_mask(ConfineRole role) {
+template <size_t N>
+uint64_t mask_of(const int (&caps)[N]) {
   uint64_t mask = 0;
-  if (role == ConfineRole::sampler)
-    for (int cap : kSamplerCapabilities) mask |= uint64_t{1} << cap;
-  else
-    for (int cap : kFrontCapabilities) mask |= uint64_t{1} << cap;
+  for (int cap : caps) mask |= uint64_t{1} << cap;
   return mask;
+}
+
+uint64_t kept_mask(ConfineRole role) {
+  switch (role) {
+    case ConfineRole::sampler:
+      return mask_of(kSamplerCapabilities);
+    case ConfineRole::proc_peer:
+      return mask_of(kProcPeerCapabilities);
+    case ConfineRole::front:
+      break;
+  }
+  return mask_of(kFrontCapabilities);
 }
 
 std::string errno_text() {
@@ -476,8 +486,8 @@ Result<void> become_user(const DaemonUser& user, uint64_t keep) {
   return {};
 }
 
-// Started as someone else (file capabilities, say): keep what of
-// kSamplerCapabilities the process holds.
+// Started as someone else (file capabilities, say): keep what of the role's
+// capabilities the process holds.
 Result<uint64_t> reduce_capabilities(uint64_t keep) {
   DW_TRY(now, capget_self());
   keep &= now.permitted;
@@ -631,6 +641,18 @@ constexpr DeniedSyscall kSamplerDenied[] = {
     {__NR_pidfd_send_signal, "pidfd_send_signal"},
 };
 
+// The proc peer's, on top of kSamplerDenied: it needs no extended attribute
+// (security.* ones are readable by anyone who can look the file up, through
+// /proc/PID/root too), and it answers with write(2): no sendmsg, so no
+// descriptor (an O_PATH one of another root's file) is ever passed on.
+constexpr DeniedSyscall kProcPeerDenied[] = {
+    {__NR_getxattr, "getxattr"},     {__NR_lgetxattr, "lgetxattr"},
+    {__NR_fgetxattr, "fgetxattr"},   {464, "getxattrat"},
+    {__NR_listxattr, "listxattr"},   {__NR_llistxattr, "llistxattr"},
+    {__NR_flistxattr, "flistxattr"}, {465, "listxattrat"},
+    {__NR_sendmsg, "sendmsg"},       {__NR_sendmmsg, "sendmmsg"},
+};
+
 // open(2) flags that write or create: refused to the sampler.
 constexpr uint32_t kWriteOpenFlags = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
@@ -661,6 +683,21 @@ sock_filter jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) {
   return BPF_JUMP(code, k, jt, jf);
 }
 
+// open(path, flags) and openat(dirfd, path, flags), decided on their flags
+// alone: EPERM when any of `flags` is set (deny_when_set) or when none is;
+// the call is allowed otherwise, and the filter ends there for it. The
+// accumulator holds the syscall number before and after.
+void check_open_flags(std::vector<sock_filter>& f, uint32_t flags, bool deny_when_set) {
+  const uint32_t deny = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
+  for (auto [nr, flags_arg] : {std::pair{__NR_open, 1}, std::pair{__NR_openat, 2}}) {
+    f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 4));
+    f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg_low(flags_arg)));
+    f.push_back(jump(BPF_JMP | BPF_JSET | BPF_K, flags, 0, 1));
+    f.push_back(stmt(BPF_RET | BPF_K, deny_when_set ? deny : SECCOMP_RET_ALLOW));
+    f.push_back(stmt(BPF_RET | BPF_K, deny_when_set ? SECCOMP_RET_ALLOW : deny));
+  }
+}
+
 std::vector<sock_filter> build_filter(bool allow_bpf_map_ops, ConfineRole role) {
   const uint32_t deny = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   const uint32_t no_such = SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA);
@@ -677,17 +714,13 @@ std::vector<sock_filter> build_filter(bool allow_bpf_map_ops, ConfineRole role) 
   };
   for (const auto& d : kDenied) deny_nr(d.nr, deny);
   deny_nr(__NR_clone3, no_such);
-  if (role == ConfineRole::sampler) {
+  if (role == ConfineRole::proc_peer)
+    for (const auto& d : kProcPeerDenied) deny_nr(d.nr, deny);
+  if (role == ConfineRole::sampler || role == ConfineRole::proc_peer) {
     for (const auto& d : kSamplerDenied) deny_nr(d.nr, deny);
     deny_nr(__NR_openat2, no_such);
     // open(path, flags) and openat(dirfd, path, flags): read-only opens only.
-    for (auto [nr, flags_arg] : {std::pair{__NR_open, 1}, std::pair{__NR_openat, 2}}) {
-      f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 4));
-      f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, arg_low(flags_arg)));
-      f.push_back(jump(BPF_JMP | BPF_JSET | BPF_K, kWriteOpenFlags, 0, 1));
-      f.push_back(stmt(BPF_RET | BPF_K, deny));
-      f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-    }
+    check_open_flags(f, kWriteOpenFlags, /*deny_when_set=*/true);
   }
   // clone(flags, …): a thread or a fork, never a new namespace.
   f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4));
@@ -716,6 +749,28 @@ std::vector<sock_filter> build_filter(bool allow_bpf_map_ops, ConfineRole role) 
   }
   f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   return f;
+}
+
+// The proc peer's last filter: open(path, flags) and openat(dirfd, path,
+// flags) only with O_PATH, whose descriptor cannot be read, mapped or
+// re-opened for reading (/proc/self/fd/N is a non-O_PATH open again). A
+// filter of its own, installed after confine() read /proc/self/status.
+std::vector<sock_filter> build_content_free_filter() {
+  std::vector<sock_filter> f;
+  f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArch));
+  f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+  f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kNr));
+  check_open_flags(f, O_PATH, /*deny_when_set=*/false);
+  f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  return f;
+}
+
+Result<void> install_filter(std::vector<sock_filter> filter) {
+  sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
+  if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program) != 0)
+    return fail("cannot install the seccomp filter: ", errno_text());
+  return {};
 }
 
 // ---- checks
@@ -925,7 +980,15 @@ Result<void> ensure_state_dir(const fs::path& dir, const DaemonUser& user) {
 }
 
 const char* to_string(ConfineRole role) {
-  return role == ConfineRole::front ? "front" : "sampler";
+  switch (role) {
+    case ConfineRole::sampler:
+      return "sampler";
+    case ConfineRole::proc_peer:
+      return "proc_peer";
+    case ConfineRole::front:
+      break;
+  }
+  return "front";
 }
 
 Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
@@ -947,20 +1010,28 @@ ConfineOptions sampler_confine_options(const DaemonUser& user, std::vector<fs::p
   return options;
 }
 
+ConfineOptions proc_peer_confine_options(const DaemonUser& user) {
+  ConfineOptions options;
+  options.role = ConfineRole::proc_peer;
+  options.user = user;
+  return options;
+}
+
 std::vector<std::string> seccomp_denied_syscalls(bool allow_bpf_map_ops, ConfineRole role) {
   std::vector<std::string> names;
   for (const auto& d : kDenied) names.emplace_back(d.name);
   if (!allow_bpf_map_ops) names.emplace_back(kBpf.name);
-  if (role == ConfineRole::sampler)
+  if (role == ConfineRole::sampler || role == ConfineRole::proc_peer)
     for (const auto& d : kSamplerDenied) names.emplace_back(d.name);
+  if (role == ConfineRole::proc_peer)
+    for (const auto& d : kProcPeerDenied) names.emplace_back(d.name);
   return names;
 }
 
 Result<void> install_seccomp_filter(bool allow_bpf_map_ops, ConfineRole role) {
-  auto filter = build_filter(allow_bpf_map_ops, role);
-  sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
-  if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program) != 0)
-    return fail("cannot install the seccomp filter: ", errno_text());
+  if (auto installed = install_filter(build_filter(allow_bpf_map_ops, role)); !installed)
+    return installed;
+  if (role == ConfineRole::proc_peer) return install_filter(build_content_free_filter());
   return {};
 }
 
@@ -975,11 +1046,16 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
   report.role = options.role;
   report.started_as_root = geteuid() == 0;
   report.landlock_abi = landlock_abi();
+  const bool peer = options.role == ConfineRole::proc_peer;
   report.landlock =
-      front ? "not available on this kernel"
-            : "not used: a Landlock domain denies ptrace-mode reads of every process outside it "
-              "(/proc/PID/ns, /proc/PID/root), which sampling needs; the seccomp filter denies "
-              "every write instead";
+      front  ? "not available on this kernel"
+      : peer ? "not used: a Landlock domain denies ptrace-mode reads of every process outside it "
+               "(/proc/PID/ns, /proc/PID/root), which the proc peer is for; the seccomp filters "
+               "deny every write and every open without O_PATH instead"
+             : "not used: the bundles whose config.json it hashes may be anywhere on the host "
+               "(the runtime's caller chooses), so no set of directories can be allowed in "
+               "advance; the seccomp filter denies every write instead, and without "
+               "CAP_SYS_PTRACE it reaches no other user's root or memory";
   uint64_t keep = kept_mask(options.role);
   report.original_mount_namespace = namespace_inode("/proc/self/ns/mnt");
   if (report.started_as_root) {
@@ -1008,14 +1084,24 @@ Result<ConfineReport> confine(const ConfineOptions& options) {
   // the same user may ptrace this one.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
     return fail("cannot clear the dumpable flag: ", errno_text());
-  if (auto installed = install_seccomp_filter(options.allow_bpf_map_ops, options.role); !installed)
+  // The proc peer's O_PATH-only filter comes after verify(), which reads
+  // /proc/self/status.
+  if (auto installed = install_filter(build_filter(options.allow_bpf_map_ops, options.role));
+      !installed)
     return std::unexpected(installed.error());
   report.kept_capabilities = observe::capability_names(keep);
   report.no_new_privs = true;
   report.seccomp = true;
   report.bpf_map_ops = options.allow_bpf_map_ops;
   report.denied_syscalls = seccomp_denied_syscalls(options.allow_bpf_map_ops, options.role);
+  report.opens = front  ? "read and write (Landlock says where)"
+                 : peer ? "O_PATH only: no file content can be read"
+                        : "read-only";
   if (auto verified = verify(report, keep); !verified) return std::unexpected(verified.error());
+  if (peer) {
+    if (auto installed = install_filter(build_content_free_filter()); !installed)
+      return std::unexpected(installed.error());
+  }
   if (front && report.landlock_abi > 0) {
     DW_TRY(note, apply_landlock(options, report.landlock_abi));
     report.landlocked = true;
@@ -1038,6 +1124,7 @@ json to_json(const ConfineReport& report) {
       {"no_new_privs", report.no_new_privs},
       {"seccomp", report.seccomp ? "filter" : "disabled"},
       {"denied_syscalls", report.denied_syscalls},
+      {"opens", report.opens},
       {"bpf_map_ops", report.bpf_map_ops},
       {"read_only_mounts", report.read_only_mounts},
       {"mounts", report.mounts_note},

@@ -1,5 +1,5 @@
 #pragma once
-// What the daemon can still do once it runs. It is two processes after its
+// What the daemon can still do once it runs. It is three processes after its
 // drop_privileges step, each confined for its own job (README.md, "The
 // daemon"):
 //
@@ -9,20 +9,29 @@
 //    read its launch journals' directories, nothing else: it is the process
 //    that parses what control planes and clients send;
 //  - the *sampler* (app/sampler_process.hpp) runs as the same user with
-//    CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, reads /proc, cgroupfs and the
-//    runtimes' state, and can write no file at all: its seccomp filter
-//    refuses every open for writing and every call that changes a file.
+//    CAP_DAC_READ_SEARCH alone, reads /proc, cgroupfs and the runtimes'
+//    state, and can write no file at all: its seccomp filter refuses every
+//    open for writing and every call that changes a file. Without
+//    CAP_SYS_PTRACE it can neither follow another user's /proc/PID/root nor
+//    open its /proc/PID/mem;
+//  - the sampler's *proc peer* (app/proc_peer.hpp), its child, runs as the
+//    same user with CAP_SYS_PTRACE alone and does the ptrace-mode reads
+//    (sandbox/ptrace_reads.hpp: namespace and exe links, the view of a
+//    sandbox's root). It writes nothing either, and its last filter refuses
+//    every open without O_PATH: it can read no file's content at all.
 //
-// Landlock cannot confine the sampler: a Landlock domain denies its members
-// every ptrace-mode access to a process outside the domain, whatever
-// capabilities they hold (security/landlock/task.c, hook_ptrace_access_check),
-// and readlink(/proc/PID/ns/*), /proc/PID/{root,exe} are ptrace-mode reads
-// (measured here, ABI 7: EACCES). So the process that must read other
-// processes is kept from writing by seccomp, and the process that must write
-// is kept from everything else by Landlock.
+// Landlock cannot confine the sampler or its peer: a Landlock domain denies
+// its members every ptrace-mode access to a process outside the domain,
+// whatever capabilities they hold (security/landlock/task.c,
+// hook_ptrace_access_check), and readlink(/proc/PID/ns/*),
+// /proc/PID/{root,exe} are ptrace-mode reads (measured here, ABI 7: EACCES).
+// So the processes that must read other processes are kept from writing by
+// seccomp, and the process that must write is kept from everything else by
+// Landlock.
 //
-// The daemon calls exactly confine(confine_options_for(config)) for the front
-// and confine(sampler_confine_options(user)) in the sampler, so a test that
+// The daemon calls exactly confine(confine_options_for(config)) for the
+// front, confine(sampler_confine_options(user)) in the sampler and
+// confine(proc_peer_confine_options(user)) in the proc peer, so a test that
 // calls them tests the daemon's own credentials and filters.
 //
 // What confine() does, in order (each step needs what the ones before it
@@ -41,13 +50,16 @@
 //  4. setgroups/setresgid/setresuid to the daemon user, keeping the
 //     permitted set across the change (SECBIT_KEEP_CAPS);
 //  5. capset: effective = permitted = the role's capabilities
-//     (kFrontCapabilities, kSamplerCapabilities), inheritable and ambient
-//     empty;
+//     (kFrontCapabilities, kSamplerCapabilities, kProcPeerCapabilities),
+//     inheritable and ambient empty;
 //  6. no_new_privs, not dumpable;
 //  7. the seccomp filter: it denies capset, setuid and mount, which the
-//     steps above still make; the sampler's also denies every write;
+//     steps above still make; the sampler's and the proc peer's also deny
+//     every write;
 //  8. checks /proc/self/status against all of the above;
-//  9. front: Landlock, last (after it, /proc/self is out of reach).
+//  9. front: Landlock, last (after it, /proc/self is out of reach); proc
+//     peer: a second filter that refuses every open without O_PATH, last
+//     (after it, /proc/self/status cannot be read either).
 
 #include <linux/capability.h>
 #include <sys/types.h>
@@ -65,15 +77,22 @@
 
 namespace driftwatch::app {
 
-/// The capabilities the sampler keeps: reading other users'
-/// /proc/PID/{ns,root,exe} is a ptrace-mode read and needs CAP_SYS_PTRACE;
-/// looking up masked paths inside a sandbox's root and reading the runtimes'
-/// root-only state (/run/runc is 0700, state.json 0600) and bundles of
-/// other owners needs CAP_DAC_READ_SEARCH. Nothing else: no write override
-/// (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN), no CAP_KILL, no CAP_SYS_ADMIN.
-/// The seccomp filter takes from these two what the monitor never uses them
-/// for: ptrace(2), process_vm_readv/writev, pidfd_getfd, open_by_handle_at.
-inline constexpr int kSamplerCapabilities[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+/// The capabilities the sampler keeps: CAP_DAC_READ_SEARCH alone, to read
+/// the runtimes' root-only state (/run/runc is 0700, state.json 0600) and
+/// bundles of other owners, and to look up paths beneath directories it may
+/// not search. No CAP_SYS_PTRACE: its proc peer does the ptrace-mode reads,
+/// so the process that reads file content cannot follow another user's
+/// /proc/PID/root nor open its /proc/PID/mem. Nothing else: no write
+/// override (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN), no CAP_KILL, no
+/// CAP_SYS_ADMIN. The seccomp filter takes from it what the monitor never
+/// uses it for: open_by_handle_at.
+inline constexpr int kSamplerCapabilities[] = {CAP_DAC_READ_SEARCH};
+/// The proc peer's: CAP_SYS_PTRACE alone, since reading another user's
+/// /proc/PID/{ns,exe,root} is a ptrace-mode read. Its filters take from it
+/// what the monitor never uses it for (ptrace(2), process_vm_readv/writev,
+/// pidfd_getfd, kcmp) and every open without O_PATH, so no file's content
+/// (/proc/PID/mem, /proc/PID/root/etc/shadow) can be read with it.
+inline constexpr int kProcPeerCapabilities[] = {CAP_SYS_PTRACE};
 /// The front's: CAP_DAC_READ_SEARCH alone, to read launch journals a control
 /// plane writes root-only (0600 in a 0700 directory); Landlock limits it to
 /// the journals' directories and the state dir.
@@ -108,8 +127,8 @@ Result<DaemonUser> user_to_run_as();
 /// root-owned one is handed over to `user` by confine().
 Result<void> ensure_state_dir(const std::filesystem::path& dir, const DaemonUser& user);
 
-/// Which of the daemon's two processes is confined.
-enum class ConfineRole { front, sampler };
+/// Which of the daemon's three processes is confined.
+enum class ConfineRole { front, sampler, proc_peer };
 const char* to_string(ConfineRole role);
 
 /// What confine() is asked to do.
@@ -117,7 +136,8 @@ struct ConfineOptions {
   ConfineRole role = ConfineRole::front;
   /// Whom to become (ignored when not started as root).
   DaemonUser user;
-  /// Front: the only place it writes. Sampler: unused (it writes nowhere).
+  /// Front: the only place it writes. Sampler, proc peer: unused (they
+  /// write nowhere).
   std::filesystem::path state_dir;
   /// Front: what it reads after confinement (its launch journals'
   /// directories); Landlock allows reading there and nowhere else but the
@@ -142,6 +162,10 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config);
 ConfineOptions sampler_confine_options(const DaemonUser& user,
                                        std::vector<std::filesystem::path> read_paths = {});
 
+/// The proc peer's options: `user` (the sampler's), kProcPeerCapabilities,
+/// no state dir, the no-write filter and, last, the O_PATH-only one.
+ConfineOptions proc_peer_confine_options(const DaemonUser& user);
+
 /// What confine() did; /healthz shows it (to_json below).
 struct ConfineReport {
   ConfineRole role = ConfineRole::front;
@@ -151,6 +175,9 @@ struct ConfineReport {
   bool no_new_privs = false;
   bool seccomp = false;
   std::vector<std::string> denied_syscalls;  // EPERM unless said otherwise below
+  /// What open(2) and openat(2) may still do: "read-only" (sampler), "O_PATH
+  /// only: …" (proc peer), "read and write …" (front).
+  std::string opens;
   bool bpf_map_ops = false;
   /// The read-only mount namespace: applied, or why not (then said loudly).
   bool read_only_mounts = false;
@@ -191,6 +218,9 @@ Result<ConfineReport> confine(const ConfineOptions& options);
 /// sandbox/in_root.hpp resolves paths without it), every call that makes,
 /// removes, renames, links, truncates or changes the owner, mode, times or
 /// attributes of a file EPERM, and every way of sending a signal EPERM.
+/// The proc peer's adds to the sampler's: reading extended attributes and
+/// sendmsg/sendmmsg (no descriptor passed on) EPERM, then a second filter:
+/// open and openat without O_PATH EPERM.
 Result<void> install_seccomp_filter(bool allow_bpf_map_ops, ConfineRole role = ConfineRole::front);
 
 /// The names of the syscalls install_seccomp_filter() answers with EPERM

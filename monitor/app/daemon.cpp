@@ -84,9 +84,9 @@ int64_t boot_time() {
   return 0;
 }
 
-// The capabilities the daemon's two processes keep after startup, and why:
-// kFrontCapabilities and kSamplerCapabilities in app/confine.hpp, next to the
-// code that keeps exactly those.
+// The capabilities the daemon's three processes keep after startup, and why:
+// kFrontCapabilities, kSamplerCapabilities and kProcPeerCapabilities in
+// app/confine.hpp, next to the code that keeps exactly those.
 
 // A launch journal and whether a batch of its lines is still being ingested
 // (the next poll waits for it, so lines are committed in order).
@@ -808,10 +808,12 @@ json healthz(const Daemon& d) {
                              : json()},
       {"processes",
        {{"front", {{"pid", ::getpid()}}},
-        {"sampler", {{"pid", d.sampler ? json(d.sampler->pid()) : json()}}}}},
+        {"sampler", {{"pid", d.sampler ? json(d.sampler->pid()) : json()}}},
+        {"proc_peer", {{"pid", d.sampler ? json(d.sampler->hello().proc_peer_pid) : json()}}}}},
       {"confinement",
        {{"front", d.confinement ? to_json(*d.confinement) : json()},
-        {"sampler", d.sampler ? d.sampler->hello().confinement : json()}}},
+        {"sampler", d.sampler ? d.sampler->hello().confinement : json()},
+        {"proc_peer", d.sampler ? d.sampler->hello().proc_peer_confinement : json()}}},
       {"restore", d.restore_summary},
       {"probes", probes_health(d)},
       {"version", build_version()},
@@ -1169,6 +1171,18 @@ Result<void> start_sampler(Daemon& d) {
                report.value("seccomp", std::string("?")) == "filter"
                    ? "capabilities " + sampler_capabilities(d).dump() +
                          ", a seccomp filter that denies every write"
+                   : std::string("NOT CONFINED"));
+  // The peer's report is the sampler's word (an object, nothing more
+  // checked): each field is looked at for its type first.
+  const json& peer = hello.proc_peer_confinement;
+  auto field = [&](const char* key) {
+    const auto it = peer.find(key);
+    return it != peer.end() && it->is_string() ? it->get<std::string>() : std::string("?");
+  };
+  const auto peer_caps = peer.find("capabilities");
+  spdlog::info("proc peer {} (the sampler's ptrace-mode reads): confined: {}", hello.proc_peer_pid,
+               field("seccomp") == "filter" && peer_caps != peer.end()
+                   ? "capabilities " + peer_caps->dump() + ", opens " + field("opens")
                    : std::string("NOT CONFINED"));
   return {};
 }

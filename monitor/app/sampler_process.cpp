@@ -19,6 +19,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "app/child_process.hpp"
+#include "app/proc_peer.hpp"
 #include "observe/proc_reader.hpp"
 #include "sandbox/sampler.hpp"
 
@@ -30,15 +32,6 @@ namespace wire = correlate::wire;
 using nlohmann::json;
 
 constexpr int kSocketFd = 3;
-
-std::string wait_status_text(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = sigabbrev_np(WTERMSIG(status));
-    return std::string("was killed by SIG") + (name ? name : std::to_string(WTERMSIG(status)));
-  }
-  return "stopped";
-}
 
 // ---- the setup message: front -> sampler, once
 
@@ -124,37 +117,6 @@ Result<SamplerSetup> parse_setup(const json& message) {
   }
 }
 
-// ---- blocking frame I/O on the sampler's side
-
-Result<json> read_frame(int fd, wire::FrameReader& reader) {
-  char buffer[1 << 16];
-  for (;;) {
-    DW_TRY(frame, reader.next());
-    if (frame) return std::move(*frame);
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n == 0) return fail("end of stream");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("read: ", describe_errno(errno));
-    }
-    reader.feed(std::string_view(buffer, static_cast<size_t>(n)));
-  }
-}
-
-Result<void> write_frame(int fd, const json& message) {
-  const std::string bytes = wire::encode_frame(message);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("send: ", describe_errno(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  return {};
-}
-
 // One request, answered. Never throws: sweep() and sample_one() do not, and
 // an exception from anywhere else is the response's error.
 wire::Response answer(const correlate::SweepOptions& options, const wire::Request& request) {
@@ -235,17 +197,9 @@ Result<std::unique_ptr<SamplerProcess>> SamplerProcess::start(
 
 SamplerProcess::~SamplerProcess() {
   socket_.reset();  // the sampler reads end of stream and exits
-  if (pid_ <= 0) return;
-  for (int i = 0; i < 200; ++i) {
-    int status = 0;
-    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-    if (done == pid_ || (done < 0 && errno == ECHILD)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
   // Still there after 2 s: killed if this process may (not from inside the
   // front's Landlock domain), and by the kernel when this process exits.
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, WNOHANG);
+  reap_child(pid_);
 }
 
 void SamplerProcess::shut_down() {
@@ -263,7 +217,7 @@ Error SamplerProcess::broke(std::string why) {  // with mutex_ held
   int status = 0;
   for (int i = 0; pid_ > 0 && i < 100; ++i) {
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      why += " (the sampler process " + wait_status_text(status) + ")";
+      why += " (the sampler process " + describe_wait_status(status) + ")";
       pid_ = -1;
       break;
     }
@@ -386,7 +340,7 @@ int run_sampler_process() {
   };
   const pid_t front = ::getppid();
   wire::FrameReader reader;
-  auto first = read_frame(kSocketFd, reader);
+  auto first = wire::read_frame(kSocketFd, reader);
   if (!first) return complain("no setup from the front: " + first.error().message);
   auto setup = parse_setup(*first);
   if (!setup) return complain(setup.error().message);
@@ -396,6 +350,12 @@ int run_sampler_process() {
     observe::ProcReader proc(options.proc_root);
     options.host_namespaces = sandbox::Sampler::read_host_namespaces(proc);
   }
+  // The ptrace-mode reads go to the proc peer, forked now, while this
+  // process has one thread and the privileges the peer confines itself
+  // from; the sampler keeps no CAP_SYS_PTRACE.
+  auto peer = ProcPeer::start(setup->user, options.proc_root);
+  if (!peer) return complain("cannot start the proc peer: " + peer.error().message);
+  options.ptrace_reads = *peer;
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return complain("cannot open /dev/null: " + describe_errno(errno));
   std::vector<fs::path> roots = options.roots.runc_roots;
@@ -408,7 +368,7 @@ int run_sampler_process() {
   // and make sure the front did not die meanwhile.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != front) return 3;
-  // From here on the sampler writes to its socket only (its filter refuses
+  // From here on the sampler writes to its sockets only (its filter refuses
   // opening anything for writing; what it inherited goes to /dev/null).
   for (int fd : {0, 1, 2}) ::dup2(null.get(), fd);
   null.reset();
@@ -417,15 +377,20 @@ int run_sampler_process() {
   hello.pid = ::getpid();
   hello.host_namespaces = *options.host_namespaces;
   hello.confinement = to_json(*report);
-  if (!write_frame(kSocketFd, wire::to_json(hello))) return 3;
+  hello.proc_peer_pid = (*peer)->pid();
+  hello.proc_peer_confinement = (*peer)->confinement();
+  if (!wire::write_frame(kSocketFd, wire::to_json(hello))) return 3;
   for (;;) {
-    auto message = read_frame(kSocketFd, reader);
+    auto message = wire::read_frame(kSocketFd, reader);
     if (!message) return 0;  // the front closed the socket, or broke the stream
     auto request = wire::parse_request(*message);
     if (!request) return 4;  // the front would not understand an answer either
     auto response = answer(options, *request);
+    // A peer that failed made every read of this answer fail: the front
+    // hears of it as this process's exit (5), and stops the daemon.
+    if ((*peer)->failure()) return 5;
     wire::fit_to_limits(response);
-    if (!write_frame(kSocketFd, wire::to_json(response))) return 0;
+    if (!wire::write_frame(kSocketFd, wire::to_json(response))) return 0;
   }
 }
 

@@ -6,13 +6,17 @@
 // for sweeps and single samples, one request at a time, from the front's
 // worker thread.
 //
-// The sampler keeps CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH and writes no
-// file (app/confine.hpp, role `sampler`); the front keeps no capability and
-// is Landlocked to its state dir. Neither trusts the other: every message is
+// The sampler keeps CAP_DAC_READ_SEARCH alone and writes no file
+// (app/confine.hpp, role `sampler`); the ptrace-mode reads (namespace and
+// exe links, the view of a sandbox's root) are done for it by its proc peer
+// (app/proc_peer.hpp), a child with CAP_SYS_PTRACE alone that can open no
+// file but O_PATH. The front keeps CAP_DAC_READ_SEARCH and is Landlocked to
+// its state dir and journals. None trusts another: every message is
 // parsed strictly (correlate/wire.hpp), the front projects each observation
 // itself, and a sampler that dies, stalls or sends something malformed
 // makes the front fail loudly (the daemon then stops, and its service
-// manager starts it again) rather than guess.
+// manager starts it again) rather than guess; so does a failed proc peer,
+// whose sampler then exits.
 //
 // Protocol (frames of correlate/wire.hpp): front → sampler a setup object,
 // sampler → front a hello once confined, then request → response pairs.

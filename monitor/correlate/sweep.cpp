@@ -115,8 +115,9 @@ Result<SweepItem> sample_ref(const SweepOptions& options, const Discovered& foun
 
 sandbox::Sampler make_sampler(const SweepOptions& options, const observe::ProcReader& proc,
                               const observe::CgroupReader& cgroups) {
-  if (options.host_namespaces) return sandbox::Sampler(proc, cgroups, *options.host_namespaces);
-  return sandbox::Sampler(proc, cgroups);
+  auto host = options.host_namespaces ? *options.host_namespaces
+                                      : sandbox::Sampler::read_host_namespaces(proc);
+  return sandbox::Sampler(proc, cgroups, std::move(host), options.ptrace_reads);
 }
 
 }  // namespace
@@ -157,7 +158,7 @@ SweepResult sweep(const SweepOptions& options, const ScopesBySandbox& scopes) {
     observe::CgroupReader cgroups(options.cgroup_root);
     sandbox::Sampler sampler = make_sampler(options, proc, cgroups);
     const auto refs = discover(options, proc, cgroups, result.problems);
-    const auto table = sandbox::ProcessTable::scan(proc);
+    const auto table = sampler.scan_processes();
     for (const auto& found : refs) {
       const auto& ref = found.ref;
       // One sandbox's sample must never stop the sweep of the others: every

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +34,10 @@ struct SweepOptions {
   /// The host namespaces to compare with, read before the daemon confined
   /// itself into a mount namespace of its own; nullopt: read them now.
   std::optional<sandbox::Sampler::HostNamespaces> host_namespaces;
+  /// Who does the ptrace-mode reads (namespace and exe links, sandbox
+  /// roots): the daemon's sampler has its proc peer do them; null: this
+  /// process. Not sent to the sampler process: it starts its own peer.
+  std::shared_ptr<const sandbox::PtraceReads> ptrace_reads;
 };
 
 /// The declared projection each sandbox with a launch is held to: its scope

@@ -1,6 +1,10 @@
 #include "correlate/wire.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <exception>
 #include <initializer_list>
@@ -10,6 +14,7 @@
 
 #include "common/canonical_json.hpp"
 #include "common/crypto.hpp"
+#include "common/posix.hpp"
 #include "common/text.hpp"
 #include "observe/cgroupfs.hpp"
 #include "observe/proc_reader.hpp"
@@ -30,6 +35,8 @@ constexpr std::size_t kMaxNames = 64;
 constexpr std::string_view kMemberships[] = {"cgroup", "descendants"};
 constexpr std::string_view kOps[] = {"sweep", "sample_one"};
 constexpr std::string_view kHostSources[] = {"pid1", "monitor"};
+constexpr std::string_view kPeerOps[] = {"links", "root_view"};
+constexpr std::string_view kPathStates[] = {"absent", "masked", "read_only", "writable", "unknown"};
 // /proc/PID/limits has 16 rows today; room for the kernel to add some.
 constexpr std::size_t kMaxRlimits = 64;
 // Base64 of kMaxTextBytes bytes.
@@ -503,6 +510,16 @@ void expect_type(Reader& r, const Field& f, std::string_view type) {
   }
 }
 
+// A confinement report: any object, kept as it is.
+json opaque_object(Reader& r, const Field& f) {
+  if (r.failed()) return json::object();
+  if (!f.value.is_object()) {
+    r.fail(f.path, "not an object");
+    return json::object();
+  }
+  return f.value;
+}
+
 // ---------------------------------------------------------------- structs
 
 projection::ObservationScope read_scope(Reader& r, const Field& f) {
@@ -841,7 +858,9 @@ nlohmann::json to_json(const Hello& hello) {
        {"host_namespaces", json::object({{"source", hello.host_namespaces.source},
                                          {"inodes", inodes_json(hello.host_namespaces.inodes)}})},
        {"confinement", hello.confinement},
-       {"pid", hello.pid}});
+       {"pid", hello.pid},
+       {"proc_peer", json::object({{"pid", hello.proc_peer_pid},
+                                   {"confinement", hello.proc_peer_confinement}})}});
 }
 
 Result<Request> parse_request(const nlohmann::json& document) {
@@ -925,10 +944,14 @@ Result<Hello> parse_hello(const nlohmann::json& document) {
       hello.host_namespaces.inodes = inodes(r, host["inodes"]);
       host.done();
     }
-    const Field confinement = o["confinement"];
-    if (!r.failed() && !confinement.value.is_object()) r.fail(confinement.path, "not an object");
-    if (!r.failed()) hello.confinement = confinement.value;
+    hello.confinement = opaque_object(r, o["confinement"]);
     hello.pid = pid(r, o["pid"]);
+    {
+      Object peer(r, o["proc_peer"]);
+      hello.proc_peer_pid = pid(r, peer["pid"]);
+      hello.proc_peer_confinement = opaque_object(r, peer["confinement"]);
+      peer.done();
+    }
     o.done();
     return hello;
   });
@@ -1050,6 +1073,148 @@ std::vector<std::string> fit_to_limits(Request& request) {
   return problems;
 }
 
+// ================================================================ the proc peer
+
+nlohmann::json to_json(const PeerRequest& request) {
+  json links = json::array();
+  for (const auto& link : request.links)
+    links.push_back(json::object({{"pid", link.pid}, {"name", link.name}}));
+  const bool root_view = request.op == PeerRequest::Op::root_view;
+  return json::object({{"type", "peer_request"},
+                       {"id", request.id},
+                       {"op", std::string(kPeerOps[root_view ? 1 : 0])},
+                       {"links", links},
+                       {"pid", root_view ? json(request.pid) : json(nullptr)},
+                       {"paths", texts_json(request.paths)}});
+}
+
+nlohmann::json to_json(const PeerResponse& response) {
+  json links = json::array();
+  for (const auto& link : response.links)
+    links.push_back(json::object({{"errno", link.error}, {"target", text_json(link.target)}}));
+  json view = nullptr;
+  if (response.root_view) {
+    json states = json::array();
+    for (auto state : response.root_view->states)
+      states.push_back(std::string(sandbox::to_string(state)));
+    view = json::object({{"opened", response.root_view->opened},
+                         {"read_only", response.root_view->read_only},
+                         {"states", states}});
+  }
+  return json::object(
+      {{"type", "peer_response"}, {"id", response.id}, {"links", links}, {"root_view", view}});
+}
+
+nlohmann::json to_json(const PeerHello& hello) {
+  return json::object(
+      {{"type", "peer_hello"}, {"pid", hello.pid}, {"confinement", hello.confinement}});
+}
+
+Result<PeerRequest> parse_peer_request(const nlohmann::json& document) {
+  return parse_document("peer request", document, [](Reader& r, const Field& f) {
+    Object o(r, f);
+    PeerRequest request;
+    expect_type(r, o["type"], "peer_request");
+    request.id = unsigned_integer(r, o["id"]);
+    request.op =
+        one_of(r, o["op"], kPeerOps) == 0 ? PeerRequest::Op::links : PeerRequest::Op::root_view;
+    const bool root_view = request.op == PeerRequest::Op::root_view;
+    const Field links = o["links"];
+    array(r, links, root_view ? 0 : kMaxPeerLinks, [&](const Field& e) {
+      Object link(r, e);
+      sandbox::ProcLink out;
+      out.pid = pid(r, link["pid"]);
+      const Field name = link["name"];
+      if (!r.failed() && !(name.value.is_string() &&
+                           sandbox::is_proc_link_name(name.value.get_ref<const std::string&>())))
+        r.fail(name.path, "not exe nor ns/<kind> of a namespace kind");
+      if (!r.failed()) out.name = name.value.get<std::string>();
+      link.done();
+      request.links.push_back(std::move(out));
+    });
+    const Field target = o["pid"];
+    if (root_view)
+      request.pid = pid(r, target);
+    else if (!r.failed() && !target.value.is_null())
+      r.fail(target.path, "not null in a links request");
+    request.paths = texts(r, o["paths"], root_view ? kMaxRootViewPaths : 0);
+    o.done();
+    return request;
+  });
+}
+
+Result<PeerResponse> parse_peer_response(const nlohmann::json& document,
+                                         const PeerRequest& request) {
+  return parse_document("peer response", document, [&](Reader& r, const Field& f) {
+    Object o(r, f);
+    PeerResponse response;
+    expect_type(r, o["type"], "peer_response");
+    const Field id = o["id"];
+    response.id = unsigned_integer(r, id);
+    if (!r.failed() && response.id != request.id)
+      r.fail(id.path, std::to_string(response.id) + " does not answer request " +
+                          std::to_string(request.id));
+    const bool root_view = request.op == PeerRequest::Op::root_view;
+    const Field links = o["links"];
+    array(r, links, root_view ? 0 : request.links.size(), [&](const Field& e) {
+      Object link(r, e);
+      observe::LinkRead out;
+      out.error = static_cast<int>(integer(r, link["errno"], 0, kMaxErrno));
+      const Field target = link["target"];
+      out.target = text(r, target);
+      if (!r.failed() && (out.error == 0) == out.target.empty())
+        r.fail(target.path, out.error ? "not empty next to an errno" : "empty without an errno");
+      link.done();
+      response.links.push_back(std::move(out));
+    });
+    if (!r.failed() && response.links.size() != (root_view ? 0 : request.links.size()))
+      r.fail(links.path, std::to_string(response.links.size()) + " answers to " +
+                             std::to_string(request.links.size()) + " links");
+    const Field view = o["root_view"];
+    if (!root_view) {
+      if (!r.failed() && !view.value.is_null())
+        r.fail(view.path, "not null in the answer to a links request");
+    } else {
+      Object v(r, view);
+      sandbox::RootView out;
+      out.opened = boolean(r, v["opened"]);
+      out.read_only = boolean(r, v["read_only"]);
+      const Field states = v["states"];
+      const std::size_t expected = out.opened ? request.paths.size() : 0;
+      array(r, states, expected, [&](const Field& e) {
+        out.states.push_back(sandbox::kAllPathStates[one_of(r, e, kPathStates)]);
+      });
+      if (!r.failed() && out.states.size() != expected)
+        r.fail(states.path, std::to_string(out.states.size()) + " states for " +
+                                std::to_string(expected) + " paths");
+      v.done();
+      response.root_view = std::move(out);
+    }
+    o.done();
+    return response;
+  });
+}
+
+Result<PeerHello> parse_peer_hello(const nlohmann::json& document) {
+  return parse_document("peer hello", document, [](Reader& r, const Field& f) {
+    Object o(r, f);
+    PeerHello hello;
+    expect_type(r, o["type"], "peer_hello");
+    hello.pid = pid(r, o["pid"]);
+    hello.confinement = opaque_object(r, o["confinement"]);
+    o.done();
+    return hello;
+  });
+}
+
+void fit_to_limits(PeerResponse& response) {
+  for (auto& link : response.links) {
+    fit_text(link.target);
+    // A target cut to nothing (a NUL first) still answers: as an error.
+    if (link.error == 0 && link.target.empty()) link.error = ENAMETOOLONG;
+  }
+}
+
 // ================================================================ framing
 
 std::string encode_frame(const nlohmann::json& message) {
@@ -1111,6 +1276,40 @@ Result<std::optional<nlohmann::json>> FrameReader::next() {
     failed_ = Error{std::string("frame reader: internal error: ") + e.what()};
     return std::unexpected(*failed_);
   }
+}
+
+}  // namespace driftwatch::correlate::wire
+
+namespace driftwatch::correlate::wire {
+
+Result<nlohmann::json> read_frame(int fd, FrameReader& reader) {
+  char buffer[1 << 16];
+  for (;;) {
+    DW_TRY(frame, reader.next());
+    if (frame) return std::move(*frame);
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n == 0) return fail("end of stream");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return fail("no answer in time");
+      return fail("read: ", describe_errno(errno));
+    }
+    reader.feed(std::string_view(buffer, static_cast<size_t>(n)));
+  }
+}
+
+Result<void> write_frame(int fd, const nlohmann::json& message) {
+  const std::string bytes = encode_frame(message);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("send: ", describe_errno(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
 }
 
 }  // namespace driftwatch::correlate::wire

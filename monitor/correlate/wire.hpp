@@ -44,9 +44,11 @@
 
 #include "common/result.hpp"
 #include "correlate/correlator.hpp"
+#include "observe/proc_reader.hpp"
 #include "projection/observed.hpp"
 #include "projection/projection.hpp"
 #include "sandbox/discovery.hpp"
+#include "sandbox/ptrace_reads.hpp"
 #include "sandbox/sampler.hpp"
 
 namespace driftwatch::correlate::wire {
@@ -133,6 +135,9 @@ struct Hello {
   /// The sampler's confinement report, opaque to the protocol; an object.
   nlohmann::json confinement = nlohmann::json::object();
   pid_t pid = 0;  // the sampler process
+  /// Its proc peer (PeerHello below): its pid and confinement report.
+  pid_t proc_peer_pid = 0;
+  nlohmann::json proc_peer_confinement = nlohmann::json::object();
 };
 
 nlohmann::json to_json(const Request& request);
@@ -180,6 +185,64 @@ void fit_to_limits(Response& response);
 /// per sandbox dropped.
 std::vector<std::string> fit_to_limits(Request& request);
 
+// ---------------------------------------------------------------- the sampler and its proc peer
+//
+// The sampler holds no CAP_SYS_PTRACE: its proc peer (app/proc_peer.hpp),
+// a child of its own that holds CAP_SYS_PTRACE alone and opens nothing but
+// O_PATH, does the ptrace-mode reads (sandbox/ptrace_reads.hpp) for it, on
+// a socket pair, in the same frames and JSON shape as above:
+//
+//   proc peer → sampler   PeerHello, once, first
+//   sampler → proc peer   PeerRequest {id, links | root_view}
+//   proc peer → sampler   PeerResponse {same id, one answer per link or path}
+//
+// Each side parses what the other sends as outside input, as above.
+
+/// Link reads in one request; a client splits a longer list.
+inline constexpr std::size_t kMaxPeerLinks = 65536;
+/// Paths of one root view: a scope's masked and read-only candidates.
+inline constexpr std::size_t kMaxRootViewPaths = 2 * kMaxSetEntries;
+/// errno values are 0..this (the kernel's MAX_ERRNO).
+inline constexpr int kMaxErrno = 4095;
+
+/// Sampler → proc peer.
+struct PeerRequest {
+  enum class Op { links, root_view };
+  uint64_t id = 0;
+  Op op = Op::links;
+  std::vector<sandbox::ProcLink> links;  // links: each a sandbox::is_proc_link_name
+  pid_t pid = 0;                         // root_view: whose root
+  std::vector<std::string> paths;        // root_view: looked up inside it
+};
+
+/// Proc peer → sampler: the answer to the request with the same id.
+struct PeerResponse {
+  uint64_t id = 0;
+  std::vector<observe::LinkRead> links;        // links: one per link asked
+  std::optional<sandbox::RootView> root_view;  // root_view: one state per path asked
+};
+
+/// Proc peer → sampler, once, before any response.
+struct PeerHello {
+  pid_t pid = 0;  // the proc peer
+  /// Its confinement report, opaque to the protocol; an object.
+  nlohmann::json confinement = nlohmann::json::object();
+};
+
+nlohmann::json to_json(const PeerRequest& request);
+nlohmann::json to_json(const PeerResponse& response);
+nlohmann::json to_json(const PeerHello& hello);
+Result<PeerRequest> parse_peer_request(const nlohmann::json& document);
+/// Also checks that it answers `request`: the same id, the answer of its op,
+/// one answer per link or path asked; a link answer is a target or an errno.
+Result<PeerResponse> parse_peer_response(const nlohmann::json& document,
+                                         const PeerRequest& request);
+Result<PeerHello> parse_peer_hello(const nlohmann::json& document);
+
+/// Proc peer, before sending: link targets cut to kMaxTextBytes (and at a
+/// NUL), so that parse_peer_response accepts them.
+void fit_to_limits(PeerResponse& response);
+
 // ---------------------------------------------------------------- framing
 
 /// One frame: the 4-byte big-endian length of the compact JSON, then the
@@ -188,6 +251,15 @@ std::vector<std::string> fit_to_limits(Request& request);
 /// all the same, and the reader refuses it: a sender checks
 /// `frame.size() <= kFrameHeaderBytes + kMaxFrameBytes`.
 std::string encode_frame(const nlohmann::json& message);
+
+class FrameReader;
+
+/// Blocking frame I/O on a stream socket, for the sampler and its proc peer
+/// (one request at a time): the next frame's JSON (an error at end of
+/// stream, on a bad frame, or when the socket's SO_RCVTIMEO passes), and
+/// one frame sent whole (send(2) without SIGPIPE; never sendmsg).
+Result<nlohmann::json> read_frame(int fd, FrameReader& reader);
+Result<void> write_frame(int fd, const nlohmann::json& message);
 
 /// Splits a byte stream into frames and parses each with the strict JSON
 /// parser (parse_json: no BOM, valid UTF-8 only, no duplicate keys, depth

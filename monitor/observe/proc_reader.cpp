@@ -150,32 +150,43 @@ Result<std::optional<std::string>> ProcReader::lsm_label(pid_t pid) const {
   return std::unexpected(text.error());
 }
 
-Result<uint64_t> ProcReader::namespace_inode(pid_t pid, std::string_view kind) const {
-  if (kind.empty() || kind.find('/') != std::string_view::npos) {
-    return fail("namespace kind '", kind, "' is not a name under /proc/PID/ns");
+LinkRead ProcReader::read_link(pid_t pid, std::string_view link) const {
+  LinkRead read;
+  read.error = observe::read_link(pid_file(root_, pid, link).c_str(), read.target);
+  if (read.error != 0) read.target.clear();
+  return read;
+}
+
+std::string ProcReader::path_of(pid_t pid, std::string_view file) const {
+  return pid_file(root_, pid, file);
+}
+
+Result<std::string> ProcReader::link_target_of(const std::string& path, const LinkRead& read) {
+  if (read.error != 0) {
+    if (is_exit_race(read.error))
+      return vanished(path + ": process exited (" + describe_errno(read.error) + ")");
+    return fail("cannot read link ", path, ": ", describe_errno(read.error));
   }
-  std::string path = pid_file(root_, pid, "ns/");
-  path += kind;
-  std::string target;
-  if (int error = read_link(path.c_str(), target); error != 0) {
-    if (is_exit_race(error))
-      return vanished(path + ": process exited (" + describe_errno(error) + ")");
-    return fail("cannot read link ", path, ": ", describe_errno(error));
-  }
+  return read.target;
+}
+
+Result<uint64_t> ProcReader::namespace_inode_of(const std::string& path, const LinkRead& read) {
+  DW_TRY(target, link_target_of(path, read));
   auto inode = parse_ns_link(target);
   if (!inode) return wrap(inode.error(), path, ": ");
   return inode;
 }
 
-Result<std::string> ProcReader::exe_path(pid_t pid) const {
-  const std::string path = pid_file(root_, pid, "exe");
-  std::string target;
-  if (int error = read_link(path.c_str(), target); error != 0) {
-    if (is_exit_race(error))
-      return vanished(path + ": process exited (" + describe_errno(error) + ")");
-    return fail("cannot read link ", path, ": ", describe_errno(error));
+Result<uint64_t> ProcReader::namespace_inode(pid_t pid, std::string_view kind) const {
+  if (kind.empty() || kind.find('/') != std::string_view::npos) {
+    return fail("namespace kind '", kind, "' is not a name under /proc/PID/ns");
   }
-  return target;
+  const std::string link = "ns/" + std::string(kind);
+  return namespace_inode_of(pid_file(root_, pid, link), read_link(pid, link));
+}
+
+Result<std::string> ProcReader::exe_path(pid_t pid) const {
+  return link_target_of(pid_file(root_, pid, "exe"), read_link(pid, "exe"));
 }
 
 std::vector<pid_t> ProcReader::pids() const {

@@ -19,6 +19,12 @@ namespace driftwatch::observe {
 inline constexpr const char* kNamespaceKinds[] = {"cgroup", "ipc",  "mnt",  "net",
                                                   "pid",    "time", "user", "uts"};
 
+/// What readlink(2) of a /proc/PID link gave: its target, or why not.
+struct LinkRead {
+  int error = 0;  // errno of readlink; 0: `target` holds the link's target
+  std::string target;
+};
+
 class ProcReader {
  public:
   explicit ProcReader(std::filesystem::path root = "/proc");
@@ -39,6 +45,16 @@ class ProcReader {
   Result<uint64_t> namespace_inode(pid_t pid, std::string_view kind) const;
   /// Target of /proc/PID/exe.
   Result<std::string> exe_path(pid_t pid) const;
+
+  /// readlink of /proc/PID/<link> (ns/<kind>, exe), as the kernel answered.
+  LinkRead read_link(pid_t pid, std::string_view link) const;
+  /// The path of /proc/PID/<file> under this root.
+  std::string path_of(pid_t pid, std::string_view file) const;
+  /// What a readlink of a namespace link at `path` means: its inode; an
+  /// error, `vanished` for a process that exited (ENOENT, ESRCH).
+  static Result<uint64_t> namespace_inode_of(const std::string& path, const LinkRead& read);
+  /// The same for any other link: its target.
+  static Result<std::string> link_target_of(const std::string& path, const LinkRead& read);
 
   /// Every numeric entry of the root: the PIDs of all processes.
   std::vector<pid_t> pids() const;

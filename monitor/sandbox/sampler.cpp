@@ -1,11 +1,5 @@
 #include "sandbox/sampler.hpp"
 
-#include <fcntl.h>
-#include <linux/magic.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,9 +10,7 @@
 #include <filesystem>
 #include <set>
 
-#include "common/posix.hpp"
 #include "sandbox/identity.hpp"
-#include "sandbox/in_root.hpp"
 
 namespace driftwatch::sandbox {
 namespace {
@@ -27,29 +19,6 @@ using projection::MemberObservation;
 using projection::MountView;
 using projection::Observation;
 using projection::ObservationScope;
-
-enum class PathState { absent, masked, read_only, writable, unknown };
-
-// How runc and crun mask: a file gets /dev/null (char 1:3) bind-mounted over
-// it; a directory gets a read-only tmpfs mounted on it. open_in_root keeps a
-// symlink the sandbox planted inside its own root, never on the host's, and
-// fails a magic link on the way with ELOOP: unknown, never absent.
-PathState path_state(int root_fd, const std::string& path) {
-  Fd fd = open_in_root(root_fd, path);
-  if (!fd) return errno == ENOENT || errno == ENOTDIR ? PathState::absent : PathState::unknown;
-  struct statx stx {};
-  if (statx(fd.get(), "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &stx) != 0)
-    return PathState::unknown;
-  struct statfs fs {};
-  if (fstatfs(fd.get(), &fs) != 0) return PathState::unknown;
-  bool read_only = fs.f_flags & ST_RDONLY;
-  if (S_ISCHR(stx.stx_mode) && stx.stx_rdev_major == 1 && stx.stx_rdev_minor == 3)
-    return PathState::masked;
-  if (S_ISDIR(stx.stx_mode) && fs.f_type == TMPFS_MAGIC && read_only &&
-      (stx.stx_attributes & stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
-    return PathState::masked;
-  return read_only ? PathState::read_only : PathState::writable;
-}
 
 // Reads /proc/PID/task/*/children: the direct children of every thread.
 void add_children(const observe::ProcReader& proc, pid_t pid, std::vector<pid_t>& out) {
@@ -92,10 +61,18 @@ observe::CgroupMembership own_cgroups(const observe::CgroupMembership& membershi
 }  // namespace
 
 ProcessTable ProcessTable::scan(const observe::ProcReader& proc) {
+  return scan(proc, LocalPtraceReads(proc));
+}
+
+ProcessTable ProcessTable::scan(const observe::ProcReader& proc, const PtraceReads& reads) {
   ProcessTable table;
-  for (pid_t pid : proc.pids()) {
-    auto ns = proc.namespace_inode(pid, "pid");
-    if (ns) table.by_pid_namespace[*ns].push_back(pid);
+  std::vector<ProcLink> links;
+  for (pid_t pid : proc.pids()) links.push_back(ProcLink{pid, "ns/pid"});
+  const auto answers = reads.read_links(links);
+  for (size_t i = 0; i < links.size() && i < answers.size(); ++i) {
+    auto ns =
+        observe::ProcReader::namespace_inode_of(proc.path_of(links[i].pid, "ns/pid"), answers[i]);
+    if (ns) table.by_pid_namespace[*ns].push_back(links[i].pid);
   }
   return table;
 }
@@ -118,7 +95,15 @@ Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups)
     : Sampler(proc, std::move(cgroups), read_host_namespaces(proc)) {}
 
 Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host)
-    : proc_(std::move(proc)), cgroups_(std::move(cgroups)), host_(std::move(host)) {
+    : Sampler(std::move(proc), std::move(cgroups), std::move(host), nullptr) {}
+
+Sampler::Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host,
+                 std::shared_ptr<const PtraceReads> reads)
+    : proc_(std::move(proc)),
+      cgroups_(std::move(cgroups)),
+      host_(std::move(host)),
+      reads_(std::move(reads)) {
+  if (!reads_) reads_ = std::make_shared<LocalPtraceReads>(proc_);
   // PID 1's cgroups, read once per sampler (one per sweep in the daemon)
   // rather than once per sandbox.
   if (auto pid1 = proc_.cgroup(1)) host_cgroups_ = std::move(*pid1);
@@ -150,7 +135,8 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
   }
   // Every process in the sandbox's PID namespace is a member, wherever its
   // cgroup is (nsenter from the host lands there without a cgroup move).
-  auto pid_ns = proc_.namespace_inode(first, "pid");
+  auto pid_ns = observe::ProcReader::namespace_inode_of(
+      proc_.path_of(first, "ns/pid"), reads_->read_links({ProcLink{first, "ns/pid"}}).at(0));
   if (!pid_ns) {
     if (pid_ns.error().vanished)
       return vanished("sandbox '" + sandbox.sandbox_id + "': its first process " +
@@ -160,7 +146,7 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
   auto host_pid_ns = host_.inodes.find("pid");
   if (host_pid_ns == host_.inodes.end() || *pid_ns != host_pid_ns->second) {
     std::optional<ProcessTable> own_table;
-    if (!table) table = &own_table.emplace(ProcessTable::scan(proc_));
+    if (!table) table = &own_table.emplace(scan_processes());
     if (auto it = table->by_pid_namespace.find(*pid_ns); it != table->by_pid_namespace.end())
       members.insert(it->second.begin(), it->second.end());
   }
@@ -174,8 +160,20 @@ Result<MemberObservation> Sampler::read_member(pid_t pid) const {
   m.start_time_ticks = pinned.identity().start_time_ticks;
   DW_TRY(status, proc_.status(pid));
   m.status = std::move(status);
-  for (const char* kind : observe::kNamespaceKinds) {
-    auto inode = proc_.namespace_inode(pid, kind);
+  // The ptrace-mode reads of this member, in one batch: its namespaces, then
+  // its executable.
+  std::vector<ProcLink> links;
+  for (const char* kind : observe::kNamespaceKinds)
+    links.push_back(ProcLink{pid, std::string("ns/") + kind});
+  links.push_back(ProcLink{pid, "exe"});
+  const auto answers = reads_->read_links(links);
+  if (answers.size() != links.size())
+    return fail("pid ", std::to_string(pid), ": ", std::to_string(answers.size()), " answers to ",
+                std::to_string(links.size()), " link reads");
+  for (size_t i = 0; i < std::size(observe::kNamespaceKinds); ++i) {
+    const char* kind = observe::kNamespaceKinds[i];
+    auto inode =
+        observe::ProcReader::namespace_inode_of(proc_.path_of(pid, links[i].name), answers[i]);
     if (inode) {
       m.namespaces[kind] = *inode;
     } else if (inode.error().vanished && !host_.inodes.contains(kind)) {
@@ -195,7 +193,8 @@ Result<MemberObservation> Sampler::read_member(pid_t pid) const {
   m.argv = std::move(argv);
   // A process whose executable cannot be resolved (it exited into a zombie
   // right now, or the exe is on a lazily unmounted fs) still counts.
-  m.exe = proc_.exe_path(pid).value_or("");
+  m.exe =
+      observe::ProcReader::link_target_of(proc_.path_of(pid, "exe"), answers.back()).value_or("");
   if (!pinned.still_alive()) return vanished("pid " + std::to_string(pid) + " exited");
   return m;
 }
@@ -205,20 +204,25 @@ MountView Sampler::read_mount_view(pid_t pid, uint64_t mount_ns,
   MountView view;
   view.mount_namespace = mount_ns;
   view.seen_through = pid;
-  std::string root = (proc_.root() / std::to_string(pid) / "root").string();
-  Fd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd) return view;  // reported as a writable root with nothing masked
-  struct statfs fs {};
-  view.root_readonly = fstatfs(root_fd.get(), &fs) == 0 && (fs.f_flags & ST_RDONLY);
-  for (const auto& path : scope.masked_candidates) {
-    PathState state = path_state(root_fd.get(), path);
+  // Every candidate looked up at once; a masked one is not looked up again
+  // as read-only.
+  std::vector<std::string> paths(scope.masked_candidates.begin(), scope.masked_candidates.end());
+  const size_t masked_count = paths.size();
+  paths.insert(paths.end(), scope.readonly_candidates.begin(), scope.readonly_candidates.end());
+  const RootView root = reads_->root_view(pid, paths);
+  // Not opened: reported as a writable root with nothing masked.
+  if (!root.opened || root.states.size() != paths.size()) return view;
+  view.root_readonly = root.read_only;
+  for (size_t i = 0; i < masked_count; ++i) {
+    const PathState state = root.states[i];
     if (state == PathState::masked ||
-        (state == PathState::absent && scope.declared_masked.contains(path)))
-      view.masked.insert(path);
+        (state == PathState::absent && scope.declared_masked.contains(paths[i])))
+      view.masked.insert(paths[i]);
   }
-  for (const auto& path : scope.readonly_candidates) {
+  for (size_t i = masked_count; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
     if (view.masked.contains(path)) continue;
-    PathState state = path_state(root_fd.get(), path);
+    const PathState state = root.states[i];
     if (state == PathState::read_only ||
         (state == PathState::absent && scope.declared_readonly.contains(path)))
       view.readonly.insert(path);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "observe/proc_reader.hpp"
 #include "projection/observed.hpp"
 #include "sandbox/discovery.hpp"
+#include "sandbox/ptrace_reads.hpp"
 
 namespace driftwatch::sandbox {
 
@@ -24,6 +26,8 @@ namespace driftwatch::sandbox {
 struct ProcessTable {
   std::map<uint64_t, std::vector<pid_t>> by_pid_namespace;
   static ProcessTable scan(const observe::ProcReader& proc);
+  /// The same with the ns/pid links read through `reads`.
+  static ProcessTable scan(const observe::ProcReader& proc, const PtraceReads& reads);
 };
 
 class Sampler {
@@ -36,11 +40,16 @@ class Sampler {
   };
   static HostNamespaces read_host_namespaces(const observe::ProcReader& proc);
 
-  /// Reads the host namespaces now (read_host_namespaces).
+  /// Reads the host namespaces now (read_host_namespaces); does the
+  /// ptrace-mode reads itself (LocalPtraceReads).
   Sampler(observe::ProcReader proc, observe::CgroupReader cgroups);
   /// Compares with `host`, read earlier: the daemon reads them once before
   /// it confines itself into a mount namespace of its own.
   Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host);
+  /// Has `reads` do the ptrace-mode reads (the daemon's sampler: its proc
+  /// peer, app/proc_peer.hpp); null: this process does them.
+  Sampler(observe::ProcReader proc, observe::CgroupReader cgroups, HostNamespaces host,
+          std::shared_ptr<const PtraceReads> reads);
 
   /// Samples `sandbox` now. `table` (optional) is a recent process table;
   /// without one, /proc is scanned. Fails if the sandbox's first process is
@@ -53,6 +62,8 @@ class Sampler {
   Result<std::vector<pid_t>> members(const SandboxRef& sandbox, const ProcessTable* table) const;
 
   const observe::ProcReader& proc() const { return proc_; }
+  /// ProcessTable::scan with this sampler's ptrace-mode reads.
+  ProcessTable scan_processes() const { return ProcessTable::scan(proc_, *reads_); }
   /// Whose namespaces count as the host's: "pid1", or "monitor" where PID
   /// 1's cannot be read (the monitor runs in a sandbox that hides them).
   const std::string& host_namespaces_source() const { return host_.source; }
@@ -65,6 +76,7 @@ class Sampler {
   observe::ProcReader proc_;
   observe::CgroupReader cgroups_;
   HostNamespaces host_;
+  std::shared_ptr<const PtraceReads> reads_;
   observe::CgroupMembership host_cgroups_;  // PID 1's: never a sandbox's own
 };
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -152,6 +153,8 @@ wire::Hello full_hello() {
   hello.confinement = {{"landlock", {{"abi", 4}, {"paths", {"/var/lib/driftwatch"}}}},
                        {"no_new_privs", true}};
   hello.pid = 812;
+  hello.proc_peer_pid = 813;
+  hello.proc_peer_confinement = {{"role", "proc_peer"}, {"capabilities", {"CAP_SYS_PTRACE"}}};
   return hello;
 }
 
@@ -462,6 +465,109 @@ TEST_CASE("wire: unknown ops, fields, namespaces and message types are refused",
   hello = wire::to_json(full_hello());
   hello["pid"] = 0;
   CHECK_THAT(rejection(wire::parse_hello, hello), Contains("hello: pid: 0 is not in 1..4194304"));
+}
+
+TEST_CASE("wire: the proc peer's requests, answers and hello round-trip", "[correlate]") {
+  wire::PeerRequest links;
+  links.id = 4;
+  links.links = {{1, "ns/pid"}, {812, "ns/mnt"}, {812, "exe"}};
+  const auto parsed_links = ok(wire::parse_peer_request(over_the_wire(wire::to_json(links))));
+  CHECK(wire::to_json(parsed_links) == wire::to_json(links));
+  wire::PeerRequest view;
+  view.id = 5;
+  view.op = wire::PeerRequest::Op::root_view;
+  view.pid = 812;
+  view.paths = {"/proc/kcore", std::string("/odd\xff")};
+  const auto parsed_view = ok(wire::parse_peer_request(over_the_wire(wire::to_json(view))));
+  CHECK(wire::to_json(parsed_view) == wire::to_json(view));
+
+  wire::PeerResponse answers;
+  answers.id = 4;
+  answers.links = {{0, "pid:[4026531836]"}, {EACCES, ""}, {0, std::string("/bin/\xfe")}};
+  const auto parsed = ok(wire::parse_peer_response(over_the_wire(wire::to_json(answers)), links));
+  CHECK(wire::to_json(parsed) == wire::to_json(answers));
+  wire::PeerResponse states;
+  states.id = 5;
+  states.root_view =
+      sandbox::RootView{true, true, {sandbox::PathState::masked, sandbox::PathState::absent}};
+  const auto parsed_states =
+      ok(wire::parse_peer_response(over_the_wire(wire::to_json(states)), view));
+  CHECK(wire::to_json(parsed_states) == wire::to_json(states));
+
+  wire::PeerHello hello;
+  hello.pid = 813;
+  hello.confinement = {{"role", "proc_peer"}};
+  const auto parsed_hello = ok(wire::parse_peer_hello(over_the_wire(wire::to_json(hello))));
+  CHECK(wire::to_json(parsed_hello) == wire::to_json(hello));
+  const auto sampler_hello = ok(wire::parse_hello(over_the_wire(wire::to_json(full_hello()))));
+  CHECK(sampler_hello.proc_peer_pid == 813);
+  CHECK(sampler_hello.proc_peer_confinement == full_hello().proc_peer_confinement);
+}
+
+TEST_CASE(
+    "wire: the proc peer refuses a link that is not a namespace or exe, and the sampler an answer "
+    "that does not answer its request",
+    "[correlate]") {
+  wire::PeerRequest links;
+  links.id = 4;
+  links.links = {{1, "ns/pid"}, {2, "exe"}};
+  json request = wire::to_json(links);
+  request["links"][1]["name"] = "mem";
+  CHECK_THAT(rejection(wire::parse_peer_request, request),
+             Contains("peer request: links[1].name: not exe nor ns/<kind>"));
+  request = wire::to_json(links);
+  request["links"][0]["name"] = "ns/../root";
+  CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("links[0].name"));
+  request = wire::to_json(links);
+  request["paths"] = json::array({"/etc"});
+  CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("peer request: paths"));
+  request = wire::to_json(links);
+  request["links"][0]["pid"] = 0;
+  CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("links[0].pid"));
+
+  auto refused = [&](const json& document) {
+    auto parsed = wire::parse_peer_response(document, links);
+    REQUIRE_FALSE(parsed.has_value());
+    return parsed.error().message;
+  };
+  wire::PeerResponse answers;
+  answers.id = 4;
+  answers.links = {{0, "pid:[1]"}, {ENOENT, ""}};
+  json response = wire::to_json(answers);
+  response["id"] = 3;
+  CHECK_THAT(refused(response), Contains("peer response: id: 3 does not answer request 4"));
+  response = wire::to_json(answers);
+  response["links"].erase(1);
+  CHECK_THAT(refused(response), Contains("1 answers to 2 links"));
+  response = wire::to_json(answers);
+  response["links"][1]["target"] = "/etc/shadow";
+  CHECK_THAT(refused(response), Contains("not empty next to an errno"));
+  response = wire::to_json(answers);
+  response["links"][0]["target"] = "";
+  CHECK_THAT(refused(response), Contains("empty without an errno"));
+  response = wire::to_json(answers);
+  response["links"][1]["errno"] = 5000;
+  CHECK_THAT(refused(response), Contains("links[1].errno"));
+  response = wire::to_json(answers);
+  response["root_view"] = {{"opened", true}, {"read_only", false}, {"states", json::array()}};
+  CHECK_THAT(refused(response), Contains("root_view: not null"));
+
+  wire::PeerRequest view;
+  view.id = 5;
+  view.op = wire::PeerRequest::Op::root_view;
+  view.pid = 9;
+  view.paths = {"/a", "/b"};
+  wire::PeerResponse states;
+  states.id = 5;
+  states.root_view = sandbox::RootView{true, false, {sandbox::PathState::masked}};
+  auto short_view = wire::parse_peer_response(wire::to_json(states), view);
+  REQUIRE_FALSE(short_view.has_value());
+  CHECK_THAT(short_view.error().message, Contains("1 states for 2 paths"));
+  json bad_state = wire::to_json(states);
+  bad_state["root_view"]["states"] = json::array({"masked", "secret"});
+  auto unknown = wire::parse_peer_response(bad_state, view);
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK_THAT(unknown.error().message, Contains("'secret' is not one of"));
 }
 
 TEST_CASE("wire: hashes, cpu.max and text must have their one form", "[correlate]") {

@@ -1,7 +1,8 @@
 // libFuzzer target: the sampler/front protocol (correlate/wire.hpp), which
 // each process reads from the other and must survive whatever a compromised
 // peer sends: the byte stream through FrameReader, and every frame's JSON
-// through parse_request, parse_sample, parse_response and parse_hello.
+// through parse_request, parse_sample, parse_response and parse_hello (and
+// the proc peer's parse_peer_request, parse_peer_response, parse_peer_hello).
 //
 // The input is a byte stream of frames (4-byte big-endian length, JSON). So
 // that mutations which break a length still reach the parsers, the bytes
@@ -23,9 +24,9 @@
 //   - all of this for each document with one node replaced by a value of
 //     each JSON type in turn (type flips, fuzz_support.hpp).
 //
-// Seeds (corpus-sweep_wire/) are frames as the two processes write them: a
+// Seeds (corpus-sweep_wire/) are frames as the processes write them: a
 // hello followed by a sweep response, a request with scopes, a failed
-// sample_one response.
+// sample_one response; the proc peer's messages are checked on each too.
 
 #include <cstddef>
 #include <cstdint>
@@ -135,6 +136,44 @@ void check_document(const json& document) {
   auto hello = wire::parse_hello(document);
   check_error(hello, document);
   if (hello) check_canonical(document, *hello, wire::parse_hello, "hello");
+
+  // The sampler and its proc peer.
+  auto peer_request = wire::parse_peer_request(document);
+  check_error(peer_request, document);
+  if (peer_request) {
+    check_canonical(document, *peer_request, wire::parse_peer_request, "peer request");
+    // Answers to it as the peer makes them parse back against it.
+    wire::PeerResponse answer;
+    answer.id = peer_request->id;
+    if (peer_request->op == wire::PeerRequest::Op::links)
+      answer.links.assign(peer_request->links.size(), driftwatch::observe::LinkRead{2, ""});
+    else
+      answer.root_view = driftwatch::sandbox::RootView{
+          true, false,
+          std::vector<driftwatch::sandbox::PathState>(peer_request->paths.size(),
+                                                      driftwatch::sandbox::PathState::absent)};
+    auto parsed = wire::parse_peer_response(through_a_frame(wire::to_json(answer)), *peer_request);
+    if (!parsed)
+      report("a peer's answer does not parse against its request", parsed.error().message);
+  }
+  // Against a fixed request of each op.
+  wire::PeerRequest links;
+  links.id = 1;
+  links.links = {{1, "ns/pid"}, {1, "exe"}};
+  wire::PeerRequest view;
+  view.id = 1;
+  view.op = wire::PeerRequest::Op::root_view;
+  view.pid = 1;
+  view.paths = {"/proc/kcore"};
+  for (const auto* request : {&links, &view}) {
+    auto response = wire::parse_peer_response(document, *request);
+    check_error(response, document);
+    if (response && wire::to_json(*response) != document)
+      report("an accepted peer response is not what to_json writes of it", shown(document));
+  }
+  auto peer_hello = wire::parse_peer_hello(document);
+  check_error(peer_hello, document);
+  if (peer_hello) check_canonical(document, *peer_hello, wire::parse_peer_hello, "peer hello");
 }
 
 // What a reader returns until it needs more bytes or fails.

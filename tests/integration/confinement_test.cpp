@@ -95,9 +95,10 @@ std::vector<std::string> not_owned_by(const fs::path& dir, uid_t uid) {
 }  // namespace
 
 TEST_CASE(
-    "confinement: the running daemon is two processes of its own user: a Landlocked front with "
-    "CAP_DAC_READ_SEARCH alone and read-only mounts, and a sampler with two capabilities that "
-    "writes nothing, owning its state dir and still attesting a container",
+    "confinement: the running daemon is three processes of its own user: a Landlocked front with "
+    "CAP_DAC_READ_SEARCH alone and read-only mounts, a sampler with CAP_DAC_READ_SEARCH alone "
+    "that writes nothing, and its proc peer with CAP_SYS_PTRACE alone that opens nothing but "
+    "O_PATH, owning its state dir and still attesting a container",
     "[root][runc][integration][daemon]") {
   if (auto why = missing_requirement({"root", "runc", "busybox"})) DW_SKIP(*why);
   auto user = driftwatch::app::resolve_daemon_user();
@@ -128,8 +129,27 @@ TEST_CASE(
     CHECK(status.ppid == pid);
     check_credentials(status, *user, mask_of(driftwatch::app::kSamplerCapabilities));
   }
+  REQUIRE(health["processes"]["proc_peer"]["pid"].is_number_integer());
+  const pid_t peer = health["processes"]["proc_peer"]["pid"].get<pid_t>();
+  CHECK(peer != pid);
+  CHECK(peer != sampler);
+  {
+    INFO("proc peer");
+    const auto status = status_of(peer);
+    CHECK(status.ppid == sampler);
+    check_credentials(status, *user, mask_of(driftwatch::app::kProcPeerCapabilities));
+  }
+  // No process holds both: the one that reads content cannot reach other
+  // users' roots and memory, the one that can reads no content.
+  CHECK((mask_of(driftwatch::app::kSamplerCapabilities) &
+         mask_of(driftwatch::app::kProcPeerCapabilities)) == 0);
   CHECK_THAT(daemon.log(), Catch::Contains("confined: running as " + user->name));
-  CHECK(health["capabilities"] == json({"CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"}));
+  CHECK(health["capabilities"] == json({"CAP_DAC_READ_SEARCH"}));
+  CHECK(health["confinement"]["proc_peer"]["role"] == "proc_peer");
+  CHECK(health["confinement"]["proc_peer"]["capabilities"] == json({"CAP_SYS_PTRACE"}));
+  CHECK(health["confinement"]["proc_peer"]["opens"] == "O_PATH only: no file content can be read");
+  CHECK(health["confinement"]["proc_peer"]["read_only_mounts"] == true);
+  CHECK(health["confinement"]["sampler"]["capabilities"] == json({"CAP_DAC_READ_SEARCH"}));
   CHECK(health["confinement"]["front"]["role"] == "front");
   CHECK(health["confinement"]["front"]["capabilities"] == json({"CAP_DAC_READ_SEARCH"}));
   CHECK(health["confinement"]["front"]["landlocked"] == true);
@@ -170,6 +190,9 @@ TEST_CASE(
   const std::string sampler_mnt = link_target("/proc/" + std::to_string(sampler) + "/ns/mnt");
   CHECK(sampler_mnt != host_mnt);
   CHECK(sampler_mnt != own_mnt);
+  const std::string peer_mnt = link_target("/proc/" + std::to_string(peer) + "/ns/mnt");
+  CHECK(peer_mnt != host_mnt);
+  CHECK(peer_mnt != sampler_mnt);
   auto mountinfo = driftwatch::read_file("/proc/" + std::to_string(pid) + "/mountinfo", 1 << 20);
   REQUIRE(mountinfo);
   auto mounts = driftwatch::observe::parse_mountinfo(*mountinfo);
@@ -190,6 +213,8 @@ TEST_CASE(
   // The sampler ends with the front.
   driftwatch::testing::wait_until("the sampler process to end", std::chrono::seconds(5),
                                   [&] { return !fs::exists("/proc/" + std::to_string(sampler)); });
+  driftwatch::testing::wait_until("the proc peer to end", std::chrono::seconds(5),
+                                  [&] { return !fs::exists("/proc/" + std::to_string(peer)); });
 }
 
 TEST_CASE("confinement: a state_dir writable by others is refused at startup, its mode untouched",
@@ -265,22 +290,41 @@ TEST_CASE(
   CHECK(daemon.stop() == 0);
 }
 
+namespace {
+
+// Kills the daemon's `process` ("sampler", "proc_peer" of /healthz) and
+// sees the daemon say why (`how` in its log) and exit 1.
+void check_stops_when_killed(const char* process, const std::string& how) {
+  DaemonUnderTest daemon;
+  daemon.start();
+  auto health = daemon.get("/healthz");
+  INFO(health.dump());
+  REQUIRE(health["processes"][process]["pid"].is_number_integer());
+  const pid_t pid = health["processes"][process]["pid"].get<pid_t>();
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  driftwatch::testing::wait_until("the daemon to notice", std::chrono::seconds(30), [&] {
+    return daemon.log().find("nothing can be sampled any more") != std::string::npos;
+  });
+  INFO(daemon.log());
+  CHECK_THAT(daemon.log(), Catch::Contains(how));
+  CHECK(daemon.stop() == 1);
+}
+
+}  // namespace
+
 TEST_CASE(
     "confinement: when the sampler process dies, the daemon says why and exits 1 for its service "
     "manager to restart it, instead of serving stale verdicts",
     "[root][integration][daemon]") {
   if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
-  DaemonUnderTest daemon;
-  daemon.start();
-  auto health = daemon.get("/healthz");
-  INFO(health.dump());
-  REQUIRE(health["processes"]["sampler"]["pid"].is_number_integer());
-  const pid_t sampler = health["processes"]["sampler"]["pid"].get<pid_t>();
-  REQUIRE(::kill(sampler, SIGKILL) == 0);
-  driftwatch::testing::wait_until("the daemon to notice", std::chrono::seconds(20), [&] {
-    return daemon.log().find("nothing can be sampled any more") != std::string::npos;
-  });
-  INFO(daemon.log());
-  CHECK_THAT(daemon.log(), Catch::Contains("was killed by SIGKILL"));
-  CHECK(daemon.stop() == 1);
+  check_stops_when_killed("sampler", "was killed by SIGKILL");
+}
+
+TEST_CASE(
+    "confinement: when the sampler's proc peer dies, the sampler exits and the daemon stops "
+    "with exit 1, instead of sampling without namespaces",
+    "[root][integration][daemon]") {
+  if (auto why = missing_requirement({"root"})) DW_SKIP(*why);
+  // The sampler's exit code for a failed proc peer (run_sampler_process).
+  check_stops_when_killed("proc_peer", "exited with status 5");
 }
