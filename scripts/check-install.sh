@@ -8,7 +8,8 @@
 #    driftwatch --help, keygen, trust add, sign of the installed example
 #    launch payload, project of its config;
 #  - the installed unit names the installed binary and passes
-#    `systemd-analyze verify` with no word said;
+#    `systemd-analyze verify` with no word said; the installed sysusers.d
+#    file makes the driftwatch user (systemd-sysusers --root, a scratch root);
 #  - the installed prometheus.yml and federation configs find the installed
 #    alert rules (promtool check config), where promtool is installed;
 #  - as root: the installed daemon starts on the installed example node
@@ -73,6 +74,16 @@ if command -v systemd-analyze >/dev/null; then
   echo "systemd-analyze verify: no warnings"
 else
   echo "systemd-analyze not found: the installed unit is not verified here"
+fi
+
+if command -v systemd-sysusers >/dev/null; then
+  echo "== the installed sysusers.d file makes the driftwatch user (in a scratch root)"
+  mkdir -p "$work/sysroot/etc"
+  systemd-sysusers --root="$work/sysroot" "$prefix/lib/sysusers.d/driftwatch.conf" >/dev/null 2>&1 ||
+    fail "systemd-sysusers refused lib/sysusers.d/driftwatch.conf"
+  grep -q '^driftwatch:x:[0-9]*:[0-9]*:.*:/usr/sbin/nologin$' "$work/sysroot/etc/passwd" ||
+    fail "systemd-sysusers made no driftwatch user from lib/sysusers.d/driftwatch.conf"
+  echo "systemd-sysusers: driftwatch user made"
 fi
 
 if command -v promtool >/dev/null; then
