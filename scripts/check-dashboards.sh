@@ -7,7 +7,9 @@
 #  - deploy/prometheus.yml is a valid Prometheus config;
 #  - dashboards/driftwatch.json is JSON, every panel target has an expr, and
 #    every expr (and annotation query) parses as PromQL once the Grafana
-#    variables are replaced as the integration test replaces them.
+#    variables are replaced as the integration test replaces them, and it
+#    imports as it is: its one __inputs entry is the Prometheus data source
+#    DS_PROMETHEUS, and every panel, target and variable uses it.
 # Exits 77 (CTest: skipped) when promtool or python3 is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,9 +58,37 @@ def substituted(expr):
     return expr
 
 variables = {v.get("name") for v in dashboard.get("templating", {}).get("list", [])}
-for needed in ("datasource", "node", "sandbox"):
+for needed in ("node", "sandbox"):
     if needed not in variables:
         errors.append(f"templating has no variable '{needed}'")
+
+# Importable as it is (Grafana "Import dashboard"): the data source is the
+# import's one input, DS_PROMETHEUS, and every Prometheus data source
+# reference in the file (panels, their targets, the variables' queries) is
+# that input, so the import dialog asks for it and nothing points at a data
+# source uid of the machine the dashboard was made on.
+INPUT = "${DS_PROMETHEUS}"
+inputs = [i for i in dashboard.get("__inputs", []) if isinstance(i, dict)]
+if not any(i.get("name") == "DS_PROMETHEUS" and i.get("type") == "datasource"
+           and i.get("pluginId") == "prometheus" for i in inputs):
+    errors.append("__inputs has no DS_PROMETHEUS datasource input (pluginId prometheus)")
+for i in inputs:
+    if i.get("name") != "DS_PROMETHEUS":
+        errors.append(f"__inputs: unexpected input {i.get('name')!r}: the import would ask for it")
+
+def datasource_refs(node, where):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield where, value
+            yield from datasource_refs(value, where + "." + key)
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            yield from datasource_refs(value, f"{where}[{n}]")
+
+for where, ref in datasource_refs({k: v for k, v in dashboard.items() if k != "annotations"}, "$"):
+    if not (isinstance(ref, dict) and ref.get("type") == "prometheus" and ref.get("uid") == INPUT):
+        errors.append(f"{where}: datasource {json.dumps(ref)} is not the {INPUT} input")
 
 def all_panels(panels):
     for panel in panels:
@@ -83,8 +113,8 @@ for panel in all_panels(dashboard.get("panels", [])):
             errors.append(f"panel '{title}' target {target.get('refId')} has no expr")
             continue
         queries.append((f"panel '{title}' target {target.get('refId')}", expr))
-    if panel.get("datasource", {}).get("uid") != "${datasource}":
-        errors.append(f"panel '{title}' does not use the ${{datasource}} variable")
+    if panel.get("datasource", {}).get("uid") != INPUT:
+        errors.append(f"panel '{title}' does not use the {INPUT} input")
 for annotation in dashboard.get("annotations", {}).get("list", []):
     if annotation.get("expr"):
         queries.append((f"annotation '{annotation.get('name')}'", annotation["expr"]))

@@ -408,15 +408,59 @@ int run_cli(int argc, char** argv) {
       ->required();
 
   std::string sign_key, sign_type, sign_payload;
+  LaunchFromOci sign_oci;
   auto* sign = app.add_subcommand(
       "sign",
       "Wrap a launch or grant payload in a signed DSSE envelope, printed as one line (append it "
-      "to a launch journal or POST it). config_sha256 is filled in when missing.");
+      "to a launch journal or POST it). config_sha256 is filled in when missing; a payload "
+      "every driftwatch would reject as malformed is refused (exit 2). With --oci-config, the "
+      "launch payload is made from an OCI runtime config.json and the options below.");
   sign->add_option("--key", sign_key, "private key PEM (from driftwatch keygen)")->required();
   sign->add_option("--type", sign_type, "payload type")
       ->required()
       ->check(CLI::IsMember({"launch", "grant"}));
-  sign->add_option("payload", sign_payload, "the payload JSON file")->required();
+  auto* sign_from = sign->add_option_group("payload", "what to sign (exactly one)");
+  sign_from->add_option("payload", sign_payload, "the payload JSON file");
+  auto* sign_oci_config = sign_from->add_option(
+      "--oci-config", sign_oci.oci_config,
+      "make the launch payload from this OCI runtime config.json (a bundle's, as handed to the "
+      "runtime)");
+  sign_from->require_option(1);
+  auto* sign_launch_id =
+      sign->add_option("--launch-id", sign_oci.launch_id, "with --oci-config: the launch id");
+  auto* sign_sandbox_id = sign->add_option("--sandbox-id", sign_oci.sandbox_id,
+                                           "with --oci-config: the container id it runs as");
+  auto* sign_requested_by = sign->add_option("--requested-by", sign_oci.requested_by,
+                                             "with --oci-config: who asked for the launch");
+  auto* sign_runtime =
+      sign->add_option("--runtime", sign_oci.runtime, "with --oci-config: runc or crun")
+          ->capture_default_str();
+  auto* sign_issued_at = sign->add_option("--issued-at", sign_oci.issued_at,
+                                          "with --oci-config: RFC 3339 time (default: now)");
+  for (auto* option :
+       {sign_launch_id, sign_sandbox_id, sign_requested_by, sign_runtime, sign_issued_at})
+    option->needs(sign_oci_config);
+
+  std::string trust_file = "/etc/driftwatch/trust.json", trust_role, trust_key, trust_name;
+  auto* trust = app.add_subcommand(
+      "trust", "Manage the node's trust file (which keys may sign launch events and grants).");
+  trust->require_subcommand(1);
+  auto* trust_add = trust->add_subcommand(
+      "add",
+      "Add a public key to a role of the trust file, atomically (created when missing). Refused, "
+      "with the file as it was: not an Ed25519 public key PEM, a name already used, a key "
+      "already trusted in either role. The daemon reads the file at start.");
+  trust_add
+      ->add_option("--role", trust_role,
+                   "control_plane (may sign launch events) or operator (may sign grants)")
+      ->required()
+      ->check(CLI::IsMember({"control_plane", "operator"}));
+  trust_add->add_option("--key", trust_key, "public key PEM (NAME.pub from driftwatch keygen)")
+      ->required();
+  trust_add->add_option("--name", trust_name,
+                        "the key's name in the trust file (default: the key file's name "
+                        "without .pub)");
+  trust_add->add_option("--trust", trust_file, "the trust file")->capture_default_str();
 
   Target inspect_target;
   auto* inspect = app.add_subcommand(
@@ -510,7 +554,7 @@ int run_cli(int argc, char** argv) {
     std::string names;
     bool known = false;
     for (const CLI::App* command :
-         {run, inspect, project, diff, keygen, sign, verify, report, demo}) {
+         {run, inspect, project, diff, keygen, sign, trust, verify, report, demo}) {
       known |= command->get_name() == argv[1];
       names += (names.empty() ? "" : ", ") + command->get_name();
     }
@@ -541,7 +585,20 @@ int run_cli(int argc, char** argv) {
     if (*run)
       return cmd_run(run_config ? std::optional<std::filesystem::path>(*run_config) : std::nullopt);
     if (*keygen) return cmd_keygen(keygen_name, keygen_out);
+    if (*sign && sign_oci_config->count() > 0) {
+      if (sign_type != "launch") {
+        std::cerr << "driftwatch: sign --oci-config makes launch payloads: use --type launch\n";
+        return kExitBadInput;
+      }
+      for (auto* option : {sign_launch_id, sign_sandbox_id, sign_requested_by})
+        if (option->count() == 0) {
+          std::cerr << "driftwatch: sign --oci-config needs " << option->get_name() << "\n";
+          return kExitBadInput;
+        }
+      return cmd_sign_oci(sign_key, sign_oci);
+    }
     if (*sign) return cmd_sign(sign_key, sign_type, sign_payload);
+    if (*trust_add) return cmd_trust_add(trust_file, trust_role, trust_key, trust_name);
     if (*inspect) return cmd_inspect(inspect_target, inspect_daemon);
     if (*project) return cmd_project(project_config);
     if (*diff) return cmd_diff(diff_config, diff_target);

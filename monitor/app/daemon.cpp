@@ -797,9 +797,23 @@ json healthz(const Daemon& d) {
   for (const char* v : correlate::kVerdicts) verdicts[v] = 0;
   for (const auto& [id, s] : d.correlator.statuses())
     if (s.verdict) verdicts[*s.verdict] = verdicts[*s.verdict].get<int>() + 1;
+  // "degraded": running, but unable to do what it is for. Each reason says
+  // what is missing and what follows from it.
+  json reasons = json::array();
+  const ingest::TrustStore& trust = d.ingestor->trust();
+  if (trust.empty()) {
+    reasons.push_back("no trust key is loaded (" + d.config.trust.string() +
+                      " is missing or lists none): no launch event or grant can be accepted and "
+                      "every sandbox ends unattested; add keys with driftwatch trust add and "
+                      "restart");
+  } else if (trust.count(ingest::TrustRole::control_plane) == 0) {
+    reasons.push_back("no control_plane key in " + d.config.trust.string() +
+                      ": no launch event can be accepted and every sandbox ends unattested");
+  }
   return json{
       {"engines", engines_health(d)},
-      {"status", "ok"},
+      {"status", reasons.empty() ? "ok" : "degraded"},
+      {"reasons", reasons},
       {"node", d.config.node_name},
       {"host_namespaces", d.sampler ? json(d.sampler->hello().host_namespaces.source) : json()},
       {"user", d.confinement ? json{{"name", d.confinement->user.name},

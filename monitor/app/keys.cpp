@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <optional>
 #include <vector>
@@ -20,6 +21,8 @@
 #include "common/sha256.hpp"
 #include "evidence/note.hpp"
 #include "ingest/envelope.hpp"
+#include "ingest/ingestor.hpp"
+#include "ingest/trust.hpp"
 
 namespace driftwatch::app {
 namespace {
@@ -197,55 +200,124 @@ int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir) {
   return kOk;
 }
 
-int cmd_sign(const std::filesystem::path& key_pem, const std::string& type,
-             const std::filesystem::path& payload_json) {
-  std::string payload_type;
-  if (type == "launch") {
-    payload_type = ingest::kLaunchPayloadType;
-  } else if (type == "grant") {
-    payload_type = ingest::kGrantPayloadType;
-  } else {
-    return report("--type must be launch or grant, not \"" + type + "\"");
-  }
+namespace {
 
-  auto pem = read_small_file(key_pem, 64 * 1024, "key file");
-  if (!pem) return report(pem.error().message);
-  auto key = Ed25519PrivateKey::from_pem(*pem);
-  if (!key) return report(key_pem.string() + ": " + key.error().message);
+Result<Ed25519PrivateKey> read_private_key(const std::filesystem::path& key_pem) {
+  DW_TRY(pem, read_small_file(key_pem, 64 * 1024, "key file"));
+  auto key = Ed25519PrivateKey::from_pem(pem);
+  if (!key) return wrap(key.error(), key_pem.string(), ": ");
+  return key;
+}
 
-  auto text = read_small_file(payload_json, ingest::kMaxEnvelopeBytes, "payload file");
-  if (!text) return report(text.error().message);
-  auto payload = parse_json(*text, payload_json.string());
-  if (!payload) return report(payload.error().message);
-  if (!payload->is_object()) {
-    return report(payload_json.string() + " is a JSON " + payload->type_name() + ", but a " + type +
+// Fills in config_sha256, refuses what the ingestor would call malformed,
+// signs the canonical payload and prints the envelope line. `source` names
+// the payload in messages.
+int sign_payload(const Ed25519PrivateKey& key, ingest::EnvelopeKind kind, json payload,
+                 const std::string& source) {
+  const std::string type = ingest::to_string(kind);
+  if (!payload.is_object()) {
+    return report(source + " is a JSON " + payload.type_name() + ", but a " + type +
                   " payload is an object");
   }
 
-  if (const auto config = payload->find("config"); config != payload->end()) {
+  if (const auto config = payload.find("config"); config != payload.end()) {
     auto canonical_config = canonical_json(*config);
-    if (!canonical_config)
-      return report(payload_json.string() + ": config: " + canonical_config.error().message);
+    if (!canonical_config) return report(source + ": config: " + canonical_config.error().message);
     const std::string computed = sha256_hex(*canonical_config);
-    const auto claimed = payload->find("config_sha256");
-    if (claimed == payload->end()) {
-      (*payload)["config_sha256"] = computed;
+    const auto claimed = payload.find("config_sha256");
+    if (claimed == payload.end()) {
+      payload["config_sha256"] = computed;
     } else if (!claimed->is_string() || claimed->get<std::string>() != computed) {
-      return report(payload_json.string() + ": config_sha256 is " + claimed->dump() +
+      return report(source + ": config_sha256 is " + claimed->dump() +
                     " but the canonical JSON of config hashes to " + computed +
                     "; remove config_sha256 to have it filled in");
     }
   }
+  // What every driftwatch would reject as malformed is not worth a
+  // signature: say so here, where the sender can fix it.
+  if (auto problem = ingest::payload_problem(kind, payload); !problem.empty()) {
+    return report(source + ": not a " + type + " payload: it " + problem +
+                  " (see docs/formats.md)");
+  }
 
-  auto body = canonical_json(*payload);
-  if (!body) return report(payload_json.string() + ": " + body.error().message);
-  const std::string envelope = ingest::sign_envelope(payload_type, *body, *key);
+  auto body = canonical_json(payload);
+  if (!body) return report(source + ": " + body.error().message);
+  const std::string envelope = ingest::sign_envelope(
+      kind == ingest::EnvelopeKind::launch ? ingest::kLaunchPayloadType : ingest::kGrantPayloadType,
+      *body, key);
   if (envelope.size() > ingest::kMaxEnvelopeBytes) {
-    return report("the envelope for " + payload_json.string() + " would be " +
-                  std::to_string(envelope.size()) +
+    return report("the envelope for " + source + " would be " + std::to_string(envelope.size()) +
                   " bytes, more than the 1 MiB every driftwatch refuses");
   }
   std::cout << envelope << "\n" << std::flush;
+  return kOk;
+}
+
+}  // namespace
+
+int cmd_sign(const std::filesystem::path& key_pem, const std::string& type,
+             const std::filesystem::path& payload_json) {
+  std::optional<ingest::EnvelopeKind> kind;
+  if (type == "launch") kind = ingest::EnvelopeKind::launch;
+  if (type == "grant") kind = ingest::EnvelopeKind::grant;
+  if (!kind) return report("--type must be launch or grant, not \"" + type + "\"");
+
+  auto key = read_private_key(key_pem);
+  if (!key) return report(key.error().message);
+  auto text = read_small_file(payload_json, ingest::kMaxEnvelopeBytes, "payload file");
+  if (!text) return report(text.error().message);
+  auto payload = parse_json(*text, payload_json.string());
+  if (!payload) return report(payload.error().message);
+  return sign_payload(*key, *kind, std::move(*payload), payload_json.string());
+}
+
+int cmd_sign_oci(const std::filesystem::path& key_pem, const LaunchFromOci& launch) {
+  auto key = read_private_key(key_pem);
+  if (!key) return report(key.error().message);
+  // The config exactly as the runtime reads it: the hash is over its
+  // canonical JSON, so formatting does not matter, content does.
+  auto text = read_small_file(launch.oci_config, 4u << 20, "OCI config");
+  if (!text) return report(text.error().message);
+  auto config = parse_json(*text, launch.oci_config.string());
+  if (!config) return report(config.error().message);
+  const std::string issued_at = launch.issued_at.empty()
+                                    ? ingest::format_rfc3339(static_cast<int64_t>(::time(nullptr)))
+                                    : launch.issued_at;
+  json payload{{"launch_id", launch.launch_id},       {"sandbox_id", launch.sandbox_id},
+               {"runtime", launch.runtime},           {"issued_at", issued_at},
+               {"requested_by", launch.requested_by}, {"config", std::move(*config)}};
+  return sign_payload(*key, ingest::EnvelopeKind::launch, std::move(payload),
+                      "the launch payload from " + launch.oci_config.string());
+}
+
+int cmd_trust_add(const std::filesystem::path& trust_file, const std::string& role_name,
+                  const std::filesystem::path& public_key, std::string name) {
+  auto role = ingest::parse_trust_role(role_name);
+  if (!role) return report(role.error().message);
+  if (name.empty()) {
+    name = public_key.filename().string();
+    for (const char* suffix : {".pub", ".pem"})
+      if (name.size() > std::strlen(suffix) && name.ends_with(suffix))
+        name.resize(name.size() - std::strlen(suffix));
+  }
+  auto pem = read_small_file(public_key, 64 * 1024, "public key file");
+  if (!pem) return report(pem.error().message);
+  auto existing = read_regular_file_if_exists(trust_file, 1 << 20, "trust file");
+  if (!existing) return report(existing.error().message);
+  auto text = ingest::add_trusted_key(*existing, *role, name, *pem);
+  if (!text) return report(trust_file.string() + ": " + text.error().message);
+  // Public keys: readable by whoever audits the node. An existing file
+  // keeps its mode.
+  mode_t mode = 0644;
+  struct stat st {};
+  if (*existing && ::stat(trust_file.c_str(), &st) == 0) mode = st.st_mode & 07777;
+  if (auto written = replace_file_durably(trust_file, *text, mode, "trust file"); !written)
+    return report(written.error().message);
+  auto key = Ed25519PublicKey::from_pem(*pem);  // checked by add_trusted_key
+  if (!key) return report(public_key.string() + ": " + key.error().message);
+  const json summary = {
+      {"trust", trust_file.string()}, {"role", role_name}, {"name", name}, {"keyid", key->keyid()}};
+  std::cout << summary.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
   return kOk;
 }
 

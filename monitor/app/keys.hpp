@@ -54,4 +54,32 @@ int cmd_keygen(const std::string& name, const std::filesystem::path& out_dir);
 int cmd_sign(const std::filesystem::path& key_pem, const std::string& type,
              const std::filesystem::path& payload_json);
 
+/// What `driftwatch sign --oci-config` makes a launch payload of: the OCI
+/// runtime config.json the control plane handed the runtime, and the fields
+/// around it.
+struct LaunchFromOci {
+  std::filesystem::path oci_config;
+  std::string launch_id;
+  std::string sandbox_id;
+  std::string runtime = "runc";
+  std::string requested_by;
+  std::string issued_at;  // RFC 3339; empty: now
+};
+
+/// `driftwatch sign --type launch --oci-config FILE ...`: builds the launch
+/// payload {launch_id, sandbox_id, runtime, issued_at, requested_by, config,
+/// config_sha256} from `launch` and signs it as cmd_sign does. Returns the
+/// exit code: 0, or 2 with one "driftwatch: ..." line on stderr.
+int cmd_sign_oci(const std::filesystem::path& key_pem, const LaunchFromOci& launch);
+
+/// `driftwatch trust add --role ROLE --key PUB.pem [--name NAME] [--trust
+/// FILE]`: adds the public key to the role in the trust file (created when
+/// missing), replacing the file atomically (ingest::add_trusted_key says
+/// what is refused). `name` empty: the key file's name without .pub/.pem.
+/// Prints one JSON line {"trust", "role", "name", "keyid"}. Returns the exit
+/// code: 0, or 2 with one "driftwatch: ..." line on stderr and the file as
+/// it was.
+int cmd_trust_add(const std::filesystem::path& trust_file, const std::string& role,
+                  const std::filesystem::path& public_key, std::string name);
+
 }  // namespace driftwatch::app

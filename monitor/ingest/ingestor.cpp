@@ -168,6 +168,33 @@ std::string field_problem(const json& payload, const FieldSpec& spec) {
   return "";
 }
 
+}  // namespace
+
+std::string payload_problem(EnvelopeKind kind, const json& payload) {
+  if (!payload.is_object())
+    return std::string("is a JSON ") + payload.type_name() + ", not an object";
+  const auto fields = kind == EnvelopeKind::launch ? std::span<const FieldSpec>(kLaunchFields)
+                                                   : std::span<const FieldSpec>(kGrantFields);
+  for (const auto& spec : fields) {
+    if (auto problem = field_problem(payload, spec); !problem.empty()) return problem;
+  }
+  // A signed field nobody reads would look enforced to an auditor and is not.
+  for (const auto& [key, value] : payload.items()) {
+    bool known = false;
+    for (const auto& spec : fields) known = known || key == spec.name;
+    if (!known) return "has an unknown field \"" + key + "\"";
+  }
+  // The config is judged against live sandboxes for as long as the launch
+  // lives: one whose declared projection cannot be computed is refused here,
+  // not discovered later by the sweep.
+  if (auto declared = projection::declared_projection(payload.at("config")); !declared) {
+    return "has a config whose declared projection cannot be computed: " + declared.error().message;
+  }
+  return "";
+}
+
+namespace {
+
 // An envelope whose shape, signature and signer's role are good: what is
 // left to decide needs the ingestor's state.
 struct Checked {
@@ -240,24 +267,7 @@ std::expected<Checked, IngestOutcome> check_envelope(const TrustStore& trust,
     return std::unexpected(
         rejection(IngestResult::malformed, named + " " + problem, checked.id, checked.kind));
   };
-  const auto fields = *kind == EnvelopeKind::launch ? std::span<const FieldSpec>(kLaunchFields)
-                                                    : std::span<const FieldSpec>(kGrantFields);
-  for (const auto& spec : fields) {
-    if (auto problem = field_problem(*payload, spec); !problem.empty()) return malformed(problem);
-  }
-  // A signed field nobody reads would look enforced to an auditor and is not.
-  for (const auto& [key, value] : payload->items()) {
-    bool known = false;
-    for (const auto& spec : fields) known = known || key == spec.name;
-    if (!known) return malformed("has an unknown field \"" + key + "\"");
-  }
-  // The config is judged against live sandboxes for as long as the launch
-  // lives: one whose declared projection cannot be computed is refused here,
-  // not discovered later by the sweep.
-  if (auto declared = projection::declared_projection(payload->at("config")); !declared) {
-    return malformed("has a config whose declared projection cannot be computed: " +
-                     declared.error().message);
-  }
+  if (auto problem = payload_problem(*kind, *payload); !problem.empty()) return malformed(problem);
 
   // Every signature present must verify, whatever its position: a bad one
   // cannot hide behind a good one or the reverse. A forged signature by a

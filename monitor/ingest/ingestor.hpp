@@ -27,6 +27,13 @@ enum class EnvelopeKind { launch, grant };
 
 std::string to_string(EnvelopeKind kind);  // "launch" / "grant"
 
+/// What is wrong with a launch or grant payload's shape, as the ingestor
+/// judges it before any signature ("has no \"launch_id\"", "has an unknown
+/// field \"x\"", a config whose declared projection cannot be computed), or
+/// "" when it is well-formed. For `driftwatch sign`, which refuses to sign
+/// what every driftwatch would reject as malformed.
+std::string payload_problem(EnvelopeKind kind, const nlohmann::json& payload);
+
 struct IngestOutcome {
   IngestResult result = IngestResult::malformed;
   std::string reason;  // one readable sentence

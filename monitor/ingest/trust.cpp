@@ -100,6 +100,39 @@ Result<TrustStore> TrustStore::parse(std::string_view text, std::string_view wha
   return store;
 }
 
+Result<TrustRole> parse_trust_role(std::string_view name) {
+  if (name == "control_plane") return TrustRole::control_plane;
+  if (name == "operator") return TrustRole::operator_;
+  return fail("unknown trust role \"", name,
+              "\" (control_plane: may sign launch events; operator: may sign grants)");
+}
+
+Result<std::string> add_trusted_key(const std::optional<std::string>& existing, TrustRole role,
+                                    const std::string& name, const std::string& public_key_pem) {
+  json doc = json::object();
+  if (existing) {
+    // Checked whole first: a key is never added to a file that does not load.
+    DW_TRY(store, TrustStore::parse(*existing, "the trust file"));
+    (void)store;
+    DW_TRY(parsed, parse_json(*existing, "the trust file"));
+    doc = std::move(parsed);
+  }
+  if (public_key_pem.find("PRIVATE KEY-----") != std::string::npos)
+    return fail("key \"", name,
+                "\" is a private key: a trust file holds public keys only (NAME.pub from "
+                "driftwatch keygen); keep the private key where it signs");
+  auto key = Ed25519PublicKey::from_pem(public_key_pem);
+  if (!key) return wrap(key.error(), "key \"", name, "\": ");
+  const std::string role_name = to_string(role);
+  if (!doc.contains(role_name)) doc[role_name] = json::array();
+  doc[role_name].push_back(json{{"name", name}, {"public_key_pem", public_key_pem}});
+  std::string text = doc.dump(2) + "\n";
+  // The same rules as at load: one role per key, one key per name.
+  DW_TRY(checked, TrustStore::parse(text, "the trust file with \"" + name + "\" added"));
+  (void)checked;
+  return text;
+}
+
 Result<TrustStore> TrustStore::load(const std::filesystem::path& path) {
   // Named by configuration: never followed through a link, never waited on
   // (a FIFO), refused unless a regular file.

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,18 @@ struct TrustedKey {
   std::string keyid;
   Ed25519PublicKey key;
 };
+
+/// Parses a role's name as trust.json spells it ("control_plane", "operator").
+Result<TrustRole> parse_trust_role(std::string_view name);
+
+/// `driftwatch trust add`: the text of trust file `existing` (nullopt: there
+/// is none yet) with the public key `public_key_pem` added to `role` under
+/// `name`. The result is what TrustStore::parse accepts, or an error saying
+/// why not: not one Ed25519 public key PEM block (a private key included),
+/// a name already used, the key already in either role, or an `existing`
+/// text that does not load. Keys already there stay as they were, in order.
+Result<std::string> add_trusted_key(const std::optional<std::string>& existing, TrustRole role,
+                                    const std::string& name, const std::string& public_key_pem);
 
 class TrustStore {
  public:

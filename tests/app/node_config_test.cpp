@@ -288,3 +288,20 @@ TEST_CASE("node config: load refuses a FIFO at once, a link and a directory, nam
   CHECK(directory.error().message ==
         "config " + dir.path.string() + " is a directory, not a regular file");
 }
+
+TEST_CASE("node config: the example in deploy/examples parses to itself, every key given",
+          "[app]") {
+  const auto path = std::filesystem::path(DRIFTWATCH_FIXTURES).parent_path().parent_path() /
+                    "deploy" / "examples" / "node.json";
+  auto config = load_node_config(path);
+  INFO((config ? "" : config.error().message));
+  REQUIRE(config);
+  CHECK(config->node_name == "node-1");
+  CHECK(config->state_dir == "/var/lib/driftwatch");
+  CHECK_FALSE(config->policy);
+  std::ifstream in(path);
+  const json example = json::parse(in);
+  // Every key of the effective config is written out in the example, with
+  // the value it takes: nothing in it is ignored, nothing is left implicit.
+  CHECK(to_json(*config) == example);
+}

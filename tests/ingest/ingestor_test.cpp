@@ -1048,3 +1048,23 @@ TEST_CASE("ingestor: restore skips a stored grant issued before its launch", "[i
   CHECK(second.launch("L-1") != nullptr);
   CHECK(second.latest_grant("L-1") == nullptr);
 }
+
+TEST_CASE("ingestor: payload_problem names what makes a payload malformed, nothing for good ones",
+          "[ingest]") {
+  CHECK(payload_problem(EnvelopeKind::launch, launch_payload()) == "");
+  CHECK(payload_problem(EnvelopeKind::grant, grant_payload()) == "");
+  CHECK(payload_problem(EnvelopeKind::launch, json{{"hello", "world"}}) == "has no \"launch_id\"");
+  CHECK(payload_problem(EnvelopeKind::grant, launch_payload()) == "has no \"grant_id\"");
+  CHECK(payload_problem(EnvelopeKind::launch, json::array()) == "is a JSON array, not an object");
+  json extra = launch_payload();
+  extra["priority"] = 1;
+  CHECK(payload_problem(EnvelopeKind::launch, extra) == "has an unknown field \"priority\"");
+  json bad_id = launch_payload();
+  bad_id["launch_id"] = "L 1";
+  CHECK_THAT(payload_problem(EnvelopeKind::launch, bad_id),
+             Catch::Contains("\"launch_id\" must be 1 to 256 characters"));
+  json bad_config = launch_payload();
+  bad_config["config"]["process"]["user"]["uid"] = "root";
+  CHECK_THAT(payload_problem(EnvelopeKind::launch, bad_config),
+             Catch::Contains("declared projection cannot be computed"));
+}

@@ -237,3 +237,58 @@ TEST_CASE("trust: load refuses a trust file whose entry holds two keys", "[inges
   CHECK_THAT(store.error().message,
              Catch::Contains(path.string()) && Catch::Contains("more than one"));
 }
+
+TEST_CASE("trust: add_trusted_key makes a file that loads, and refuses what load refuses",
+          "[ingest]") {
+  const Ed25519PublicKey cp = new_public_key();
+  const Ed25519PublicKey alice = new_public_key();
+  auto first = add_trusted_key(std::nullopt, TrustRole::control_plane, "cp-1", cp.pem());
+  REQUIRE(first);
+  auto second = add_trusted_key(*first, TrustRole::operator_, "alice", alice.pem());
+  REQUIRE(second);
+  auto store = TrustStore::parse(*second, "added");
+  REQUIRE(store);
+  REQUIRE(store->find(cp.keyid()) != nullptr);
+  CHECK(store->find(cp.keyid())->name == "cp-1");
+  CHECK(store->find(cp.keyid())->role == TrustRole::control_plane);
+  CHECK(store->find(alice.keyid())->role == TrustRole::operator_);
+  // Keys already there stay first and as they were.
+  CHECK(json::parse(*second)["control_plane"] == json::parse(*first)["control_plane"]);
+
+  auto private_key = Ed25519PrivateKey::generate();
+  REQUIRE(private_key);
+  const struct {
+    std::optional<std::string> existing;
+    TrustRole role;
+    std::string name, pem;
+    const char* says;
+  } refused[] = {
+      {*second, TrustRole::operator_, "cp-again", cp.pem(), "may hold only one role"},
+      {*second, TrustRole::control_plane, "cp-2", cp.pem(), "listed twice"},
+      {*second, TrustRole::control_plane, "alice", new_public_key().pem(), "already used"},
+      {*second, TrustRole::operator_, "bob", private_key->pem(), "is a private key"},
+      {*second, TrustRole::operator_, "bob", "", "public key"},
+      {std::string("{\"operator\": {}}"), TrustRole::operator_, "bob", alice.pem(), "array"},
+      {std::string("not json"), TrustRole::operator_, "bob", alice.pem(), "trust file"},
+  };
+  for (const auto& r : refused) {
+    auto added = add_trusted_key(r.existing, r.role, r.name, r.pem);
+    INFO(r.name << ": " << (added ? *added : added.error().message));
+    REQUIRE_FALSE(added);
+    CHECK_THAT(added.error().message, Catch::Contains(r.says));
+  }
+  CHECK(parse_trust_role("control_plane") == TrustRole::control_plane);
+  CHECK(parse_trust_role("operator") == TrustRole::operator_);
+  CHECK_FALSE(parse_trust_role("launch"));
+}
+
+TEST_CASE("trust: the example trust file in deploy/examples loads with one key per role",
+          "[ingest]") {
+  const auto path = std::filesystem::path(DRIFTWATCH_FIXTURES).parent_path().parent_path() /
+                    "deploy" / "examples" / "trust.json";
+  auto store = TrustStore::load(path);
+  INFO((store ? "" : store.error().message));
+  REQUIRE(store);
+  CHECK(store->count(TrustRole::control_plane) == 1);
+  CHECK(store->count(TrustRole::operator_) == 1);
+}

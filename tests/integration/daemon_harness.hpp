@@ -80,17 +80,31 @@ class DaemonUnderTest {
 
   /// Starts the daemon and waits until it runs: it listens, it has
   /// confined itself and its loops have started ("running"). Fails the test
-  /// if it exits instead. `command` runs it another way (e.g. `podman run
-  /// … IMAGE` followed by run_arguments(), in the foreground, its output
-  /// the daemon's; SIGTERM must stop it); by default the build's binary.
-  void start(std::vector<std::string> command = {}) {
+  /// if it exits instead. `wrapper` runs it, as a service manager would:
+  /// {"setpriv", "--bounding-set", …} starts `wrapper… driftwatch run …`.
+  void start(const std::vector<std::string>& wrapper = {}) {
     log_offset_ = std::filesystem::exists(log_path()) ? std::filesystem::file_size(log_path()) : 0;
     SpawnOptions options;
     options.output_path = log_path();
-    if (command.empty()) {
-      command = run_arguments();
-      command.insert(command.begin(), DRIFTWATCH_BINARY);
-    }
+    std::vector<std::string> argv = wrapper;
+    for (const std::string arg : {std::string(DRIFTWATCH_BINARY), std::string("run"),
+                                  std::string("--config"), config_path().string()})
+      argv.push_back(arg);
+    start_as(argv, options);
+  }
+
+  /// Starts the daemon by `command` (e.g. `podman run … IMAGE` followed by
+  /// run_arguments(), in the foreground, its output the daemon's; SIGTERM
+  /// must stop it) and waits as start() does.
+  void start_as(const std::vector<std::string>& command) {
+    log_offset_ = std::filesystem::exists(log_path()) ? std::filesystem::file_size(log_path()) : 0;
+    SpawnOptions options;
+    options.output_path = log_path();
+    start_as(command, options);
+  }
+
+  /// Spawns `command` with `options` and waits until the daemon runs.
+  void start_as(const std::vector<std::string>& command, const SpawnOptions& options) {
     child_.emplace(ChildProcess::start(command, options));
     std::regex port_line(R"(listening on \S+ \(port (\d+)\))");
     for (int i = 0; i < 200; ++i) {
@@ -134,6 +148,8 @@ class DaemonUnderTest {
 
   std::string log() const { return read(log_path()); }
   uint16_t port() const { return port_; }
+  /// The daemon's pid (the front), 0 when it is not running.
+  pid_t pid() const { return child_ ? child_->pid() : 0; }
 
   nlohmann::json get(const std::string& path) const {
     auto reply = http_request(port_, "GET", path);
@@ -190,6 +206,14 @@ class DaemonUnderTest {
     std::string line = signed_.out;
     while (!line.empty() && line.back() == '\n') line.pop_back();
     return line;
+  }
+
+  /// POST /v1/launch-events of launch_payload(launch_id, sandbox_id, config)
+  /// signed by cp-1 with `driftwatch sign`.
+  HttpReply post_launch(const std::string& launch_id, const std::string& sandbox_id,
+                        const nlohmann::json& config) const {
+    return post("/v1/launch-events",
+                sign("launch", launch_payload(launch_id, sandbox_id, config), "cp-1"));
   }
 
   /// Signs `payload` exactly as given (no config_sha256 filled in or

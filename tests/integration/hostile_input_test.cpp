@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/canonical_json.hpp"
 #include "common/sha256.hpp"
 #include "integration/daemon_harness.hpp"
 #include "integration/evidence_entries.hpp"
@@ -87,8 +88,11 @@ TEST_CASE(
 
   json config = minimal_config();
   config["linux"] = {{"namespaces", {{{"type", "user"}}}}, {"uidMappings", {5}}};
-  auto envelope =
-      daemon.sign("launch", DaemonUnderTest::launch_payload("L-bad-1", "box-1", config), "cp-1");
+  // `driftwatch sign` refuses to sign such a payload (it would be malformed
+  // everywhere), so it is signed through the library, its hash filled in.
+  auto payload = DaemonUnderTest::launch_payload("L-bad-1", "box-1", config);
+  payload["config_sha256"] = driftwatch::sha256_hex(*driftwatch::canonical_json(config));
+  auto envelope = daemon.sign_as_is(driftwatch::ingest::kLaunchPayloadType, payload, "cp-1");
   auto reply = daemon.post("/v1/launch-events", envelope);
   INFO(reply.body);
   CHECK(reply.status == 400);

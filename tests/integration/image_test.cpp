@@ -86,7 +86,7 @@ TEST_CASE(
     std::string name;
     ~Remove() { run_command({"podman", "rm", "-f", name}); }
   } remove{name};
-  daemon.start(command);
+  daemon.start_as(command);
   INFO(daemon.log());
 
   const auto health = daemon.get("/healthz");

@@ -300,7 +300,9 @@ TEST_CASE(
       std::string description = drifted->at("/annotations/description"_json_pointer);
       CHECK_THAT(description,
                  Catch::Contains("curl -s http://" + instance + "/v1/sandboxes/" + honest.id()));
-      CHECK_THAT(description, Catch::Contains("driftwatch report --launch " + honest_launch));
+      CHECK_THAT(description,
+                 Catch::Contains("driftwatch report --url http://" + instance +
+                                 "/evidence --key node.vkey --launch " + honest_launch));
     }
     if (auto unattested = firing(alerts, "DriftwatchSandboxUnattested", "sandbox", stray.id())) {
       // No launch: the launch_id label is empty, so Prometheus drops it.
