@@ -243,8 +243,7 @@ static __always_inline void namespace_changed(__u32 token, __u32 pid,
 static __always_inline __u64 clone_flags(long nr, struct pt_regs* regs) {
   if (nr == NR_clone) return regs->di & DW_NAMESPACE_FLAGS;
   __u64 flags = 0;
-  if (nr == NR_clone3 && bpf_probe_read_user(&flags, sizeof flags, (void*)regs->di) != 0)
-    return 0;
+  if (nr == NR_clone3 && bpf_probe_read_user(&flags, sizeof flags, (void*)regs->di) != 0) return 0;
   return flags & DW_NAMESPACE_FLAGS;
 }
 
