@@ -52,9 +52,6 @@ json verdict_state(const json& sandbox) {
           {"findings", sandbox["findings"]}};
 }
 
-#define SKIP_WITHOUT(...) \
-  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
-
 }  // namespace
 
 TEST_CASE("daemon: honest launch attests, exec --cap drifts, only an operator's grant re-attests",

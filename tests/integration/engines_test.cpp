@@ -35,9 +35,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define SKIP_WITHOUT(...) \
-  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
-
 constexpr auto kCommandTimeout = std::chrono::seconds(120);
 // The image both engines run, made here from a busybox rootfs.
 constexpr const char* kImage = "localhost/driftwatch-test:busybox";

@@ -37,9 +37,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define SKIP_WITHOUT(...) \
-  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
-
 // tests/integration/prometheus_test.cpp → the repository's dashboards/.
 fs::path dashboards_dir() {
   return fs::weakly_canonical(fs::path(__FILE__).parent_path() / ".." / ".." / "dashboards");

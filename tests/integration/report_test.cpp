@@ -24,9 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define SKIP_WITHOUT(...) \
-  if (auto why = missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
-
 const fs::path kOscalFixtures = fs::path(DRIFTWATCH_FIXTURES) / "oscal";
 
 std::string read_all(const fs::path& path) {

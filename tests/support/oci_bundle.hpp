@@ -46,6 +46,11 @@ namespace driftwatch::testing {
 /// (support/skip.hpp), so that CTest reports the test skipped, not passed.
 std::optional<std::string> missing_requirement(std::initializer_list<std::string_view> needs);
 
+/// Skips the test (support/skip.hpp's DW_SKIP, so CTest reports it
+/// skipped) when missing_requirement(...) names something missing.
+#define SKIP_WITHOUT(...) \
+  if (auto why = ::driftwatch::testing::missing_requirement({__VA_ARGS__})) DW_SKIP(*why)
+
 /// The value of a Result, or a std::runtime_error carrying its message.
 template <class T>
 T value_or_throw(Result<T> result) {
