@@ -308,7 +308,8 @@ TEST_CASE(
                                               {"instance", instance},
                                               {"job", "driftwatch"},
                                               {"sandbox", stray.id()},
-                                              {"runtime", "runc"}}));
+                                              {"runtime", "runc"},
+                                              {"engine", "runc"}}));
       CHECK(unattested->at("/annotations/summary"_json_pointer) ==
             "Sandbox " + stray.id() + " on " + instance + " runs with no signed launch event");
     }
