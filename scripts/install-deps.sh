@@ -2,7 +2,25 @@
 # Installs everything driftwatch needs to build, test and benchmark on a
 # Debian 12 machine. Idempotent: packages already present are skipped, so
 # the README's commands and .ci/run can both call it every time.
+#
+#   install-deps.sh               everything: build, tests, benchmarks, fuzzing
+#   install-deps.sh --build-only  what building the daemon alone needs
+#                                 (scripts/build.sh --release)
 set -euo pipefail
+
+build_only=false
+case "${1:-}" in
+  --build-only) build_only=true ;;
+  "") ;;
+  -h | --help)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "install-deps: unknown option '$1' (see --help)" >&2
+    exit 2
+    ;;
+esac
 
 # The daemon's own system user and group: `driftwatch run` starts as root,
 # binds its port, then runs as this user (README, "The daemon"). Without it
@@ -22,12 +40,15 @@ ensure_daemon_user() {
 }
 ensure_daemon_user
 
-packages=(
-  # build
+build_packages=(
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool
   libboost-dev libboost-system-dev nlohmann-json3-dev prometheus-cpp-dev
-  libssl-dev catch2 libcli11-dev libspdlog-dev libfmt-dev zlib1g-dev libelf-dev
-  clang-format
+  libssl-dev libcli11-dev libspdlog-dev libfmt-dev zlib1g-dev libelf-dev
+)
+packages=(
+  "${build_packages[@]}"
+  # the tests' framework, and the formatting check
+  catch2 clang-format
   # real runtimes and peers used by tests and benchmarks
   runc crun bubblewrap busybox-static prometheus auditd bpftrace
   # the engines people run above runc and crun (tests/integration/engines_test.cpp)
@@ -45,6 +66,9 @@ packages=(
 # validate_oscal.js): node and npm, unless a node with its own npm is
 # already installed (Debian's npm conflicts with such packages).
 command -v npm >/dev/null || packages+=(nodejs npm)
+if $build_only; then
+  packages=("${build_packages[@]}")
+fi
 
 # Ajv for validate_oscal.js, into build/node-deps (project-local, not global);
 # only when missing, so that offline reruns work.
@@ -74,7 +98,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  install_node_deps
+  $build_only || install_node_deps
   exit 0
 fi
 
@@ -93,4 +117,4 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   trap "rm -f /usr/sbin/policy-rc.d" EXIT
 fi
 apt-get install -y -q --no-install-recommends "${missing[@]}"
-install_node_deps
+$build_only || install_node_deps

@@ -49,12 +49,16 @@ struct Target {
   std::optional<std::string> cgroup;
   std::vector<std::string> runc_roots{"/run/runc"};
   std::vector<std::string> crun_roots{"/run/crun"};
+  std::vector<std::string> containerd_roots{"/run/containerd/runc"};
+  std::vector<std::string> podman_storage{"/var/lib/containers/storage"};
 };
 
 void add_target_options(CLI::App& cmd, Target& target, bool required) {
   auto* group = cmd.add_option_group("sandbox", "which sandbox to sample (exactly one)");
   group->add_option("--pid", target.pid, "a process: it, its descendants and its PID namespace");
-  group->add_option("--oci", target.oci_id, "a runc or crun container id");
+  group->add_option("--oci", target.oci_id,
+                    "a container: its id, or a name its engine gave it (Podman's --name, "
+                    "Kubernetes' namespace/pod/container)");
   group->add_option("--cgroup", target.cgroup,
                     "a cgroup: a /sys/fs/cgroup/... directory or a path like /my.slice/box");
   if (required)
@@ -65,20 +69,28 @@ void add_target_options(CLI::App& cmd, Target& target, bool required) {
       ->capture_default_str();
   cmd.add_option("--crun-root", target.crun_roots, "crun state roots to search")
       ->capture_default_str();
+  cmd.add_option("--containerd-root", target.containerd_roots,
+                 "containerd's runc roots (each subdirectory a containerd namespace)")
+      ->capture_default_str();
+  cmd.add_option("--podman-storage", target.podman_storage,
+                 "Podman storage roots, where its containers' names are")
+      ->capture_default_str();
 }
 
 sandbox::DiscoveryRoots roots_of(const Target& target) {
   sandbox::DiscoveryRoots roots;
   roots.runc_roots.assign(target.runc_roots.begin(), target.runc_roots.end());
   roots.crun_roots.assign(target.crun_roots.begin(), target.crun_roots.end());
+  roots.containerd_roots.assign(target.containerd_roots.begin(), target.containerd_roots.end());
+  roots.podman_storage.assign(target.podman_storage.begin(), target.podman_storage.end());
   return roots;
 }
 
-Result<sandbox::SandboxRef> resolve_target(const Target& target, const observe::ProcReader& proc,
-                                           const observe::CgroupReader& cgroups) {
-  if (target.pid) return sandbox::sandbox_for_pid(proc, *target.pid);
-  if (target.oci_id) return sandbox::find_container(roots_of(target), *target.oci_id, proc);
-  return sandbox::sandbox_for_cgroup(proc, cgroups, *target.cgroup);
+std::string roots_text(const Target& target) {
+  std::string out;
+  for (const auto* list : {&target.runc_roots, &target.crun_roots, &target.containerd_roots})
+    for (const auto& root : *list) out += " " + root;
+  return out;
 }
 
 Result<std::string> read_input_file(const std::string& path) {
@@ -102,16 +114,41 @@ std::string dump(const json& doc) {
 struct Sampled {
   projection::Observation observation;
   projection::Projection projection;
+  std::string engine;              // one of sandbox::kEngines
+  std::vector<std::string> names;  // what its engine named it, besides the id
 };
 
+// A container (--oci) goes through the daemon's own sample_one: found by id
+// or by name under every engine's roots, its engine and names from its
+// bundle, as the daemon sees it. A process or a cgroup is sampled as such.
 Result<Sampled> sample_target(const Target& target, const projection::ObservationScope& scope) {
+  if (target.oci_id) {
+    correlate::SweepOptions options;
+    options.roots = roots_of(target);
+    options.hash_bundle_config = false;
+    correlate::ScopesBySandbox scopes{{*target.oci_id, scope}};
+    auto item = correlate::sample_one(options, *target.oci_id, scopes);
+    if (!item)
+      return fail(
+          item.error().message, " (searched", roots_text(target), " and the names in",
+          [&] {
+            std::string out;
+            for (const auto& root : target.podman_storage) out += " " + root;
+            return out;
+          }(),
+          ")");
+    return Sampled{std::move(item->observation), std::move(item->observed),
+                   std::move(item->ref.engine), std::move(item->ref.names)};
+  }
   observe::ProcReader proc("/proc");
   observe::CgroupReader cgroups("/sys/fs/cgroup");
-  DW_TRY(ref, resolve_target(target, proc, cgroups));
+  DW_TRY(ref, target.pid ? sandbox::sandbox_for_pid(proc, *target.pid)
+                         : sandbox::sandbox_for_cgroup(proc, cgroups, *target.cgroup));
   sandbox::Sampler sampler(proc, cgroups);
   DW_TRY(observation, sampler.sample(ref, scope));
   DW_TRY(observed, projection::observed_projection(observation, scope));
-  return Sampled{std::move(observation), std::move(observed)};
+  return Sampled{std::move(observation), std::move(observed), std::move(ref.engine),
+                 std::move(ref.names)};
 }
 
 json inspect_document(const Sampled& s) {
@@ -119,6 +156,8 @@ json inspect_document(const Sampled& s) {
   for (pid_t pid : s.observation.vanished) vanished.push_back(pid);
   return json{{"sandbox_id", s.observation.sandbox_id},
               {"runtime", s.observation.runtime},
+              {"engine", s.engine},
+              {"names", s.names},
               {"observed_sha256", projection::projection_sha256(s.projection)},
               {"projection", projection::to_json(s.projection)},
               {"members", projection::members_json(s.observation)},
@@ -321,7 +360,7 @@ int cmd_inspect(const Target& target, const std::optional<std::string>& daemon_u
     std::cout << dump(*document) << "\n";
     return kExitOk;
   }
-  // No selector: every runc and crun container on the node, one line each,
+  // No selector: every container on the node, one line each,
   // through the daemon's own sweep.
   correlate::SweepOptions options;
   options.roots = roots_of(target);
@@ -332,15 +371,13 @@ int cmd_inspect(const Target& target, const std::optional<std::string>& daemon_u
   std::vector<std::string> lines;
   for (auto& item : swept.items) {
     auto document =
-        with_daemon(inspect_document({std::move(item.observation), std::move(item.observed)}));
+        with_daemon(inspect_document({std::move(item.observation), std::move(item.observed),
+                                      std::move(item.ref.engine), std::move(item.ref.names)}));
     if (!document) return report_error(document.error());
     lines.push_back(dump(*document));
   }
   if (lines.empty()) {
-    std::string roots;
-    for (const auto& r : target.runc_roots) roots += " " + r;
-    for (const auto& r : target.crun_roots) roots += " " + r;
-    std::cerr << "driftwatch: no running runc or crun containers under" << roots
+    std::cerr << "driftwatch: no running containers under" << roots_text(target)
               << " (use --pid or --cgroup for other sandboxes)\n";
   }
   for (const auto& line : lines) std::cout << line << "\n";

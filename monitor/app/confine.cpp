@@ -352,6 +352,22 @@ Result<MountsOutcome> confine_mounts(const ConfineOptions& options) {
     }
     masks.emplace_back(dir, true);
   }
+  for (const auto& dir : options.covered_dirs) {
+    // Resolved now, as root, before the covering mount hides the way.
+    auto resolved = fs::canonical(dir, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) continue;  // nothing there to see
+      return fail("cannot resolve ", dir.string(), " to cover it: ", ec.message());
+    }
+    if (!fs::is_directory(resolved, ec))
+      return fail("cannot cover ", dir.string(), ": not a directory");
+    if (covers_kept(resolved)) {
+      spdlog::warn("CONFINEMENT WEAKER: {} stays visible to the {}: a path it reads is inside it",
+                   resolved.string(), to_string(options.role));
+      continue;
+    }
+    masks.emplace_back(resolved.string(), true);
+  }
 
   if (::unshare(CLONE_NEWNS) != 0) {
     outcome.note = "not applied: unshare(CLONE_NEWNS): " + errno_text();
@@ -1002,18 +1018,22 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
   return options;
 }
 
-ConfineOptions sampler_confine_options(const DaemonUser& user, std::vector<fs::path> read_paths) {
+ConfineOptions sampler_confine_options(const DaemonUser& user, std::vector<fs::path> read_paths,
+                                       std::vector<fs::path> covered_dirs) {
   ConfineOptions options;
   options.role = ConfineRole::sampler;
   options.user = user;
   options.read_paths = std::move(read_paths);
+  options.covered_dirs = std::move(covered_dirs);
   return options;
 }
 
-ConfineOptions proc_peer_confine_options(const DaemonUser& user) {
+ConfineOptions proc_peer_confine_options(const DaemonUser& user,
+                                         std::vector<fs::path> covered_dirs) {
   ConfineOptions options;
   options.role = ConfineRole::proc_peer;
   options.user = user;
+  options.covered_dirs = std::move(covered_dirs);
   return options;
 }
 

@@ -144,6 +144,12 @@ struct ConfineOptions {
   /// state dir. A path that does not exist yet is allowed through its
   /// nearest existing ancestor (said in ConfineReport::landlock).
   std::vector<std::filesystem::path> read_paths;
+  /// Sampler, proc peer: directories they must not see, each covered by an
+  /// empty tmpfs of mode 000 in their own mount namespace: the front's state
+  /// dir, which holds the node's signing key (they run as the front's user,
+  /// so its modes alone do not keep them out). One that holds a read path
+  /// stays visible, said in the log.
+  std::vector<std::filesystem::path> covered_dirs;
   /// bpf(2) for commands on map descriptors already open (lookup, update,
   /// delete, next key, batch forms, object info): for a daemon whose probes
   /// were loaded before this step and whose watched-sandbox map it keeps up
@@ -158,13 +164,17 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config);
 
 /// The sampler's options: `user` (the front's), kSamplerCapabilities, no state
 /// dir (its mounts are all read-only), the no-write seccomp filter.
-/// `read_paths`: its runc and crun roots, never covered.
+/// `read_paths`: its runc and crun roots, never covered. `covered_dirs`: the
+/// front's state dir.
 ConfineOptions sampler_confine_options(const DaemonUser& user,
-                                       std::vector<std::filesystem::path> read_paths = {});
+                                       std::vector<std::filesystem::path> read_paths = {},
+                                       std::vector<std::filesystem::path> covered_dirs = {});
 
 /// The proc peer's options: `user` (the sampler's), kProcPeerCapabilities,
 /// no state dir, the no-write filter and, last, the O_PATH-only one.
-ConfineOptions proc_peer_confine_options(const DaemonUser& user);
+/// `covered_dirs`: the front's state dir.
+ConfineOptions proc_peer_confine_options(const DaemonUser& user,
+                                         std::vector<std::filesystem::path> covered_dirs = {});
 
 /// What confine() did; /healthz shows it (to_json below).
 struct ConfineReport {

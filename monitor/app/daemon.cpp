@@ -165,6 +165,9 @@ struct Daemon {
   // its ring buffer on the loop and its poll timer; else why not.
   std::optional<AttemptWatch> attempts;
   std::string probes_note;
+  /// What is watched (each engine's roots, and whether they are there),
+  /// read before confinement; said once when the daemon runs.
+  std::string watching;
   std::unique_ptr<asio::posix::stream_descriptor> attempt_events;
   std::unique_ptr<asio::steady_timer> attempt_timer;
   // Change notifications (probes/change_notify.hpp): writes to watched
@@ -1168,14 +1171,39 @@ Result<void> start_http(Daemon& d) {
   return {};
 }
 
+// Each engine and where its sandboxes are looked for, each path marked
+// present or absent (looked at now, before confinement), e.g. "runc
+// /run/runc; crun /run/crun (absent); …": an engine whose roots are all
+// absent has nothing on this node yet, and is still watched.
+std::string describe_watching(const NodeConfig& config) {
+  const auto where = [](const std::vector<fs::path>& paths) {
+    std::string out;
+    for (const auto& path : paths) {
+      std::error_code ec;
+      out += (out.empty() ? " " : ", ") + path.string() +
+             (fs::is_directory(path, ec) ? "" : " (absent)");
+    }
+    return out.empty() ? std::string(" (no root configured)") : out;
+  };
+  std::string out = "runc" + where(config.runc_roots) + "; crun" + where(config.crun_roots) +
+                    "; containerd" + where(config.containerd_roots) + "; podman storage" +
+                    where(config.podman_storage);
+  out += config.cgroup_globs.empty()
+             ? "; no cgroup globs"
+             : "; cgroup globs " + fmt::format("{}", fmt::join(config.cgroup_globs, ", "));
+  return out;
+}
+
 // The sampler process, started from this binary while this process may
 // still execute it, and confined by itself (role `sampler`) before it
 // answers.
 Result<void> start_sampler(Daemon& d) {
+  d.watching = describe_watching(d.config);
   SamplerSetup setup;
   setup.options = sweep_options(d);
   DW_TRY(user, user_to_run_as());
   setup.user = std::move(user);
+  setup.state_dir = d.config.state_dir;
   DW_TRY(sampler, SamplerProcess::start(setup));
   d.sampler = std::move(sampler);
   const auto& hello = d.sampler->hello();
@@ -1489,6 +1517,19 @@ int cmd_run(const std::optional<fs::path>& config_path) {
     }
   }
   if (exit_code == 0) {
+    // One line that says what this daemon does, for whoever reads the log
+    // first: what it watches, how often, where its state is, where to ask.
+    // Then "running" alone, the line scripts wait for.
+    const std::string api = "http://" + d.config.listen.substr(0, d.config.listen.rfind(':')) +
+                            ":" + std::to_string(d.http->port());
+    spdlog::info(
+        "watching {}; a full sweep every {} s{}; state dir {}; API {} (/healthz, /metrics, "
+        "/v1/sandboxes, POST /v1/launch-events); {}",
+        d.watching, d.config.sweep_interval_seconds,
+        d.attempts ? ", and at once on probe events" : "", d.config.state_dir.string(), api,
+        d.ingestor->trust().empty() ? "NO TRUST KEY: nothing can be attested"
+                                    : std::to_string(d.ingestor->trust().size()) +
+                                          " trust keys from " + d.config.trust.string());
     spdlog::info("running");
     try {
       d.io.run();

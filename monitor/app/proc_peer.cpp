@@ -43,7 +43,8 @@ wire::PeerResponse answer(const sandbox::LocalPtraceReads& reads,
 // The body of the peer, in the child of ProcPeer::start(): confines itself,
 // says hello, answers until the sampler closes the socket. Returns the exit
 // code.
-int run_proc_peer(const DaemonUser& user, const fs::path& proc_root, pid_t sampler) {
+int run_proc_peer(const DaemonUser& user, const fs::path& proc_root,
+                  std::vector<fs::path> covered_dirs, pid_t sampler) {
   auto complain = [](const std::string& what) {
     std::cerr << "driftwatch proc peer: " << what << "\n";
     return 2;
@@ -52,7 +53,7 @@ int run_proc_peer(const DaemonUser& user, const fs::path& proc_root, pid_t sampl
   ::signal(SIGPIPE, SIG_IGN);
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return complain("cannot open /dev/null: " + describe_errno(errno));
-  auto report = confine(proc_peer_confine_options(user));
+  auto report = confine(proc_peer_confine_options(user, std::move(covered_dirs)));
   if (!report) return complain("cannot confine the proc peer: " + report.error().message);
   // The credential change cleared the parent-death signal: set it again,
   // and make sure the sampler did not die meanwhile.
@@ -89,6 +90,7 @@ Result<void> set_timeouts(int fd, std::chrono::milliseconds timeout) {
 }  // namespace
 
 Result<std::shared_ptr<ProcPeer>> ProcPeer::start(const DaemonUser& user, const fs::path& proc_root,
+                                                  std::vector<fs::path> covered_dirs,
                                                   std::chrono::milliseconds hello_timeout) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
@@ -108,7 +110,7 @@ Result<std::shared_ptr<ProcPeer>> ProcPeer::start(const DaemonUser& user, const 
     ::syscall(SYS_close_range, kPeerSocketFd + 1, ~0U, 0);
     int code = 2;
     try {
-      code = run_proc_peer(user, proc_root, parent);
+      code = run_proc_peer(user, proc_root, std::move(covered_dirs), parent);
     } catch (const std::exception& e) {
       std::cerr << "driftwatch proc peer: internal error: " << e.what() << "\n";
     }

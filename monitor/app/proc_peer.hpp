@@ -42,13 +42,15 @@ namespace driftwatch::app {
 
 class ProcPeer final : public sandbox::PtraceReads {
  public:
-  /// Forks the proc peer, which becomes `user` (when started as root) and
-  /// reads /proc under `proc_root`, and waits for its hello (at most
+  /// Forks the proc peer, which becomes `user` (when started as root),
+  /// reads /proc under `proc_root` and does not see `covered_dirs` (see
+  /// ConfineOptions), and waits for its hello (at most
   /// `hello_timeout`). Must run in a process with one thread (it forks and
   /// the child goes on without exec), before that process confines itself:
   /// the peer needs the privileges confine() gives up.
   static Result<std::shared_ptr<ProcPeer>> start(
       const DaemonUser& user, const std::filesystem::path& proc_root = "/proc",
+      std::vector<std::filesystem::path> covered_dirs = {},
       std::chrono::milliseconds hello_timeout = std::chrono::seconds(10));
   ProcPeer(const ProcPeer&) = delete;
   ProcPeer& operator=(const ProcPeer&) = delete;

@@ -53,6 +53,7 @@ json setup_json(const SamplerSetup& setup) {
                 {"proc_root", setup.options.proc_root.string()},
                 {"cgroup_root", setup.options.cgroup_root.string()},
                 {"hash_bundle_config", setup.options.hash_bundle_config},
+                {"state_dir", setup.state_dir.string()},
                 {"user",
                  {{"name", setup.user.name},
                   {"uid", setup.user.uid},
@@ -99,6 +100,9 @@ Result<SamplerSetup> parse_setup(const json& message) {
     if (!s.contains("hash_bundle_config") || !s["hash_bundle_config"].is_boolean())
       return fail("setup: hash_bundle_config: not a boolean");
     setup.options.hash_bundle_config = s["hash_bundle_config"].get<bool>();
+    if (!s.contains("state_dir") || !s["state_dir"].is_string())
+      return fail("setup: state_dir: not a string");
+    setup.state_dir = s["state_dir"].get<std::string>();
     if (!s.contains("user") || !s["user"].is_object()) return fail("setup: user: not an object");
     const json& u = s["user"];
     if (!u.contains("name") || !u["name"].is_string() || !u.contains("uid") ||
@@ -353,7 +357,11 @@ int run_sampler_process() {
   // The ptrace-mode reads go to the proc peer, forked now, while this
   // process has one thread and the privileges the peer confines itself
   // from; the sampler keeps no CAP_SYS_PTRACE.
-  auto peer = ProcPeer::start(setup->user, options.proc_root);
+  // Neither sees the front's state dir (its node key): covered in their
+  // mount namespaces.
+  std::vector<fs::path> covered;
+  if (!setup->state_dir.empty()) covered.push_back(setup->state_dir);
+  auto peer = ProcPeer::start(setup->user, options.proc_root, covered);
   if (!peer) return complain("cannot start the proc peer: " + peer.error().message);
   options.ptrace_reads = *peer;
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -362,7 +370,7 @@ int run_sampler_process() {
   for (const auto* more :
        {&options.roots.crun_roots, &options.roots.containerd_roots, &options.roots.podman_storage})
     roots.insert(roots.end(), more->begin(), more->end());
-  auto report = confine(sampler_confine_options(setup->user, std::move(roots)));
+  auto report = confine(sampler_confine_options(setup->user, std::move(roots), covered));
   if (!report) return complain("cannot confine the sampler: " + report.error().message);
   // The credential change cleared the parent-death signal: set it again,
   // and make sure the front did not die meanwhile.

@@ -48,6 +48,9 @@ struct SamplerSetup {
   correlate::SweepOptions options;  // host_namespaces: read by the sampler itself
   /// Whom the sampler becomes (the front's user).
   DaemonUser user;
+  /// The front's state dir: covered in the sampler's and its proc peer's
+  /// mount namespaces (the node key is there). Empty: nothing covered.
+  std::filesystem::path state_dir;
 };
 
 class SamplerProcess {

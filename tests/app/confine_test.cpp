@@ -702,6 +702,15 @@ void check_confined_sampler() {
   const fs::path own_file = own_dir / "file";
   write_text(own_file, "own\n", 0600);
   REQUIRE(::chown(own_file.c_str(), user->uid, user->gid) == 0);
+  // The front's state dir, with its signing key: the daemon user's own, so
+  // file modes do not keep the sampler out; its mount namespace must.
+  const fs::path state_dir = base.path() / "state";
+  fs::create_directory(state_dir);
+  REQUIRE(::chown(state_dir.c_str(), user->uid, user->gid) == 0);
+  REQUIRE(::chmod(state_dir.c_str(), 0700) == 0);
+  const fs::path node_key = state_dir / "node.key";
+  write_text(node_key, "the node's private key\n", 0600);
+  REQUIRE(::chown(node_key.c_str(), user->uid, user->gid) == 0);
   const fs::path tmp_file = "/tmp/driftwatch-sampler-test-" + std::to_string(::getpid());
   struct Cleanup {
     fs::path a;
@@ -720,9 +729,10 @@ void check_confined_sampler() {
     // host's namespaces, start its proc peer.
     driftwatch::observe::ProcReader proc("/proc");
     const auto host_namespaces = driftwatch::sandbox::Sampler::read_host_namespaces(proc);
-    auto peer = driftwatch::app::ProcPeer::start(*user);
+    auto peer = driftwatch::app::ProcPeer::start(*user, "/proc", {state_dir});
     if (!peer) return r.record("confine", false, 0, "proc peer: " + peer.error().message);
-    auto report = driftwatch::app::confine(driftwatch::app::sampler_confine_options(*user));
+    auto report = driftwatch::app::confine(
+        driftwatch::app::sampler_confine_options(*user, {host.runc_root}, {state_dir}));
     if (!report) return r.record("confine", false, 0, report.error().message);
     r.record("confine", true, 0, to_json(*report).dump());
     const std::string victim_path = victim_file.string();
@@ -776,6 +786,28 @@ void check_confined_sampler() {
     ATTEMPT(r, "mount a tmpfs", ::mount("tmpfs", own_dir.c_str(), "tmpfs", 0, nullptr));
 
     ATTEMPT(r, "read /etc/shadow", ::open("/etc/shadow", O_RDONLY | O_CLOEXEC));
+    ATTEMPT(r, "read the front's node key", ::open(node_key.c_str(), O_RDONLY | O_CLOEXEC));
+    {
+      std::error_code ec;
+      size_t entries = 0;
+      for (auto it = fs::directory_iterator(state_dir, ec); !ec && it != fs::directory_iterator();
+           it.increment(ec))
+        ++entries;
+      r.record("see anything in the front's state dir", entries > 0, ec ? ec.value() : 0,
+               std::to_string(entries) + " entries");
+    }
+    {
+      // Its proc peer looks paths up in other processes' roots, this one's
+      // too: the key is not found there (absent, or unknown behind the
+      // covering mount's mode 000).
+      auto view = (*peer)->root_view(::getpid(), {node_key.string()});
+      const auto state =
+          view.states.empty() ? driftwatch::sandbox::PathState::unknown : view.states.front();
+      r.record("through its proc peer: look the front's node key up",
+               state != driftwatch::sandbox::PathState::absent &&
+                   state != driftwatch::sandbox::PathState::unknown,
+               view.opened ? 0 : EACCES, std::string(driftwatch::sandbox::to_string(state)));
+    }
     // ---- what it holds no CAP_SYS_PTRACE for: other users' roots and
     // memory, and the links its proc peer reads for it
     ATTEMPT(r, "read /etc/shadow through a root process's /proc/PID/root",
@@ -863,6 +895,11 @@ void check_confined_sampler() {
   CHECK(report["landlocked"] == false);
   CHECK(report["read_only_mounts"] == true);
   if (fs::exists("/etc/shadow")) check_denied(attempts, "read /etc/shadow", {EACCES});
+  // Not readable, not even there: an empty mount covers the state dir.
+  check_denied(attempts, "read the front's node key", {ENOENT, EACCES});
+  check_denied(attempts, "see anything in the front's state dir", {0, EACCES});
+  check_denied(attempts, "through its proc peer: look the front's node key up", {0});
+  CHECK(report["hidden_paths"].dump().find(fs::canonical(state_dir).string()) != std::string::npos);
 
   for (const char* name : {"open root's file for writing",
                            "open its own file for reading and writing",

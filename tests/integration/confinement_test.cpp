@@ -204,6 +204,19 @@ TEST_CASE(
   }
   CHECK(root_ro);
   CHECK(state_rw);
+  // The node key, as each process's mount namespace shows it (/proc/PID/root
+  // resolves there): the front's, and nowhere else; an empty mount covers
+  // the state dir for the sampler and its peer, who run as the same user.
+  const std::string state_path = fs::canonical(state).string();
+  auto key_seen_by = [&](pid_t who) {
+    return fs::exists("/proc/" + std::to_string(who) + "/root" + state_path + "/node.key");
+  };
+  CHECK(fs::exists(state / "node.key"));
+  CHECK(key_seen_by(pid));
+  CHECK_FALSE(key_seen_by(sampler));
+  CHECK_FALSE(key_seen_by(peer));
+  CHECK(health["confinement"]["sampler"]["hidden_paths"].dump().find(state_path) !=
+        std::string::npos);
   CHECK_THAT(daemon.log(), !Catch::Contains("CONFINEMENT WEAKER"));
   health = daemon.get("/healthz");
   CHECK(health["user"]["uid"] == user->uid);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include <catch2/catch.hpp>
 
@@ -434,4 +435,37 @@ TEST_CASE("daemon: it keeps only the capabilities it needs and stops cleanly on 
   CHECK(health["status"] == "ok");
   CHECK(daemon.stop() == 0);
   CHECK_THAT(daemon.log(), Catch::Contains("stopped"));
+}
+
+TEST_CASE(
+    "daemon: at start it says in one line what it watches, how often, where its state is and "
+    "where its API answers",
+    "[root][integration][daemon]") {
+  SKIP_WITHOUT("root");
+  // One root that exists and one that does not: each is named, the absent
+  // one marked so.
+  const fs::path absent = fs::path("/run/driftwatch-test-absent-") += std::to_string(::getpid());
+  DaemonUnderTest daemon(
+      json{{"discovery", {{"runc_roots", {"/run/runc"}}, {"crun_roots", {absent.string()}}}}});
+  fs::create_directories("/run/runc");
+  daemon.start();
+  const std::string log = daemon.log();
+  INFO(log);
+  const std::string state = (daemon.dir() / "state").string();
+  std::string line;
+  std::istringstream lines(log);
+  for (std::string each; std::getline(lines, each);)
+    if (each.find(" info watching ") != std::string::npos) line = each;
+  REQUIRE_FALSE(line.empty());
+  CHECK_THAT(line,
+             Catch::Contains("watching runc /run/runc; crun " + absent.string() + " (absent)"));
+  CHECK_THAT(line, Catch::Contains("; containerd "));
+  CHECK_THAT(line, Catch::Contains("; podman storage "));
+  CHECK_THAT(line, Catch::Contains("a full sweep every 1 s"));
+  CHECK_THAT(line, Catch::Contains("state dir " + state));
+  CHECK_THAT(line, Catch::Contains("API http://127.0.0.1:" + std::to_string(daemon.port()) + " "));
+  CHECK_THAT(line, Catch::Contains("2 trust keys from " + (daemon.dir() / "trust.json").string()));
+  // ... before the line scripts wait for.
+  CHECK(log.find(" info watching ") < log.find(" info running\n"));
+  CHECK(daemon.stop() == 0);
 }

@@ -24,6 +24,7 @@
 
 #include "common/file_io.hpp"
 #include "common/sha256.hpp"
+#include "integration/cli.hpp"
 #include "integration/daemon_harness.hpp"
 #include "support/oci_bundle.hpp"
 #include "support/skip.hpp"
@@ -271,6 +272,19 @@ TEST_CASE("engines: a Podman container is found by default, named by --name, att
   CHECK(attested["launch_id"] == "L-podman-1");
   CHECK(attested["findings"] == json::array());
   CHECK(daemon.get("/v1/sandboxes/" + container.id())["verdict"] == "attested");
+  // `inspect` finds it by the same name, and says what the daemon says.
+  const auto inspected = driftwatch_json({"inspect", "--oci", name}, 0);
+  CHECK(inspected["sandbox_id"] == container.id());
+  CHECK(inspected["engine"] == "podman");
+  CHECK(inspected["names"] == json::array({name}));
+  // `diff` by name against the config Podman handed crun: what the daemon
+  // holds, in the same scope.
+  const fs::path launched = bundle.dir() / "launched.json";
+  std::ofstream(launched) << container.config().dump();
+  const auto diffed =
+      driftwatch_json({"diff", "--oci-config", launched.string(), "--oci", name}, 0);
+  CHECK(diffed["verdict"] == "attested");
+  CHECK(diffed["observed_sha256"] == attested["observed_sha256"]);
 
   const auto health = daemon.get("/healthz");
   CHECK(health["engines"]["podman"]["live"] == 1);
@@ -324,6 +338,16 @@ TEST_CASE(
   CHECK(attested["sandbox_id"] == id);
   CHECK(attested["launch_id"] == "L-ctd-1");
   CHECK(attested["findings"] == json::array());
+  const auto inspected = driftwatch_json({"inspect", "--oci", kube_name}, 0);
+  CHECK(inspected["sandbox_id"] == id);
+  CHECK(inspected["engine"] == "containerd");
+  CHECK(inspected["names"] == json::array({kube_name}));
+  const fs::path launched = bundle.dir() / "launched.json";
+  std::ofstream(launched) << containerd.config(id).dump();
+  const auto diffed =
+      driftwatch_json({"diff", "--oci-config", launched.string(), "--oci", kube_name}, 0);
+  CHECK(diffed["verdict"] == "attested");
+  CHECK(diffed["observed_sha256"] == attested["observed_sha256"]);
 
   // The pause container: never listed, never a sandbox.
   daemon.wait_sweeps();

@@ -29,6 +29,8 @@ TEST_CASE("inspect: the printed hash is the SHA-256 of the projection's canonica
   CHECK(doc["projection"]["schema"] == "driftwatch.projection/v1");
   CHECK(doc["sandbox_id"] == container.id());
   CHECK(doc["runtime"] == "runc");
+  CHECK(doc["engine"] == "runc");
+  CHECK(doc["names"] == json::array());
   REQUIRE(doc["members"].size() == 1);
   CHECK(doc["members"][0]["pid"] == container.init_pid());
   CHECK(doc["members"][0]["argv"] == json({"sleep", "3600"}));
@@ -50,6 +52,7 @@ TEST_CASE("inspect: a container sampled by its cgroup has the same projection as
   auto by_id = driftwatch_json({"inspect", "--oci", container.id()}, 0);
   auto by_cgroup = driftwatch_json({"inspect", "--cgroup", cgroup_dir}, 0);
   CHECK(by_cgroup["runtime"] == "cgroup");
+  CHECK(by_cgroup["engine"] == "cgroup");
   CHECK(by_cgroup["projection"] == by_id["projection"]);
   CHECK(by_cgroup["observed_sha256"] == by_id["observed_sha256"]);
 }
@@ -98,6 +101,7 @@ TEST_CASE("inspect: a bubblewrap sandbox is inspected by PID with its whole tree
   INFO(doc.dump());
   REQUIRE(doc["members"].size() >= 2);
   CHECK(doc["runtime"] == "process");
+  CHECK(doc["engine"] == "process");
   // The outer bwrap stays in the host's namespaces, the sandboxed tree does not.
   CHECK(doc["projection"]["namespaces"]["network"] == "mixed");
   CHECK(doc["projection"]["namespaces"]["pid"] == "mixed");
