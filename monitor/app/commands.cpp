@@ -86,11 +86,16 @@ sandbox::DiscoveryRoots roots_of(const Target& target) {
   return roots;
 }
 
-std::string roots_text(const Target& target) {
+// " a b c": the paths of `lists`, each after a space, for messages.
+std::string spaced(std::initializer_list<const std::vector<std::string>*> lists) {
   std::string out;
-  for (const auto* list : {&target.runc_roots, &target.crun_roots, &target.containerd_roots})
-    for (const auto& root : *list) out += " " + root;
+  for (const auto* list : lists)
+    for (const auto& path : *list) out += " " + path;
   return out;
+}
+
+std::string roots_text(const Target& target) {
+  return spaced({&target.runc_roots, &target.crun_roots, &target.containerd_roots});
 }
 
 Result<std::string> read_input_file(const std::string& path) {
@@ -129,14 +134,8 @@ Result<Sampled> sample_target(const Target& target, const projection::Observatio
     correlate::ScopesBySandbox scopes{{*target.oci_id, scope}};
     auto item = correlate::sample_one(options, *target.oci_id, scopes);
     if (!item)
-      return fail(
-          item.error().message, " (searched", roots_text(target), " and the names in",
-          [&] {
-            std::string out;
-            for (const auto& root : target.podman_storage) out += " " + root;
-            return out;
-          }(),
-          ")");
+      return fail(item.error().message, " (searched", roots_text(target), " and the names in",
+                  spaced({&target.podman_storage}), ")");
     return Sampled{std::move(item->observation), std::move(item->observed),
                    std::move(item->ref.engine), std::move(item->ref.names)};
   }
