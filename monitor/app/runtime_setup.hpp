@@ -36,9 +36,10 @@ inline uint64_t monotonic_ns() {
 
 /// Samples (`sample()`: a Result<SweepItem>) until the sample is not caught
 /// in the runtime's setup, every `step`, for at most `budget` (which it
-/// spends; 1 ms steps: a step is paid on every runc exec). The caller's thread waits meanwhile.
-/// `setup_seen_ns`, when given, gets the CLOCK_MONOTONIC time at which the last sample that still
-/// saw the setup began (left alone when none did): the setup ended after it,
+/// spends; 1 ms steps: a step is paid on every runc exec). The caller's
+/// thread waits meanwhile. `setup_seen_ns`, when given, gets the
+/// CLOCK_MONOTONIC time at which the last sample that still saw the setup
+/// began (left alone when none did): the setup ended after it,
 /// so a change that took effect when the workload started is no older.
 template <class Sample>
 auto settle(Sample sample, std::chrono::milliseconds& budget, uint64_t* setup_seen_ns = nullptr,
