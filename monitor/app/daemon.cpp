@@ -412,11 +412,11 @@ void start_sweep(Daemon& d) {
       return;
     }
     for (const auto& problem : result->problems) spdlog::warn("{}", problem);
-    // Those caught in the runtime's setup, sampled again when it is over
-    // (1 s for all of them at most).
+    // Those caught in the runtime's setup or a member's exit, sampled again
+    // when it is over (1 s for all of them at most).
     auto budget = std::chrono::milliseconds(1000);
     for (auto& item : result->items) {
-      if (!in_runtime_setup(item)) continue;
+      if (!in_transition(item)) continue;
       auto again =
           settle([&] { return d.sampler->sample_one(item.ref.sandbox_id, scopes); }, budget);
       if (again) item = std::move(*again);

@@ -28,6 +28,23 @@ inline bool in_runtime_setup(const correlate::SweepItem& item) {
   });
 }
 
+/// Whether a member was exiting when it was read (a process's exit, such as
+/// a `runc exec`'s command ending, is seen for a few milliseconds in which
+/// some of its files describe the exit: on a v1 cgroup hierarchy its
+/// cgroups read "/", so no limits, measured on every plain `runc exec
+/// true`). A leader thread that exits while other threads run stays so:
+/// such a sample is taken again only until the budget is spent, then
+/// judged as it is, never dropped.
+inline bool member_exiting(const correlate::SweepItem& item) {
+  return std::ranges::any_of(item.observation.members,
+                             [](const auto& member) { return member.exiting; });
+}
+
+/// Whether the sample is to be taken again: the runtime's setup, or an exit.
+inline bool in_transition(const correlate::SweepItem& item) {
+  return in_runtime_setup(item) || member_exiting(item);
+}
+
 inline uint64_t monotonic_ns() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
@@ -35,19 +52,20 @@ inline uint64_t monotonic_ns() {
 }
 
 /// Samples (`sample()`: a Result<SweepItem>) until the sample is not caught
-/// in the runtime's setup, every `step`, for at most `budget` (which it
-/// spends; 1 ms steps: a step is paid on every runc exec). The caller's
-/// thread waits meanwhile. `setup_seen_ns`, when given, gets the
-/// CLOCK_MONOTONIC time at which the last sample that still saw the setup
-/// began (left alone when none did): the setup ended after it,
-/// so a change that took effect when the workload started is no older.
+/// in a transition (the runtime's setup, a member's exit), every `step`, for
+/// at most `budget` (which it spends; 1 ms steps: a step is paid on every
+/// runc exec). The caller's thread waits meanwhile. `setup_seen_ns`, when
+/// given, gets the CLOCK_MONOTONIC time at which the last sample that still
+/// saw the runtime's setup began (left alone when none did; an exit does not
+/// count): the setup ended after it, so a change that took effect when the
+/// workload started is no older.
 template <class Sample>
 auto settle(Sample sample, std::chrono::milliseconds& budget, uint64_t* setup_seen_ns = nullptr,
             std::chrono::milliseconds step = std::chrono::milliseconds(1)) {
   uint64_t started = monotonic_ns();
   auto item = sample();
-  while (item && in_runtime_setup(*item) && budget.count() > 0) {
-    if (setup_seen_ns) *setup_seen_ns = started;
+  while (item && in_transition(*item) && budget.count() > 0) {
+    if (setup_seen_ns && in_runtime_setup(*item)) *setup_seen_ns = started;
     std::this_thread::sleep_for(step);
     budget -= step;
     started = monotonic_ns();

@@ -132,7 +132,8 @@ json member_json(const projection::MemberObservation& m) {
        {"lsm_label", optional_text_json(m.lsm_label)},
        {"argv", texts_json(m.argv)},
        {"exe", text_json(m.exe)},
-       {"nested_user_namespace", m.nested_user_namespace}});
+       {"nested_user_namespace", m.nested_user_namespace},
+       {"exiting", m.exiting}});
 }
 
 json observation_json(const projection::Observation& obs) {
@@ -688,6 +689,7 @@ projection::MemberObservation read_member(Reader& r, const Field& f) {
   m.argv = texts(r, o["argv"], kMaxArgvEntries);
   m.exe = text(r, o["exe"]);
   m.nested_user_namespace = boolean(r, o["nested_user_namespace"]);
+  m.exiting = boolean(r, o["exiting"]);
   o.done();
   return m;
 }

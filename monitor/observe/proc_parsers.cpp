@@ -359,7 +359,7 @@ Result<ProcStat> parse_stat(std::string_view text) {
   }
   auto fields = split_blanks(rest);
   // fields[0] is field 3 (state); field N is fields[N - 3].
-  constexpr size_t kStateIndex = 0, kPpidIndex = 1, kStartTimeIndex = 22 - 3;
+  constexpr size_t kStateIndex = 0, kPpidIndex = 1, kFlagsIndex = 9 - 3, kStartTimeIndex = 22 - 3;
   if (fields.size() <= kStartTimeIndex) {
     return fail("stat: only ", std::to_string(fields.size() + 2),
                 " fields, need at least 22 (truncated file?)");
@@ -371,6 +371,9 @@ Result<ProcStat> parse_stat(std::string_view text) {
   auto ppid = parse_pid(fields[kPpidIndex]);
   if (!ppid) return fail("stat: bad ppid field ", quote(fields[kPpidIndex]));
   stat.ppid = *ppid;
+  auto flags = parse_decimal<uint32_t>(fields[kFlagsIndex]);
+  if (!flags) return fail("stat: bad flags field ", quote(fields[kFlagsIndex]));
+  stat.flags = *flags;
   auto start = parse_decimal<uint64_t>(fields[kStartTimeIndex]);
   if (!start) return fail("stat: bad starttime field ", quote(fields[kStartTimeIndex]));
   stat.start_time_ticks = *start;

@@ -43,8 +43,12 @@ struct ProcStat {
   std::string comm;
   char state = '?';
   int32_t ppid = 0;
+  uint32_t flags = 0;             // field 9: the task's PF_* flags
   uint64_t start_time_ticks = 0;  // field 22: identity against PID reuse
 };
+/// PF_EXITING in ProcStat::flags: the task is in exit() and never runs
+/// user code again; on a v1 hierarchy its /proc/PID/cgroup then reads "/".
+inline constexpr uint32_t kTaskExiting = 0x4;
 Result<ProcStat> parse_stat(std::string_view text);
 
 /// One row of /proc/PID/limits. nullopt means "unlimited".

@@ -33,6 +33,11 @@ struct MemberObservation {
   /// In a user namespace other than the sandbox's first process: its
   /// capabilities count, but only inside that namespace.
   bool nested_user_namespace = false;
+  /// In exit() when its reads ended (PF_EXITING, which is never cleared):
+  /// some of them may describe the exit, not the process (on a v1 cgroup
+  /// hierarchy an exiting task's cgroups read "/", so no limits). A sample
+  /// with one is taken again (app/runtime_setup.hpp).
+  bool exiting = false;
 };
 
 /// What a process in one mount namespace of the sandbox can see.

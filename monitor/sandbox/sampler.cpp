@@ -72,7 +72,9 @@ ProcessTable ProcessTable::scan(const observe::ProcReader& proc, const PtraceRea
   for (size_t i = 0; i < links.size() && i < answers.size(); ++i) {
     auto ns =
         observe::ProcReader::namespace_inode_of(proc.path_of(links[i].pid, "ns/pid"), answers[i]);
-    if (ns) table.by_pid_namespace[*ns].push_back(links[i].pid);
+    if (!ns) continue;
+    table.by_pid_namespace[*ns].push_back(links[i].pid);
+    table.pid_namespace_of.emplace(links[i].pid, *ns);
   }
   return table;
 }
@@ -135,8 +137,19 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
   }
   // Every process in the sandbox's PID namespace is a member, wherever its
   // cgroup is (nsenter from the host lands there without a cgroup move).
-  auto pid_ns = observe::ProcReader::namespace_inode_of(
-      proc_.path_of(first, "ns/pid"), reads_->read_links({ProcLink{first, "ns/pid"}}).at(0));
+  // The first process's namespace comes from the table, which has every
+  // live process: it is the first's own (a PID is not reused while the
+  // process the sample pinned lives, and it was alive before the table and
+  // after it). Only a first the table missed is read alone.
+  std::optional<ProcessTable> own_table;
+  if (!table) table = &own_table.emplace(scan_processes());
+  Result<uint64_t> pid_ns = fail("no pid namespace");
+  if (auto known = table->pid_namespace_of.find(first); known != table->pid_namespace_of.end()) {
+    pid_ns = known->second;
+  } else {
+    pid_ns = observe::ProcReader::namespace_inode_of(
+        proc_.path_of(first, "ns/pid"), reads_->read_links({ProcLink{first, "ns/pid"}}).at(0));
+  }
   if (!pid_ns) {
     if (pid_ns.error().vanished)
       return vanished("sandbox '" + sandbox.sandbox_id + "': its first process " +
@@ -145,28 +158,31 @@ Result<std::vector<pid_t>> Sampler::members(const SandboxRef& sandbox,
   }
   auto host_pid_ns = host_.inodes.find("pid");
   if (host_pid_ns == host_.inodes.end() || *pid_ns != host_pid_ns->second) {
-    std::optional<ProcessTable> own_table;
-    if (!table) table = &own_table.emplace(scan_processes());
     if (auto it = table->by_pid_namespace.find(*pid_ns); it != table->by_pid_namespace.end())
       members.insert(it->second.begin(), it->second.end());
   }
   return std::vector<pid_t>(members.begin(), members.end());
 }
 
-Result<MemberObservation> Sampler::read_member(pid_t pid) const {
-  DW_TRY(pinned, PinnedProcess::pin(proc_, pid));
+std::vector<ProcLink> Sampler::member_links(pid_t pid) {
+  std::vector<ProcLink> links;
+  for (const char* kind : observe::kNamespaceKinds)
+    links.push_back(ProcLink{pid, std::string("ns/") + kind});
+  links.push_back(ProcLink{pid, "exe"});
+  return links;
+}
+
+Result<MemberObservation> Sampler::read_member(const PinnedProcess& pinned,
+                                               std::span<const observe::LinkRead> answers) const {
+  const pid_t pid = pinned.identity().pid;
   MemberObservation m;
   m.pid = pid;
   m.start_time_ticks = pinned.identity().start_time_ticks;
   DW_TRY(status, proc_.status(pid));
   m.status = std::move(status);
-  // The ptrace-mode reads of this member, in one batch: its namespaces, then
-  // its executable.
-  std::vector<ProcLink> links;
-  for (const char* kind : observe::kNamespaceKinds)
-    links.push_back(ProcLink{pid, std::string("ns/") + kind});
-  links.push_back(ProcLink{pid, "exe"});
-  const auto answers = reads_->read_links(links);
+  // Its ptrace-mode reads (member_links), made for the whole batch while it
+  // was pinned: its namespaces, then its executable.
+  const auto links = member_links(pid);
   if (answers.size() != links.size())
     return fail("pid ", std::to_string(pid), ": ", std::to_string(answers.size()), " answers to ",
                 std::to_string(links.size()), " link reads");
@@ -195,6 +211,9 @@ Result<MemberObservation> Sampler::read_member(pid_t pid) const {
   // right now, or the exe is on a lazily unmounted fs) still counts.
   m.exe =
       observe::ProcReader::link_target_of(proc_.path_of(pid, "exe"), answers.back()).value_or("");
+  // Last: a member that was not yet exiting now was not while it was read.
+  DW_TRY(stat, proc_.stat(pid));
+  m.exiting = (stat.flags & observe::kTaskExiting) != 0;
   if (!pinned.still_alive()) return vanished("pid " + std::to_string(pid) + " exited");
   return m;
 }
@@ -243,16 +262,41 @@ Result<Observation> Sampler::sample(const SandboxRef& sandbox, const Observation
   obs.sandbox_id = sandbox.sandbox_id;
   obs.runtime = sandbox.runtime;
   obs.host_namespaces = host_.inodes;
-  for (pid_t pid : pids) {
-    auto member = read_member(pid);
-    if (member) {
-      obs.members.push_back(std::move(*member));
-    } else if (member.error().vanished) {
-      obs.vanished.push_back(pid);
-    } else {
-      return wrap(member.error(), "sandbox '", sandbox.sandbox_id, "': ");
+  // The members in batches: each pinned first, then the ptrace-mode reads
+  // of the whole batch in one exchange with the proc peer (each one costs
+  // a round trip between processes), then each read whole; a member is kept
+  // only if it is still alive after its reads, so the links are its own.
+  for (size_t at = 0; at < pids.size(); at += kMembersPerBatch) {
+    std::vector<PinnedProcess> pinned;
+    std::vector<ProcLink> links;
+    for (size_t i = at; i < pids.size() && i < at + kMembersPerBatch; ++i) {
+      auto pin = PinnedProcess::pin(proc_, pids[i]);
+      if (!pin) {
+        if (!pin.error().vanished) return wrap(pin.error(), "sandbox '", sandbox.sandbox_id, "': ");
+        obs.vanished.push_back(pids[i]);
+        continue;
+      }
+      for (auto& link : member_links(pids[i])) links.push_back(std::move(link));
+      pinned.push_back(std::move(*pin));
+    }
+    const auto answers = reads_->read_links(links);
+    if (answers.size() != links.size())
+      return fail("sandbox '", sandbox.sandbox_id, "': ", std::to_string(answers.size()),
+                  " answers to ", std::to_string(links.size()), " link reads");
+    const size_t per_member = links.size() / std::max<size_t>(pinned.size(), 1);
+    for (size_t k = 0; k < pinned.size(); ++k) {
+      const pid_t pid = pinned[k].identity().pid;
+      auto member = read_member(pinned[k], std::span(answers).subspan(k * per_member, per_member));
+      if (member) {
+        obs.members.push_back(std::move(*member));
+      } else if (member.error().vanished) {
+        obs.vanished.push_back(pid);
+      } else {
+        return wrap(member.error(), "sandbox '", sandbox.sandbox_id, "': ");
+      }
     }
   }
+  std::sort(obs.vanished.begin(), obs.vanished.end());
   auto reference = std::find_if(obs.members.begin(), obs.members.end(),
                                 [&](const auto& m) { return m.pid == sandbox.first_process.pid; });
   if (reference == obs.members.end())

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "common/result.hpp"
@@ -17,6 +18,7 @@
 #include "observe/proc_reader.hpp"
 #include "projection/observed.hpp"
 #include "sandbox/discovery.hpp"
+#include "sandbox/identity.hpp"
 #include "sandbox/ptrace_reads.hpp"
 
 namespace driftwatch::sandbox {
@@ -25,6 +27,7 @@ namespace driftwatch::sandbox {
 /// sandboxes builds it once and shares it; a single sample builds its own.
 struct ProcessTable {
   std::map<uint64_t, std::vector<pid_t>> by_pid_namespace;
+  std::map<pid_t, uint64_t> pid_namespace_of;  // the same, by process
   static ProcessTable scan(const observe::ProcReader& proc);
   /// The same with the ns/pid links read through `reads`.
   static ProcessTable scan(const observe::ProcReader& proc, const PtraceReads& reads);
@@ -69,7 +72,14 @@ class Sampler {
   const std::string& host_namespaces_source() const { return host_.source; }
 
  private:
-  Result<projection::MemberObservation> read_member(pid_t pid) const;
+  /// Members pinned and read per batch (sample()): their link reads go to
+  /// the proc peer in one exchange per batch.
+  static constexpr size_t kMembersPerBatch = 64;
+  /// The ptrace-mode reads of one member: its namespaces, then its exe.
+  static std::vector<ProcLink> member_links(pid_t pid);
+  /// `answers`: those of member_links(pid), read while it was pinned.
+  Result<projection::MemberObservation> read_member(
+      const PinnedProcess& pinned, std::span<const observe::LinkRead> answers) const;
   projection::MountView read_mount_view(pid_t pid, uint64_t mount_ns,
                                         const projection::ObservationScope& scope) const;
 

@@ -89,3 +89,38 @@ TEST_CASE(
   CHECK(short_budget == 0ms);
   CHECK(seen != 0);
 }
+
+TEST_CASE(
+    "runtime setup: a sample with an exiting member is taken again, without moving the "
+    "latency origin",
+    "[app]") {
+  int calls = 0;
+  auto sample = [&]() -> Result<SweepItem> {
+    auto item = item_named({"agent", "true"});
+    item.observation.members.at(1).exiting = ++calls < 3;
+    return item;
+  };
+  CHECK_FALSE(driftwatch::app::member_exiting(item_named({"agent"})));
+  auto budget = std::chrono::milliseconds(1000);
+  uint64_t seen = 0;
+  auto item = settle(sample, budget, &seen, 1ms);
+  REQUIRE(item);
+  CHECK(calls == 3);
+  CHECK_FALSE(driftwatch::app::in_transition(*item));
+  CHECK(budget == 998ms);
+  CHECK(seen == 0);  // an exit is not the runtime's setup
+
+  // One that stays exiting (a leader thread gone, its threads running) is
+  // judged as it is once the budget is spent.
+  auto short_budget = std::chrono::milliseconds(2);
+  auto stuck = settle(
+      [] {
+        auto item = item_named({"agent"});
+        item.observation.members.at(0).exiting = true;
+        return Result<SweepItem>(std::move(item));
+      },
+      short_budget, &seen, 1ms);
+  REQUIRE(stuck);
+  CHECK(driftwatch::app::member_exiting(*stuck));
+  CHECK(short_budget == 0ms);
+}

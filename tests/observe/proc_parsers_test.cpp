@@ -212,6 +212,8 @@ TEST_CASE("stat parser: reads pid, comm, state, ppid and start time", "[observe]
   CHECK(stat->comm == "sleep");
   CHECK(stat->state == 'S');
   CHECK(stat->ppid == 1);
+  CHECK(stat->flags == 4194304);
+  CHECK((stat->flags & driftwatch::observe::kTaskExiting) == 0);
   CHECK(stat->start_time_ticks == 66315);
 }
 
@@ -257,6 +259,8 @@ TEST_CASE("stat parser: rejects a stat with missing or malformed fields", "[obse
            Case{"42 (sleep)S 7", "stat: fields after comm missing in '42 (sleep)S 7'"},
            Case{stat_with_comm("a").replace(7, 1, "RR"), "stat: bad state field 'RR'"},
            Case{stat_with_comm("a").replace(9, 1, "-7"), "stat: bad ppid field '-7'"},
+           Case{stat_with_comm("a").replace(stat_with_comm("a").find("4194304"), 7, "-4"),
+                "stat: bad flags field '-4'"},
            Case{stat_with_comm("a").replace(stat_with_comm("a").find("66315"), 5, "6x"),
                 "stat: bad starttime field '6x'"},
        }) {

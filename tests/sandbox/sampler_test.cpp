@@ -44,6 +44,7 @@ struct FakeProcess {
   std::string cgroup = "/user.slice";  // v2 path
   std::vector<pid_t> children;         // task/<pid>/children
   std::string comm = "sleep";
+  uint32_t flags = 4194560;  // stat field 9: PF_RANDOMIZE | PF_FORKNOEXEC
 };
 
 std::string hex(uint64_t value) {
@@ -69,11 +70,11 @@ class FixtureHost {
 
   void add(const FakeProcess& p) const {
     const fs::path dir = fs::path("proc") / std::to_string(p.pid);
-    dir_.write(dir / "stat",
-               std::to_string(p.pid) + " (" + p.comm + ") S " + std::to_string(p.ppid) +
-                   " 1 1 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(p.start_time) +
-                   " 2252800 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 "
-                   "0 0 0 0 0 0 0 0 0 0 0 0 0\n");
+    dir_.write(dir / "stat", std::to_string(p.pid) + " (" + p.comm + ") S " +
+                                 std::to_string(p.ppid) + " 1 1 0 -1 " + std::to_string(p.flags) +
+                                 " 100 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(p.start_time) +
+                                 " 2252800 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 "
+                                 "0 0 0 0 0 0 0 0 0 0 0 0 0\n");
     const std::string uid = std::to_string(p.euid);
     dir_.write(dir / "status",
                "Name:\t" + p.comm + "\nTgid:\t" + std::to_string(p.pid) + "\nPPid:\t" +
@@ -299,6 +300,28 @@ TEST_CASE("sampler: a member that exits mid-sample is dropped whole, the others 
   std::vector<pid_t> sampled;
   for (const auto& m : obs.members) sampled.push_back(m.pid);
   CHECK(sampled == std::vector<pid_t>{100, 300});
+}
+
+TEST_CASE("sampler: a member in exit() is sampled and marked exiting, the others are not",
+          "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  // 101 as the kernel shows a task in exit(): PF_EXITING set, its cgroup
+  // one without limits (on a v1 hierarchy it reads "/").
+  fs::remove_all(host.dir() / "proc" / "101");
+  host.add({.pid = 101,
+            .ppid = 100,
+            .start_time = 5100,
+            .euid = 1000,
+            .namespaces = sandbox_namespaces(),
+            .cgroup = "/user.slice",
+            .comm = "true",
+            .flags = 4194560 | observe::kTaskExiting});
+  const auto obs =
+      ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  std::map<pid_t, bool> exiting_by_pid;
+  for (const auto& m : obs.members) exiting_by_pid[m.pid] = m.exiting;
+  CHECK(exiting_by_pid == std::map<pid_t, bool>{{100, false}, {101, true}, {300, false}});
 }
 
 TEST_CASE("sampler: a sandbox whose first PID was reused is gone, not sampled", "[sandbox]") {
