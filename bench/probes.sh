@@ -7,7 +7,12 @@
 #      setuid(0) storm), under four conditions in interleaved rounds: no
 #      monitor; `driftwatch run` watching the sandbox (probes on); auditd
 #      with rules for the privilege-related syscalls; a bpftrace script
-#      counting the same syscalls' sys_exit tracepoints per cgroup;
+#      counting the same syscalls' sys_exit tracepoints per cgroup; then
+#      the probes' own cost per call (kernel.bpf_stats_enabled), and getpid
+#      and openat+close in many short paired rounds of no probes, the
+#      probes alone (watching the loop's cgroup) and the same bpftrace
+#      script (build/bench/syscall_probe_bench), which resolves what the
+#      rounds of whole monitors cannot on a noisy machine;
 #   2. lost counts: setuid(0) paced at 100,000/s for 10 s in the watched
 #      sandbox, against driftwatch_escalation_attempts_total and
 #      driftwatch_probe_events_lost_total, and the probe's attempts not
@@ -25,8 +30,9 @@
 # Everything it starts (containers, daemons, auditd and its rules, bpftrace)
 # is stopped and removed at the end, also on failure or Ctrl-C.
 #
-#   bench/probes.sh [--build DIR] [--quick] [--rounds N] [--idle-seconds S]
-#                   [--changes N] [--storm-rate R] [--storm-seconds S]
+#   bench/probes.sh [--build DIR] [--quick] [--rounds N] [--paired-rounds N]
+#                   [--idle-seconds S] [--changes N] [--storm-rate R]
+#                   [--storm-seconds S]
 #
 # --build: the build directory (default build/); --quick: fewer rounds, a
 # 30 s CPU window, 40 changes, a 3 s storm, 20 idle sandboxes, for a check.
@@ -37,6 +43,7 @@ say() { echo "bench/probes.sh: $*" >&2; }
 
 build=build
 rounds=5
+paired_rounds=41
 reps=3
 idle_seconds=120
 idle_sandboxes=200
@@ -49,10 +56,12 @@ quick=""
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
-    --quick) quick=1; rounds=2; reps=2; idle_seconds=30; idle_sandboxes=20; changes=40
+    --quick) quick=1; rounds=2; paired_rounds=5; reps=2; idle_seconds=30; idle_sandboxes=20
+      changes=40
       controls=4
       storm_seconds=3; shift ;;
     --rounds) rounds=$2; shift 2 ;;
+    --paired-rounds) paired_rounds=$2; shift 2 ;;
     --idle-seconds) idle_seconds=$2; shift 2 ;;
     --changes) changes=$2; shift 2 ;;
     --storm-rate) storm_rate=$2; shift 2 ;;
@@ -405,6 +414,18 @@ for mode in "${modes[@]}"; do
 done
 restore_stats
 stop_daemon
+
+# Paired rounds of the probes alone against bpftrace: getpid and
+# openat+close in one process on the loops' CPU, each round loading and
+# attaching driftwatch's programs afresh (watching the process's own cgroup,
+# as a sandbox's) and starting the bpftrace script afresh, in rotating
+# order; the median of each round's ratio to no probes.
+say "paired rounds: no probes, the probes alone, bpftrace ($paired_rounds rounds)"
+load_paired=$(load)
+taskset -c "$loop_cpu" "$build/bench/syscall_probe_bench" --rounds "$paired_rounds" --watched \
+  --bpftrace "$work/attempts.bt" --tsv "$work/paired.tsv" >"$work/paired.txt" 2>"$work/paired.err" ||
+  { say "syscall_probe_bench failed:"; cat "$work/paired.err" >&2; exit 1; }
+load_paired_end=$(load)
 audit_lost=$(awk 'NR == 1 {a = $1} {b = $1} END {print b - a}' "$work/overhead-audit-lost")
 bpftrace_setuid=$(awk '/sys_exit_setuid, -1\]/ {print $NF}' "$work/bpftrace.out" | sort -g | tail -1)
 
@@ -579,6 +600,25 @@ p50_p99() { echo "$(latency_col "$1" "$2" | percentile_of 50 | fmt 1) / $(latenc
       "$work/probe-cost.tsv"
   done
   echo
+  echo "Paired rounds (\`build/bench/syscall_probe_bench --watched --bpftrace\`): $paired_rounds rounds, each"
+  echo "running getpid and openat+close loops in one process on CPU $loop_cpu with no probes, with"
+  echo "driftwatch's programs alone (loaded and attached afresh each round as the daemon does, with"
+  echo "its defaults: no syscall tracepoints; the process's own cgroup in the watched set), with its"
+  echo "two optional syscall tracepoints as well, and under the same bpftrace script (started"
+  echo "afresh each round, on CPU 0), in rotating order. CPU ns per call (median, min–max), and the"
+  echo "median of each round's ratio to no probes, which cancels the machine's drift between rounds:"
+  echo
+  echo "| configuration | getpid, ns | paired vs no probes | openat + close, ns | paired vs no probes |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  awk -F'\t' '{
+      name = $1
+      if (name == "tp_btf only") name = "driftwatch probes (default)"
+      else if (name == "tp_btf + syscall tps") name = "driftwatch probes + `syscall_probes`"
+      printf "| %s | %.1f (%.1f–%.1f) | %+.1f %% | %.1f (%.1f–%.1f) | %+.1f %% |\n", name, $2, $3, $4, $5, $7, $8, $9, $10
+    }' "$work/paired.tsv"
+  echo
+  echo "Load average at the start: $load_paired; at the end: $load_paired_end."
+  echo
   echo "Seen by the monitors: driftwatch counted $(tail -1 "$work/overhead-dw-denied" 2>/dev/null || echo '?')"
   echo "denied setuid in its last round ($((reps * ops[setuid])) made); the kernel's audit"
   echo "\`lost\` counter grew by $audit_lost records between the first and the last auditd round;"
@@ -684,4 +724,5 @@ p50_p99() { echo "$(latency_col "$1" "$2" | percentile_of 50 | fmt 1) / $(latenc
 } | tee "$report"
 cp "$work/latency.tsv" "bench/results/probes-$date_day-latency.tsv"
 cp "$work/overhead.tsv" "bench/results/probes-$date_day-overhead.tsv"
+cp "$work/paired.tsv" "bench/results/probes-$date_day-paired.tsv"
 say "saved $report (and the raw rows beside it)"
