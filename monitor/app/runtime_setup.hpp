@@ -32,9 +32,8 @@ inline bool in_runtime_setup(const correlate::SweepItem& item) {
 /// a `runc exec`'s command ending, is seen for a few milliseconds in which
 /// some of its files describe the exit: on a v1 cgroup hierarchy its
 /// cgroups read "/", so no limits, measured on every plain `runc exec
-/// true`). A leader thread that exits while other threads run stays so:
-/// such a sample is taken again only until the budget is spent, then
-/// judged as it is, never dropped.
+/// true`). A leader thread that exits while other threads run on is not
+/// such a member: the sampler stands its live threads for it.
 inline bool member_exiting(const correlate::SweepItem& item) {
   return std::ranges::any_of(item.observation.members,
                              [](const auto& member) { return member.exiting; });

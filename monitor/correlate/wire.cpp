@@ -1129,7 +1129,7 @@ Result<PeerRequest> parse_peer_request(const nlohmann::json& document) {
       const Field name = link["name"];
       if (!r.failed() && !(name.value.is_string() &&
                            sandbox::is_proc_link_name(name.value.get_ref<const std::string&>())))
-        r.fail(name.path, "not exe nor ns/<kind> of a namespace kind");
+        r.fail(name.path, "not exe nor ns/<kind> of a namespace kind (of the process or of task/<thread id>/)");
       if (!r.failed()) out.name = name.value.get<std::string>();
       link.done();
       request.links.push_back(std::move(out));

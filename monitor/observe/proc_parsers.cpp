@@ -121,6 +121,7 @@ enum StatusField : uint32_t {
   kCapAmb = 1u << 11,
   kNoNewPrivs = 1u << 12,
   kSeccomp = 1u << 13,
+  kThreads = 1u << 14,
 };
 
 struct StatusKey {
@@ -143,6 +144,7 @@ constexpr std::array kStatusKeys = {
     StatusKey{"CapAmb", kCapAmb},
     StatusKey{"NoNewPrivs", kNoNewPrivs},
     StatusKey{"Seccomp", kSeccomp},
+    StatusKey{"Threads", kThreads},
 };
 
 // Lines every kernel driftwatch supports prints; CapAmb (4.3+) may be
@@ -221,6 +223,12 @@ std::optional<Error> parse_status_field(StatusField field, std::string_view key,
         return bad_value();
       }
       return std::nullopt;
+    case kThreads: {
+      auto count = parse_decimal<int32_t>(value);
+      if (!count || *count < 1) return bad_value();
+      out.threads = *count;
+      return std::nullopt;
+    }
     case kSeccomp: {
       auto mode = parse_decimal<int>(value);
       if (!mode || *mode < 0 || *mode > 2) return bad_value();

@@ -33,6 +33,10 @@ struct ProcStatus {
   uint64_t cap_ambient = 0;
   bool no_new_privs = false;
   int seccomp = 0;  // 0 disabled, 1 strict, 2 filter
+  // Threads: the process's thread count (0: the line was missing). Read by
+  // the sampler to decide whether to look at each thread; not carried in
+  // the sweep wire protocol.
+  int32_t threads = 0;
 };
 Result<ProcStatus> parse_status(std::string_view text);
 

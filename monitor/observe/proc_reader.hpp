@@ -30,6 +30,9 @@ class ProcReader {
   explicit ProcReader(std::filesystem::path root = "/proc");
 
   const std::filesystem::path& root() const { return root_; }
+  /// A reader of process `pid`'s threads: its root is /proc/PID/task, so
+  /// each method reads /proc/PID/task/TID/<file> of a thread id.
+  ProcReader tasks_of(pid_t pid) const { return ProcReader(root_ / std::to_string(pid) / "task"); }
 
   /// The whole text of /proc/PID/<file> (bounded to 1 MiB).
   Result<std::string> read(pid_t pid, std::string_view file) const;

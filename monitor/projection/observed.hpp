@@ -52,7 +52,10 @@ struct MountView {
 struct Observation {
   std::string sandbox_id;
   std::string runtime;
-  std::vector<MemberObservation> members;  // sorted by pid
+  // Sorted by pid. A process, or a thread of one (pid is its thread id,
+  // status.tgid the process's) whose credentials differ from its leader's
+  // or that stands for a leader which has exited (sandbox/sampler.hpp).
+  std::vector<MemberObservation> members;
   std::vector<MountView> mount_views;
   std::map<std::string, uint64_t> host_namespaces;  // PID 1's
   std::vector<pid_t> vanished;                      // members that exited while sampled (dropped)

@@ -30,7 +30,15 @@ Result<PinnedProcess> PinnedProcess::pin(const observe::ProcReader& proc, pid_t 
     return vanished(name + " was reused by another process (start time changed)");
   pinned.identity_.start_time_ticks = stat->start_time_ticks;
   // A zombie has no /proc state worth sampling: its credentials are gone.
-  if (stat->state == 'Z' || stat->state == 'X') return vanished(name + " has exited");
+  // But a leader thread that exited alone is a zombie too, while its
+  // process runs on in its other threads (the pidfd polls readable only
+  // when all have exited): that process is pinned, and sampled through
+  // them (sandbox/sampler.hpp).
+  if (stat->state == 'X') return vanished(name + " has exited");
+  if (stat->state == 'Z') {
+    auto status = proc.status(pid);
+    if (!status || status->threads < 2) return vanished(name + " has exited");
+  }
   return pinned;
 }
 

@@ -28,7 +28,8 @@ class PinnedProcess {
  public:
   /// Pins `pid`; `expected_start` (if given) must match its start time, so
   /// a recycled PID is refused. Errors for a PID that does not exist are
-  /// `vanished`.
+  /// `vanished`, and so for a zombie, unless it is a leader thread whose
+  /// process lives on in other threads.
   static Result<PinnedProcess> pin(const observe::ProcReader& proc, pid_t pid,
                                    std::optional<uint64_t> expected_start = {});
   PinnedProcess(PinnedProcess&& other) noexcept;

@@ -32,6 +32,17 @@ std::string_view to_string(PathState state) {
 }
 
 bool is_proc_link_name(std::string_view name) {
+  // A thread's: task/<thread id>/<link>.
+  if (name.starts_with("task/")) {
+    name.remove_prefix(5);
+    const size_t slash = name.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash > 10) return false;
+    if (!std::all_of(name.begin(), name.begin() + slash,
+                     [](char c) { return c >= '0' && c <= '9'; }))
+      return false;
+    if (name.front() == '0') return false;
+    name.remove_prefix(slash + 1);
+  }
   if (name == "exe") return true;
   if (!name.starts_with("ns/")) return false;
   name.remove_prefix(3);

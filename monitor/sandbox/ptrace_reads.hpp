@@ -34,7 +34,8 @@ inline constexpr PathState kAllPathStates[] = {PathState::absent, PathState::mas
                                                PathState::unknown};
 
 /// One link of one process: `name` is "exe" or "ns/<kind>" with a kind of
-/// observe::kNamespaceKinds (is_proc_link_name).
+/// observe::kNamespaceKinds, or either of them under "task/<thread id>/"
+/// for one of the process's threads (is_proc_link_name).
 struct ProcLink {
   pid_t pid = 0;
   std::string name;

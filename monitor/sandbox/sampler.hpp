@@ -3,7 +3,11 @@
 // namespace), reads each member's /proc state pinned by a pidfd, checks
 // masked and read-only paths through each mount namespace, and returns an
 // Observation. Members that exit mid-sample are dropped whole, never
-// reported half-read.
+// reported half-read. A thread holding other credentials than its process's
+// leader is a member of its own (pid = its thread id), and a process whose
+// leader has exited while its other threads run on is seen through them:
+// credentials are per thread in Linux, and a process's own /proc/PID files
+// describe its leader alone.
 
 #include <sys/types.h>
 
@@ -75,11 +79,22 @@ class Sampler {
   /// Members pinned and read per batch (sample()): their link reads go to
   /// the proc peer in one exchange per batch.
   static constexpr size_t kMembersPerBatch = 64;
-  /// The ptrace-mode reads of one member: its namespaces, then its exe.
-  static std::vector<ProcLink> member_links(pid_t pid);
-  /// `answers`: those of member_links(pid), read while it was pinned.
-  Result<projection::MemberObservation> read_member(
-      const PinnedProcess& pinned, std::span<const observe::LinkRead> answers) const;
+  /// The ptrace-mode reads of one member: its namespaces, then its exe; of
+  /// process `pid`, or of its thread `thread` (under /proc/PID/task/TID/).
+  static std::vector<ProcLink> member_links(pid_t pid, pid_t thread = 0);
+  /// `answers`: those of member_links, read while it was pinned (a
+  /// process) or known by its start time (a thread of `process`, read
+  /// under /proc/PROCESS/task/). Vanished when the task's start time is not
+  /// `task`'s after the reads.
+  Result<projection::MemberObservation> read_member(const ProcessIdentity& task,
+                                                    std::span<const observe::LinkRead> answers,
+                                                    pid_t process = 0) const;
+  /// The other threads of process `pid` to sample as members of their own:
+  /// one per set of credentials other than `leader`'s (every set when
+  /// `leader` is null: the leader is in exit() or could not be read while
+  /// its threads run on). Threads in exit() are left out.
+  std::vector<ProcessIdentity> threads_to_sample(pid_t pid,
+                                                 const observe::ProcStatus* leader) const;
   projection::MountView read_mount_view(pid_t pid, uint64_t mount_ns,
                                         const projection::ObservationScope& scope) const;
 

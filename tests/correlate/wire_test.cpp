@@ -518,6 +518,19 @@ TEST_CASE(
   request = wire::to_json(links);
   request["links"][0]["name"] = "ns/../root";
   CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("links[0].name"));
+  // A thread's links, under task/<thread id>/, and nothing else there.
+  request = wire::to_json(links);
+  request["links"][0]["name"] = "task/4711/ns/net";
+  request["links"][1]["name"] = "task/4711/exe";
+  CHECK(ok(wire::parse_peer_request(over_the_wire(request))).links.size() == 2);
+  for (const char* bad :
+       {"task/4711/mem", "task/../ns/net", "task//ns/net", "task/0/exe", "task/07/exe",
+        "task/12345678901/exe", "task/4711/task/1/exe", "task/4711", "task/-1/exe"}) {
+    INFO(bad);
+    request = wire::to_json(links);
+    request["links"][0]["name"] = bad;
+    CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("links[0].name"));
+  }
   request = wire::to_json(links);
   request["paths"] = json::array({"/etc"});
   CHECK_THAT(rejection(wire::parse_peer_request, request), Contains("peer request: paths"));

@@ -67,6 +67,7 @@ TEST_CASE("status parser: reads identity, capabilities and NNP of a host root pr
   }
   CHECK(status->groups.empty());  // "Groups:\t \n" on this machine
   CHECK(status->nspid == std::vector<int32_t>{1234});
+  CHECK(status->threads == 1);
   CHECK(status->cap_inheritable == 0);
   CHECK(status->cap_permitted == 0x000001fffeffffffULL);
   CHECK(status->cap_effective == 0x000001fffeffffffULL);
@@ -183,6 +184,8 @@ TEST_CASE("status parser: rejects malformed id, mode and flag lines", "[observe]
            Case{"Tgid", "Tgid:\t-5", "status: bad Tgid value '-5'"},
            Case{"Seccomp", "Seccomp:\t3", "status: bad Seccomp value '3'"},
            Case{"NoNewPrivs", "NoNewPrivs:\t2", "status: bad NoNewPrivs value '2'"},
+           Case{"Threads", "Threads:\t0", "status: bad Threads value '0'"},
+           Case{"Threads", "Threads:\tmany", "status: bad Threads value 'many'"},
        }) {
     INFO(c.line);
     auto status = parse_status(replace_line(text, c.key, c.line));

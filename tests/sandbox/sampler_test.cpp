@@ -45,6 +45,9 @@ struct FakeProcess {
   std::vector<pid_t> children;         // task/<pid>/children
   std::string comm = "sleep";
   uint32_t flags = 4194560;  // stat field 9: PF_RANDOMIZE | PF_FORKNOEXEC
+  char state = 'S';
+  int threads = 1;  // status "Threads:"
+  pid_t tgid = 0;   // a thread's process (0: its own pid)
 };
 
 std::string hex(uint64_t value) {
@@ -68,16 +71,17 @@ class FixtureHost {
     cgroup("/init.scope", {1});
   }
 
-  void add(const FakeProcess& p) const {
-    const fs::path dir = fs::path("proc") / std::to_string(p.pid);
-    dir_.write(dir / "stat", std::to_string(p.pid) + " (" + p.comm + ") S " +
+  void add(const FakeProcess& p) const { add(p, fs::path("proc") / std::to_string(p.pid)); }
+  void add(const FakeProcess& p, const fs::path& dir) const {
+    dir_.write(dir / "stat", std::to_string(p.pid) + " (" + p.comm + ") " + p.state + " " +
                                  std::to_string(p.ppid) + " 1 1 0 -1 " + std::to_string(p.flags) +
                                  " 100 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(p.start_time) +
                                  " 2252800 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 "
                                  "0 0 0 0 0 0 0 0 0 0 0 0 0\n");
     const std::string uid = std::to_string(p.euid);
     dir_.write(dir / "status",
-               "Name:\t" + p.comm + "\nTgid:\t" + std::to_string(p.pid) + "\nPPid:\t" +
+               "Name:\t" + p.comm + "\nTgid:\t" + std::to_string(p.tgid ? p.tgid : p.pid) +
+                   "\nThreads:\t" + std::to_string(p.threads) + "\nPPid:\t" +
                    std::to_string(p.ppid) + "\nUid:\t" + uid + "\t" + uid + "\t" + uid + "\t" +
                    uid + "\nGid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid +
                    "\nGroups:\t\nNSpid:\t" + std::to_string(p.pid) +
@@ -101,6 +105,12 @@ class FixtureHost {
     for (pid_t child : p.children) children += std::to_string(child) + " ";
     dir_.write(dir / "task" / std::to_string(p.pid) / "children", children);
     dir_.mkdir(dir / "root");
+  }
+
+  // A thread `t` of process `t.tgid`, as the kernel shows it: under
+  // /proc/TGID/task/TID/ (and at /proc/TID/, which is not listed: left out).
+  void add_thread(const FakeProcess& t) const {
+    add(t, fs::path("proc") / std::to_string(t.tgid) / "task" / std::to_string(t.pid));
   }
 
   void cgroup(const std::string& path, const std::vector<pid_t>& pids,
@@ -322,6 +332,96 @@ TEST_CASE("sampler: a member in exit() is sampled and marked exiting, the others
   std::map<pid_t, bool> exiting_by_pid;
   for (const auto& m : obs.members) exiting_by_pid[m.pid] = m.exiting;
   CHECK(exiting_by_pid == std::map<pid_t, bool>{{100, false}, {101, true}, {300, false}});
+}
+
+TEST_CASE(
+    "sampler: a thread holding other credentials than its leader is a member of its own, one "
+    "holding the same is not",
+    "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  // 101 (uid 1000, no capabilities) has two more threads: 150 as it is, 151
+  // still holding CAP_SYS_ADMIN (its leader dropped it: capset is per thread).
+  fs::remove_all(host.dir() / "proc" / "101");
+  FakeProcess leader{.pid = 101,
+                     .ppid = 100,
+                     .start_time = 5100,
+                     .euid = 1000,
+                     .namespaces = sandbox_namespaces(),
+                     .cgroup = "/sandbox",
+                     .threads = 3};
+  host.add(leader);
+  FakeProcess same = leader;
+  same.pid = 150;
+  same.tgid = 101;
+  same.start_time = 5101;
+  FakeProcess holding = same;
+  holding.pid = 151;
+  holding.start_time = 5102;
+  holding.cap_effective = 0x200000;
+  host.add_thread(same);
+  host.add_thread(holding);
+  const auto obs =
+      ok(host.sampler().sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  std::map<pid_t, std::pair<int32_t, uint64_t>> members;  // pid: tgid, CapEff
+  for (const auto& m : obs.members) members[m.pid] = {m.status.tgid, m.status.cap_effective};
+  CHECK(members == std::map<pid_t, std::pair<int32_t, uint64_t>>{{100, {100, 0x20000420}},
+                                                                 {101, {101, 0}},
+                                                                 {151, {101, 0x200000}},
+                                                                 {300, {300, 0x200000}}});
+  CHECK(obs.vanished.empty());
+}
+
+TEST_CASE(
+    "sampler: a process whose leader exited while its other threads run on is sampled through "
+    "them; one whose threads all exit is not",
+    "[sandbox]") {
+  FixtureHost host;
+  add_runc_container(host);
+  // 101's leader is a zombie: PF_EXITING, cgroup "/" (v1), no namespace
+  // links; its thread 160 runs on in the sandbox's cgroup.
+  fs::remove_all(host.dir() / "proc" / "101");
+  FakeProcess zombie{.pid = 101,
+                     .ppid = 100,
+                     .start_time = 5100,
+                     .euid = 1000,
+                     .namespaces = {},
+                     .cgroup = "/",
+                     .flags = 4194560 | observe::kTaskExiting,
+                     .state = 'Z',
+                     .threads = 2};
+  host.add(zombie);
+  FakeProcess thread{.pid = 160,
+                     .ppid = 100,
+                     .start_time = 5101,
+                     .euid = 1000,
+                     .namespaces = sandbox_namespaces(),
+                     .cgroup = "/sandbox",
+                     .tgid = 101};
+  host.add_thread(thread);
+  const auto sampler = host.sampler();
+  {
+    const auto obs =
+        ok(sampler.sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+    std::map<pid_t, int32_t> tgid_of;
+    for (const auto& m : obs.members) {
+      tgid_of[m.pid] = m.status.tgid;
+      CHECK_FALSE(m.exiting);
+    }
+    CHECK(tgid_of == std::map<pid_t, int32_t>{{100, 100}, {160, 101}, {300, 300}});
+    CHECK(obs.vanished.empty());
+  }
+  // The thread in exit() too (exit_group): the leader is not stood for,
+  // and is dropped as exited.
+  fs::remove_all(host.dir() / "proc" / "101" / "task" / "160");
+  thread.flags |= observe::kTaskExiting;
+  host.add_thread(thread);
+  const auto obs =
+      ok(sampler.sample(runc_sandbox(100, 5000, "/sandbox"), projection::default_scope()));
+  std::vector<pid_t> sampled;
+  for (const auto& m : obs.members) sampled.push_back(m.pid);
+  CHECK(sampled == std::vector<pid_t>{100, 300});
+  CHECK(obs.vanished == std::vector<pid_t>{101});
 }
 
 TEST_CASE("sampler: a sandbox whose first PID was reused is gone, not sampled", "[sandbox]") {

@@ -16,19 +16,33 @@
  *   unshare-files (unshare(CLONE_FILES): no namespace changes)
  *   msleep:MS     (the probes send one namespace event per sandbox and 10 ms)
  *
+ * and what a process can do to its own threads, which the sampler must see
+ * through:
+ *
+ *   hold-thread   (a second thread that sleeps for good, holding this
+ *                  thread's credentials as they are now)
+ *   drop:N[,N…]   (capability numbers dropped from this thread alone: from
+ *                  its bounding set, then its effective, permitted and
+ *                  inheritable sets; other threads keep theirs)
+ *   leader-exit   (the main thread exits; the process lives on in its
+ *                  other threads, its leader a zombie; after hold-thread)
+ *
  * Prints "<attempt> <errno name or ok>" per attempt; exit 0. Run it only in
  * a sandbox: on the host as root every attempt succeeds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/bpf.h>
 #include <linux/sched.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -66,6 +80,35 @@ static long clone_user(int version) {
   int status = 0;
   waitpid((pid_t)pid, &status, 0);
   return 0;
+}
+
+static void* hold(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
+/* Drops the listed capabilities from the calling thread only (the raw
+ * system calls: glibc's wrappers would not be per-thread for set*id, and
+ * capset never is). */
+static long drop_caps(const char* list) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capget, &header, data) != 0) return -1;
+  char* copy = strdup(list);
+  for (char* p = strtok(copy, ","); p; p = strtok(NULL, ",")) {
+    int cap = atoi(p);
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      free(copy);
+      return -1;
+    }
+    data[cap / 32].effective &= ~(1u << (cap % 32));
+    data[cap / 32].permitted &= ~(1u << (cap % 32));
+    data[cap / 32].inheritable &= ~(1u << (cap % 32));
+  }
+  free(copy);
+  return syscall(SYS_capset, &header, data);
 }
 
 int main(int argc, char** argv) {
@@ -109,6 +152,15 @@ int main(int argc, char** argv) {
       for (long k = 0; k < n; ++k) denied += setuid(0) != 0;
       printf("%s denied %ld\n", a, denied);
       fflush(stdout);
+    } else if (!strcmp(a, "hold-thread")) {
+      pthread_t thread;
+      errno = pthread_create(&thread, NULL, hold, NULL);
+      say(a, errno == 0 ? 0 : -1);
+    } else if (!strncmp(a, "drop:", 5)) {
+      say(a, drop_caps(a + 5));
+    } else if (!strcmp(a, "leader-exit")) {
+      say(a, 0);
+      syscall(SYS_exit, 0);
     } else if (!strncmp(a, "msleep:", 7)) {
       usleep((useconds_t)atoi(a + 7) * 1000);
     } else if (!strncmp(a, "sleep:", 6)) {
