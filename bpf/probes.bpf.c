@@ -5,8 +5,8 @@
  * sched_process_fork, cgroup_attach_task): something that may change a
  * watched sandbox's privileges happened (a program executed in it, a task
  * forked in it, a task moved into its cgroup); one event per sandbox and
- * DW_LIFECYCLE_WINDOW_NS through a ring buffer of its own tells the monitor
- * to resample it now.
+ * DW_LIFECYCLE_WINDOW_NS (execs in a window of their own) through a ring
+ * buffer of its own tells the monitor to resample it now.
  *
  * Namespace changes in a watched sandbox (DW_LIFECYCLE_NAMESPACE, a window
  * of their own): a clone or clone3 into new namespaces, seen by dw_fork; a
@@ -182,6 +182,17 @@ struct {
   __type(value, __u64);
 } dw_lifecycle_last SEC(".maps");
 
+/* The last exec event sent per token: a window of its own, so that the
+ * exec by which a runtime's init becomes the workload (a few milliseconds
+ * after it entered the sandbox's cgroup, itself an event) is sent, and
+ * times the workload's start (the monitor's detection latency). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DW_MAX_WATCHED);
+  __type(key, __u32);
+  __type(value, __u64);
+} dw_exec_last SEC(".maps");
+
 /* The last namespace event sent per token: a window of its own. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -250,7 +261,7 @@ static __always_inline __u64 clone_flags(long nr, struct pt_regs* regs) {
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(dw_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
   __u32* token = watched_token(bpf_get_current_task_btf());
-  if (token) lifecycle(*token, DW_LIFECYCLE_EXEC, p->tgid);
+  if (token) send_lifecycle(&dw_exec_last, *token, DW_LIFECYCLE_EXEC, p->tgid, 0);
   return 0;
 }
 

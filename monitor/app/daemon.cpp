@@ -183,7 +183,11 @@ struct Daemon {
     bool again = false;
     uint64_t earliest_ns = 0;        // the first event it answers, CLOCK_MONOTONIC
     uint64_t again_ns = UINT64_MAX;  // the first event that came meanwhile
+    // The times of the events that came meanwhile, the first
+    // kMeanwhileKept of them (for the latency's origin).
+    std::vector<uint64_t> meanwhile_ns;
   };
+  static constexpr size_t kMeanwhileKept = 64;
   std::map<std::string, ProbeResample> probe_resamples;
   int64_t last_heartbeat = 0;
   std::string stop_reason = "stopped";
@@ -1266,15 +1270,21 @@ Result<void> load_probes(Daemon& d) {
 // newly drifted, the time from the kernel's event is the probe's detection
 // latency; when the runtime's own setup was still running in the sandbox
 // (`runc exec`: runc's init enters it first and holds the runtime's
-// capabilities until it executes the workload), from the start of the last
-// sample that still saw that setup instead: what drifted is the workload,
-// which did not run before, so the time counts from no later than its start.
+// capabilities until it executes the workload), from the workload's start
+// instead: what drifted is the workload, which did not run before. Its
+// start is the exec by which runc's init becomes the workload, after the
+// last sample that still saw that setup began (that sample read the
+// runtime's name, which the exec replaces): the first kernel event in the
+// sandbox after that start is no later than it. Without one in yet, the
+// time counts from that sample's start.
 void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
                     const std::string& why) {
   auto [it, fresh] = d.probe_resamples.try_emplace(sandbox_id);
   if (!fresh) {
     it->second.again = true;
     it->second.again_ns = std::min(it->second.again_ns, event_ns);
+    if (it->second.meanwhile_ns.size() < Daemon::kMeanwhileKept)
+      it->second.meanwhile_ns.push_back(event_ns);
     return;
   }
   it->second.earliest_ns = event_ns;
@@ -1283,7 +1293,14 @@ void probe_resample(Daemon& d, const std::string& sandbox_id, uint64_t event_ns,
     if (pending == d.probe_resamples.end()) return;
     if (drifted) {
       const uint64_t now_ns = monotonic_ns();
-      const uint64_t origin = std::max(pending->second.earliest_ns, setup_ns);
+      uint64_t start_ns = setup_ns;
+      if (setup_ns != 0) {
+        uint64_t first_after = UINT64_MAX;
+        for (uint64_t t : pending->second.meanwhile_ns)
+          if (t > setup_ns) first_after = std::min(first_after, t);
+        if (first_after != UINT64_MAX) start_ns = first_after;
+      }
+      const uint64_t origin = std::max(pending->second.earliest_ns, start_ns);
       if (now_ns > origin)
         d.metrics->observe_probe_latency(static_cast<double>(now_ns - origin) / 1e9);
     }

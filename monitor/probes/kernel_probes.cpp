@@ -328,6 +328,7 @@ void KernelProbes::forget_token(uint32_t token) {
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_rates, &token, sizeof token, 0);
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_lifecycle_last, &token, sizeof token, 0);
   (void)bpf_map__delete_elem(state_->skeleton->maps.dw_namespace_last, &token, sizeof token, 0);
+  (void)bpf_map__delete_elem(state_->skeleton->maps.dw_exec_last, &token, sizeof token, 0);
 }
 
 Result<std::vector<AttemptCount>> KernelProbes::counts() const {
