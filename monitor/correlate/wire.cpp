@@ -757,7 +757,9 @@ Sample read_sample(Reader& r, const Field& f) {
   if (r.failed()) return sample;
 
   // What the sampler always gives: an observation of the ref's sandbox,
-  // with the first process (the same one) among its members.
+  // with the first process (the same one) among its members, or, when its
+  // main thread has exited while other threads run on, a thread of it
+  // (status.tgid) standing for it.
   const auto& obs = sample.observation;
   if (obs.sandbox_id != sample.ref.sandbox_id) {
     r.fail(observation.path.key("sandbox_id"),
@@ -769,9 +771,14 @@ Sample read_sample(Reader& r, const Field& f) {
     const auto& first = sample.ref.first_process;
     const auto it = std::lower_bound(obs.members.begin(), obs.members.end(), first.pid,
                                      [](const auto& m, pid_t p) { return m.pid < p; });
+    const bool stood_for = std::ranges::any_of(obs.members, [&](const auto& m) {
+      return m.pid != first.pid && m.status.tgid == first.pid;
+    });
     if (it == obs.members.end() || it->pid != first.pid) {
-      r.fail(observation.path.key("members"),
-             "lacks the first process, pid " + std::to_string(first.pid));
+      if (!stood_for)
+        r.fail(
+            observation.path.key("members"),
+            "lacks the first process, pid " + std::to_string(first.pid) + ", and any thread of it");
     } else if (it->start_time_ticks != first.start_time_ticks) {
       r.fail(observation.path.key("members"),
              "has pid " + std::to_string(first.pid) + " started at tick " +
@@ -1129,7 +1136,9 @@ Result<PeerRequest> parse_peer_request(const nlohmann::json& document) {
       const Field name = link["name"];
       if (!r.failed() && !(name.value.is_string() &&
                            sandbox::is_proc_link_name(name.value.get_ref<const std::string&>())))
-        r.fail(name.path, "not exe nor ns/<kind> of a namespace kind (of the process or of task/<thread id>/)");
+        r.fail(
+            name.path,
+            "not exe nor ns/<kind> of a namespace kind (of the process or of task/<thread id>/)");
       if (!r.failed()) out.name = name.value.get<std::string>();
       link.done();
       request.links.push_back(std::move(out));

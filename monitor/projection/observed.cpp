@@ -139,6 +139,7 @@ nlohmann::json members_json(const Observation& obs) {
                          r.hard ? nlohmann::json(*r.hard) : nlohmann::json(nullptr)};
     }
     members.push_back({{"pid", m.pid},
+                       {"tgid", m.status.tgid},
                        {"start_time_ticks", m.start_time_ticks},
                        {"euid", m.status.uid[1]},
                        {"exe", m.exe},

@@ -624,6 +624,22 @@ TEST_CASE("wire: a sample must be of its ref's sandbox, members sorted, first pr
              Contains("observation.members: lacks the first process, pid 4300"));
   CHECK_THAT(response_error(1, "/items/0/ref/first_process/start_time_ticks"),
              Contains("not the first process (tick 1)"));
+  // A first process whose main thread exited, stood for by a thread of it
+  // (its own thread id and start time, the process's tgid); not by a
+  // thread of another process.
+  {
+    wire::Response stood_for;
+    stood_for.items = {full_sample()};
+    auto& members = stood_for.items[0].observation.members;
+    members[0] = member(4243, 987654999);
+    members[0].status.tgid = 4242;
+    const auto parsed = ok(wire::parse_response(over_the_wire(wire::to_json(stood_for))));
+    REQUIRE(parsed.items.size() == 1);
+    CHECK(parsed.items[0].observation.members[0].status.tgid == 4242);
+    members[0].status.tgid = 4250;
+    CHECK_THAT(rejection(wire::parse_response, wire::to_json(stood_for)),
+               Contains("lacks the first process, pid 4242, and any thread of it"));
+  }
   CHECK_THAT(response_error(json::array(), "/items/0/observation/members"),
              Contains("observation.members: empty"));
   CHECK_THAT(response_error(1, "/items/0/observation/mount_views/1/mount_namespace"),

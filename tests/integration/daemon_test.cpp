@@ -469,3 +469,45 @@ TEST_CASE(
   CHECK(log.find(" info watching ") < log.find(" info running\n"));
   CHECK(daemon.stop() == 0);
 }
+
+TEST_CASE(
+    "daemon: a sandbox whose init's main thread exits stays sampled through its thread, attested, "
+    "and the sweeps go on",
+    "[root][runc][integration][daemon]") {
+  SKIP_WITHOUT("root", "runc", "busybox");
+  auto bundle = OciBundle::with_default_spec();
+  bundle.add_program(DRIFTWATCH_ATTEMPT_HELPER, "attempt");
+  bundle.config()["process"]["args"] = {"/bin/attempt", "hold-thread", "sleep:2", "leader-exit"};
+  bundle.config()["linux"]["resources"]["memory"] = {{"limit", 64 << 20}};
+  bundle.write_config();
+  auto container =
+      value_or_throw(Container::start("runc", bundle, unique_container_id("d-initexit")));
+  const pid_t init = container.init_pid();
+  DaemonUnderTest daemon{json{{"sweep_interval_seconds", 1}}};
+  daemon.start();
+  REQUIRE(daemon.post_launch("L-initexit", container.id(), bundle.config()).status == 202);
+  daemon.wait_for_verdict(container.id(), "attested");
+
+  // The main thread exits (runc now calls the container stopped); the
+  // thread runs on, in the sandbox's cgroups, with its credentials.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string state;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream stat("/proc/" + std::to_string(init) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    state = close == std::string::npos ? "" : line.substr(close + 2, 1);
+    if (state == "Z") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(state == "Z");
+  daemon.wait_sweeps(3);
+  const auto sandbox = daemon.get("/v1/sandboxes/" + container.id());
+  INFO(sandbox.dump() << "\n" << daemon.log());
+  CHECK(sandbox["verdict"] == "attested");
+  REQUIRE(sandbox["members"].size() == 1);
+  CHECK(sandbox["members"][0] != init);  // the thread, standing for the init
+  CHECK(daemon.get("/healthz")["status"] == "ok");
+  CHECK_THAT(daemon.log(), !Catch::Contains("sampler process:"));
+}
