@@ -40,6 +40,9 @@ constexpr std::chrono::seconds kLingerTime{5};
 constexpr size_t kDrainChunk = 16 * 1024;
 // Unparsed input held between reads: a read chunk plus a pipelined request.
 constexpr size_t kMaxReadBuffer = 256 * 1024;
+// What an idle kept-alive connection reads at once when its next request
+// begins (the rest is read by the parser).
+constexpr size_t kIdleReadChunk = 4096;
 // After a failed accept (EMFILE, ENFILE, ENOBUFS) retry after a pause
 // instead of spinning on the error.
 constexpr std::chrono::milliseconds kAcceptRetry{100};
@@ -336,10 +339,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (buffer_.size() > 0) return begin_request(Clock::now() + core_->timeouts.header);
     phase_ = Phase::idle;
     arm(Clock::now() + core_->timeouts.idle);
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
-      if (ec || self->phase_ != Phase::idle) return self->close();
-      self->begin_request(Clock::now() + self->core_->timeouts.header);
-    });
+    // A read, not a wait: the reactor watches sockets edge-triggered and
+    // completes a wait only on an edge after it was registered, so a
+    // request that arrived before would lie unread until the idle
+    // deadline; a read is tried at once.
+    socket_.async_read_some(buffer_.prepare(kIdleReadChunk),
+                            [self = shared_from_this()](const error_code& ec, size_t n) {
+                              if (ec || self->phase_ != Phase::idle) return self->close();
+                              self->buffer_.commit(n);
+                              self->begin_request(Clock::now() + self->core_->timeouts.header);
+                            });
   }
 
   void on_header(const error_code& ec) {

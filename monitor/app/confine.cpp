@@ -886,6 +886,22 @@ Result<std::string> apply_landlock(const ConfineOptions& options, int abi) {
     note += "; reads beneath";
     for (const auto& r : reads) note += " " + r;
   }
+  // Listing only: the names of containers and namespaces in the runtime
+  // roots, which the change notifications arm watches on (without it a
+  // container made before its namespace's watch was armed went unseen).
+  std::vector<std::string> lists;
+  for (const auto& path : options.list_paths) {
+    const fs::path at = existing_ancestor(path);
+    std::error_code ec;
+    if (at.empty() || !fs::is_directory(at, ec)) continue;
+    if (std::ranges::find(lists, at.string()) != lists.end()) continue;
+    if (auto added = allow(at, kLandlockReadDir); !added) return std::unexpected(added.error());
+    lists.push_back(at.string());
+  }
+  if (!lists.empty()) {
+    note += "; lists beneath";
+    for (const auto& l : lists) note += " " + l;
+  }
   note += "; nothing else";
   if (ruleset.handled_access_net) note += ", no TCP bind or connect";
   if (ruleset.scoped) note += ", no signal or abstract socket out of the domain";
@@ -1015,6 +1031,9 @@ Result<ConfineOptions> confine_options_for(const NodeConfig& config) {
   options.state_dir = config.state_dir;
   for (const auto& journal : config.launch_journals)
     options.read_paths.push_back(fs::absolute(journal).lexically_normal().parent_path());
+  for (const auto* roots : {&config.runc_roots, &config.crun_roots, &config.containerd_roots})
+    for (const auto& root : *roots)
+      options.list_paths.push_back(fs::absolute(root).lexically_normal());
   return options;
 }
 

@@ -144,6 +144,12 @@ struct ConfineOptions {
   /// state dir. A path that does not exist yet is allowed through its
   /// nearest existing ancestor (said in ConfineReport::landlock).
   std::vector<std::filesystem::path> read_paths;
+  /// Front: directories whose entries it lists after confinement (the
+  /// runtime roots, where it arms a change notification on each container
+  /// and containerd namespace): Landlock allows listing beneath them, never
+  /// reading a file. A path that does not exist yet is allowed through its
+  /// nearest existing directory.
+  std::vector<std::filesystem::path> list_paths;
   /// Sampler, proc peer: directories they must not see, each covered by an
   /// empty tmpfs of mode 000 in their own mount namespace: the front's state
   /// dir, which holds the node's signing key (they run as the front's user,

@@ -1341,13 +1341,26 @@ void take_changes(Daemon& d) {
   if (!changes->empty()) d.metrics->count_probe_events("inotify", changes->size(), 0);
 }
 
+// Waits for the descriptor to be readable, then reads it. The wait is
+// registered before the read, not after: the reactor watches descriptors
+// edge-triggered and completes a wait only on an edge after it was
+// registered, so what arrived between a read and the next wait would lie
+// unread until something else arrived (measured: a containerd container's
+// state file, written while the daemon armed its new namespace's watches,
+// was not seen for as long as the test waited).
+template <class Take>
+void wait_then_take(asio::posix::stream_descriptor& descriptor, Take take) {
+  descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [&descriptor, take](const boost::system::error_code& ec) {
+                          if (!ec) wait_then_take(descriptor, take);
+                        });
+  take();
+}
+
 void wait_for_changes(Daemon& d) {
-  d.change_events->async_wait(asio::posix::stream_descriptor::wait_read,
-                              [&d](const boost::system::error_code& ec) {
-                                if (ec || d.stopping || !d.changes) return;
-                                take_changes(d);
-                                wait_for_changes(d);
-                              });
+  wait_then_take(*d.change_events, [&d] {
+    if (!d.stopping && d.changes) take_changes(d);
+  });
 }
 
 // Change notifications on the loop, when the probes are on. The front keeps
@@ -1418,12 +1431,9 @@ void schedule_attempts(Daemon& d) {
 }
 
 void wait_for_attempt_events(Daemon& d) {
-  d.attempt_events->async_wait(asio::posix::stream_descriptor::wait_read,
-                               [&d](const boost::system::error_code& ec) {
-                                 if (ec || d.stopping || !d.attempts) return;
-                                 take_probe_events(d);
-                                 wait_for_attempt_events(d);
-                               });
+  wait_then_take(*d.attempt_events, [&d] {
+    if (!d.stopping && d.attempts) take_probe_events(d);
+  });
 }
 
 Result<void> drop_privileges(Daemon& d) {
@@ -1571,6 +1581,7 @@ int cmd_run(const std::optional<fs::path>& config_path) {
   if (d.checkpoint_timer) d.checkpoint_timer->cancel();
   if (d.attempt_timer) d.attempt_timer->cancel();
   if (d.attempt_events) d.attempt_events->cancel();
+  if (d.change_events) d.change_events->cancel();
   // A request in flight on the pool ends at once (end of stream) rather
   // than at the sampler's answer.
   if (d.sampler) d.sampler->shut_down();

@@ -157,13 +157,21 @@ std::vector<std::string> ChangeNotify::watch_discovery(const std::vector<fs::pat
 // Watches each discovery directory that exists, and the nearest existing
 // ancestor of each that does not. Runs again when an ancestor sees an
 // entry created on the way to a missing one.
-std::vector<std::string> ChangeNotify::arm_discovery() {
+std::vector<std::string> ChangeNotify::arm_discovery(
+    std::vector<std::pair<std::string, std::string>>* written) {
   std::vector<std::string> problems;
+  auto listing_failed = [&](const fs::path& dir, const std::error_code& ec) {
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      problems.push_back("cannot list " + dir.string() + ": " + ec.message() +
+                         "; what is already there waits for the sweep");
+  };
   // The namespaces already under each root parent are roots of their own.
   for (const auto& parent : root_parents_) {
+    if (!is_dir(parent)) continue;
     std::error_code ec;
     for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec))
       if (is_dir(it->path())) add_runtime_root(it->path());
+    listing_failed(parent, ec);
   }
   for (const auto& dir : discovery_dirs_) {
     if (is_dir(dir)) {
@@ -174,12 +182,21 @@ std::vector<std::string> ChangeNotify::arm_discovery() {
       }
       watches_[*wd].discovery = true;
       if (std::ranges::find(runtime_roots_, dir) == runtime_roots_.end()) continue;
-      // The containers already there: their state files.
+      // The containers already there: their state files, and those
+      // written before this watch (looked at after it is armed).
       std::error_code ec;
       for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
         if (!is_dir(it->path())) continue;
-        if (auto c = add(it->path(), kContainerMask)) watches_[*c].container_dir = true;
+        auto c = add(it->path(), kContainerMask);
+        if (!c) continue;
+        const bool fresh = !watches_[*c].container_dir;
+        watches_[*c].container_dir = true;
+        if (!fresh || !written) continue;
+        for (const char* file : kStateFiles)
+          if (::access((it->path() / file).c_str(), F_OK) == 0)
+            written->emplace_back(it->path().filename().string(), (it->path() / file).string());
       }
+      listing_failed(dir, ec);
       continue;
     }
     fs::path ancestor = dir.parent_path();
@@ -332,7 +349,9 @@ Result<std::vector<Change>> ChangeNotify::take() {
     }
   }
   if (rearm) {
-    remember(arm_discovery());
+    std::vector<std::pair<std::string, std::string>> written;
+    remember(arm_discovery(&written));
+    for (auto& [id, file] : written) discover(std::move(id), std::move(file));
     discover("", "a discovery directory appeared or went");
   }
   return changes;

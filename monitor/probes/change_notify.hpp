@@ -99,7 +99,11 @@ class ChangeNotify {
   void close_fd() noexcept;
   // Adds a watch; returns the descriptor or why not.
   Result<int> add(const std::filesystem::path& dir, uint32_t mask);
-  std::vector<std::string> arm_discovery();
+  /// `written` (optional) gets the state files already in the container
+  /// directories it newly watches: (container id, path), written before
+  /// the watch could see them.
+  std::vector<std::string> arm_discovery(
+      std::vector<std::pair<std::string, std::string>>* written = nullptr);
   // A directory whose subdirectories are containers, watched from now on.
   void add_runtime_root(const std::filesystem::path& root);
   void remember(const std::vector<std::string>& problems);
