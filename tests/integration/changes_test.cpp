@@ -232,6 +232,7 @@ TEST_CASE("change notify: a containerd namespace created later is a runtime root
   seen = take_until(*notify, [](const Change& c) { return c.sandbox_id == "c-1"; });
   INFO(describe(seen));
   REQUIRE(!seen.empty());
+  CHECK(seen.back().sandbox_id == "c-1");
   CHECK(seen.back().kind == Change::Kind::discovery);
   // And in the namespace that was there from the start.
   fs::create_directory(parent / "default" / "c-2");
@@ -239,6 +240,30 @@ TEST_CASE("change notify: a containerd namespace created later is a runtime root
   seen = take_until(*notify, [](const Change& c) { return c.sandbox_id == "c-2"; });
   INFO(describe(seen));
   REQUIRE(!seen.empty());
+  CHECK(seen.back().sandbox_id == "c-2");
+}
+
+TEST_CASE(
+    "change notify: a container whose namespace, directory and state file all came before the "
+    "namespace's watch is found by its id",
+    "[inotify]") {
+  TempDir tmp;
+  const fs::path parent = tmp.path() / "containerd" / "runc";
+  fs::create_directories(parent);
+  auto notify = ChangeNotify::open();
+  REQUIRE(notify);
+  REQUIRE(notify->watch_discovery({}, {}, {parent}).empty());
+  // containerd makes the namespace and runc the container's directory in
+  // the same millisecond, and its state file soon after: all of it before
+  // the loop reads the namespace's event and arms a watch on it.
+  fs::create_directories(parent / "k8s.io" / "c-early");
+  std::ofstream(parent / "k8s.io" / "c-early" / "state.json") << "{}";
+  auto seen = take_until(*notify, [](const Change& c) { return c.sandbox_id == "c-early"; });
+  INFO(describe(seen));
+  REQUIRE(!seen.empty());
+  CHECK(seen.back().sandbox_id == "c-early");
+  CHECK(seen.back().kind == Change::Kind::discovery);
+  CHECK(notify->health()["container_dirs"] == 1);
 }
 
 TEST_CASE(
